@@ -1,0 +1,52 @@
+import { PostbackError } from '../errors';
+
+export type BodyFormat = 'json' | 'xml' | 'form';
+
+/** What the Content-Type header says to do with a body; 'sniff' looks at its first character. */
+export type BodyPlan = BodyFormat | 'sniff';
+
+export const ACCEPTED_CONTENT_TYPES = [
+  'application/json',
+  'application/xml',
+  'text/xml',
+  'application/x-www-form-urlencoded',
+  'text/plain',
+] as const;
+
+const UTF8_CHARSETS = new Set(['utf-8', 'utf8', 'us-ascii']);
+
+/**
+ * Decides how a POST body will be read, before any of it is read. impact.com documents JSON
+ * for POST and says nothing of the XML content type, so `application/xml`, `text/xml` and any
+ * `+xml` type are taken; a body with no type or `text/plain` is sniffed, since a partner may
+ * leave the type to whatever sent it.
+ */
+export function planBody(contentType: string | undefined): BodyPlan {
+  if (contentType === undefined || contentType.trim() === '') return 'sniff';
+  const [mediaPart = '', ...parameters] = contentType.split(';');
+  const media = mediaPart.trim().toLowerCase();
+  for (const parameter of parameters) {
+    const [name = '', value = ''] = parameter.split('=');
+    if (name.trim().toLowerCase() !== 'charset') continue;
+    const charset = value.trim().replace(/^"(.*)"$/, '$1').toLowerCase();
+    if (!UTF8_CHARSETS.has(charset)) {
+      throw new PostbackError('charset.unsupported', `charset "${charset}" is not supported; send UTF-8`);
+    }
+  }
+  if (media === 'application/json' || /^application\/[^/]+\+json$/.test(media)) return 'json';
+  if (media === 'application/xml' || media === 'text/xml' || /^[a-z]+\/[^/]+\+xml$/.test(media)) return 'xml';
+  if (media === 'application/x-www-form-urlencoded') return 'form';
+  if (media === 'text/plain') return 'sniff';
+  throw new PostbackError(
+    'content_type.unsupported',
+    `content type "${media}" is not supported; send one of ${ACCEPTED_CONTENT_TYPES.join(', ')}`,
+  );
+}
+
+/** The format of a sniffed body: `{` is JSON, `<` is XML, anything else a form. */
+export function sniffFormat(text: string): BodyFormat {
+  const first = text.trimStart().charAt(0);
+  if (first === '{') return 'json';
+  if (first === '<') return 'xml';
+  return 'form';
+}

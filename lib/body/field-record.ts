@@ -1,0 +1,32 @@
+import { PostbackError } from '../errors';
+
+/** A received value: text, or for JSON and XML bodies, nested lists and records of text. */
+export type FieldValue = string | readonly FieldValue[] | { readonly [key: string]: FieldValue };
+
+/** Received fields by key, as a null-prototype object so no key can reach Object.prototype. */
+export type FieldRecord = Record<string, FieldValue>;
+
+/** Nesting deeper than this in a JSON or XML body is refused before anything recursive runs. */
+export const MAX_NESTING_DEPTH = 16;
+
+export function createRecord(): FieldRecord {
+  return Object.create(null) as FieldRecord;
+}
+
+/**
+ * Adds a field, refusing a key that is already there: every parser on its own would keep the
+ * first or the last of two `Payout` keys, and not the same one, so two keys are a 400 instead.
+ */
+export function addField(record: FieldRecord, key: string, value: FieldValue): void {
+  if (Object.hasOwn(record, key)) {
+    throw new PostbackError('field.duplicate', `field "${key}" was sent more than once`, { field: key });
+  }
+  record[key] = value;
+}
+
+/** Counts top-level fields against the configured cap, as each parser adds them. */
+export function assertFieldCount(count: number, maxFields: number): void {
+  if (count > maxFields) {
+    throw new PostbackError('fields.too_many', `more than ${maxFields} fields were sent`);
+  }
+}

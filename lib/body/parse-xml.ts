@@ -1,0 +1,155 @@
+import { Parser } from 'xml2js';
+import { PostbackError } from '../errors';
+import {
+  addField,
+  assertFieldCount,
+  createRecord,
+  MAX_NESTING_DEPTH,
+  type FieldRecord,
+  type FieldValue,
+} from './field-record';
+
+/** Elements in one body; a postback template has a few dozen. */
+export const MAX_XML_ELEMENTS = 1000;
+
+// Refused before xml2js sees the body: impact.com has no reason to send a DTD, and sax's
+// handling of entities has changed between releases (see the sax pin in package.json).
+const DOCTYPE_OR_ENTITY = /<!\s*(?:DOCTYPE|ENTITY)/i;
+
+// `_` and `$` are xml2js's text and attribute keys (an element with either name makes xml2js
+// throw `obj[charkey].match is not a function`); `#name` is its internal tag key; and names
+// inherited from Object.prototype make xml2js's `key in obj` test pick up Object.prototype
+// itself as the first value of the element.
+const FORBIDDEN_ELEMENT_NAMES = new Set(['$', '_', '#name', ...Object.getOwnPropertyNames(Object.prototype)]);
+
+interface SaxNode {
+  readonly name: string;
+}
+
+/** The sax parser xml2js drives; @types/xml2js does not declare it. */
+interface SaxHandlers {
+  onopentag: (node: SaxNode) => void;
+  onclosetag: (name: string) => void;
+  onattribute: (attribute: SaxNode) => void;
+  ondoctype: (doctype: string) => void;
+  onerror: (error: Error) => void;
+}
+
+const PARSER_OPTIONS = {
+  // strict keeps unknown entities an error and tag names as written; sync mode reports errors
+  // to the caller (async mode swallows them, xml2js #293); attributes carry no postback data.
+  strict: true,
+  async: false,
+  explicitArray: true,
+  explicitRoot: true,
+  ignoreAttrs: true,
+  xmlns: false,
+};
+
+function invalid(message: string): PostbackError {
+  return new PostbackError('body.invalid', `invalid XML: ${message}`);
+}
+
+/**
+ * Parses an XML body with any root element; the root's child elements are the fields. The sax
+ * parser under xml2js is watched while it runs, so depth, element count, forbidden names,
+ * duplicate attributes and anything after the root are refused. That last one matters: xml2js
+ * reports success when the root closes and ignores or late-throws on what follows
+ * (xml2js #408, #617).
+ */
+export function parseXmlBody(text: string, maxFields: number): FieldRecord {
+  if (DOCTYPE_OR_ENTITY.test(text)) throw invalid('DOCTYPE and ENTITY declarations are not accepted');
+  if (text.trim() === '') throw invalid('the body is empty');
+
+  const parser = new Parser(PARSER_OPTIONS);
+  let problem: string | null = null;
+  watchSaxParser((parser as unknown as { saxParser: SaxHandlers }).saxParser, (found) => {
+    problem ??= found;
+  });
+
+  let result: unknown;
+  let parseError: unknown;
+  try {
+    parser.parseString(text, (error, value: unknown) => {
+      if (error !== null) parseError ??= error;
+      else result ??= value;
+    });
+  } catch (error) {
+    parseError ??= error;
+  }
+  if (problem !== null) throw invalid(problem);
+  if (parseError !== undefined || result === undefined || result === null) {
+    throw invalid(firstLine(parseError));
+  }
+  return toRecord(result, maxFields);
+}
+
+function watchSaxParser(sax: SaxHandlers, report: (problem: string) => void): void {
+  const { onopentag, onclosetag, onerror } = sax;
+  let depth = 0;
+  let elements = 0;
+  let rootClosed = false;
+  let attributeNames = new Set<string>();
+  const refuse = (problem: string): never => {
+    report(problem);
+    throw invalid(problem);
+  };
+
+  sax.onattribute = (attribute) => {
+    if (attributeNames.has(attribute.name)) refuse(`attribute "${attribute.name}" appears twice`);
+    attributeNames.add(attribute.name);
+  };
+  sax.onopentag = (node) => {
+    attributeNames = new Set();
+    if (rootClosed) refuse('content after the root element');
+    depth += 1;
+    elements += 1;
+    if (depth > MAX_NESTING_DEPTH) refuse(`nested deeper than ${MAX_NESTING_DEPTH} levels`);
+    if (elements > MAX_XML_ELEMENTS) refuse(`more than ${MAX_XML_ELEMENTS} elements`);
+    if (FORBIDDEN_ELEMENT_NAMES.has(node.name)) refuse(`element name "${node.name}" is not accepted`);
+    onopentag(node);
+  };
+  sax.onclosetag = (name) => {
+    depth -= 1;
+    if (depth === 0) rootClosed = true;
+    onclosetag(name);
+  };
+  sax.ondoctype = () => refuse('DOCTYPE declarations are not accepted');
+  sax.onerror = (error) => {
+    report(rootClosed ? 'content after the root element' : firstLine(error));
+    onerror(error);
+  };
+}
+
+function firstLine(error: unknown): string {
+  const message = error instanceof Error ? error.message : 'the document is not well-formed';
+  return message.split('\n')[0] ?? message;
+}
+
+type XmlNode = string | { readonly [key: string]: readonly XmlNode[] | string };
+
+function toRecord(result: unknown, maxFields: number): FieldRecord {
+  const [root] = Object.values(result as Record<string, XmlNode>);
+  const record = createRecord();
+  if (root === undefined || root === '') return record;
+  if (typeof root === 'string') throw invalid('the root element holds text, not field elements');
+  let count = 0;
+  for (const [name, values] of Object.entries(root)) {
+    if (typeof values === 'string') throw invalid('the root element mixes text and field elements');
+    count += 1;
+    assertFieldCount(count, maxFields);
+    for (const value of values) addField(record, name, toFieldValue(value, name));
+  }
+  return record;
+}
+
+function toFieldValue(node: XmlNode, name: string): FieldValue {
+  if (typeof node === 'string') return node;
+  const record = createRecord();
+  for (const [child, values] of Object.entries(node)) {
+    if (typeof values === 'string') throw invalid(`element "${name}" mixes text and elements`);
+    const converted = values.map((value) => toFieldValue(value, child));
+    record[child] = converted.length === 1 ? (converted[0] as FieldValue) : converted;
+  }
+  return record;
+}

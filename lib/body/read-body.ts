@@ -1,0 +1,147 @@
+import bodyParser from 'body-parser';
+import type { Request, Response } from 'express';
+import { PostbackError, type PostbackErrorCode } from '../errors';
+import { planBody, sniffFormat, type BodyFormat } from './content-type';
+import { addField, assertFieldCount, createRecord, MAX_NESTING_DEPTH, type FieldRecord, type FieldValue } from './field-record';
+import { parseJsonBody } from './parse-json';
+import { parseUrlEncoded } from './parse-urlencoded';
+import { parseXmlBody } from './parse-xml';
+
+export interface ReceivedBody {
+  readonly format: BodyFormat;
+  readonly record: FieldRecord;
+}
+
+export interface BodyLimits {
+  /** Largest body in bytes, after inflation. */
+  readonly limit: number;
+  readonly maxFields: number;
+}
+
+type RawParser = (req: Request, res: Response, next: (error?: unknown) => void) => void;
+
+/**
+ * Builds the body reader once per router. Reading goes through body-parser's raw parser, which
+ * enforces the limit on the inflated bytes (413 before reading when Content-Length is already
+ * too large), inflates gzip/deflate/br, and refuses unknown encodings; parsing is ours.
+ */
+export function createBodyReader(limits: BodyLimits) {
+  const readRaw = bodyParser.raw({ type: () => true, limit: limits.limit, inflate: true }) as unknown as RawParser;
+  const decoder = new TextDecoder('utf-8', { fatal: true });
+
+  function parseText(text: string, contentType: string | undefined): ReceivedBody | null {
+    const plan = planBody(contentType);
+    if (text.trim() === '') return null;
+    const format = plan === 'sniff' ? sniffFormat(text) : plan;
+    return { format, record: parseAs(format, text, limits.maxFields) };
+  }
+
+  function decode(buffer: Buffer): string {
+    try {
+      return decoder.decode(buffer);
+    } catch {
+      throw new PostbackError('body.invalid', 'the body is not valid UTF-8');
+    }
+  }
+
+  return function readBody(req: Request, res: Response): Promise<ReceivedBody | null> {
+    const contentType = req.headers['content-type'];
+    // A host app that ran express.json(), express.urlencoded() or express.text() before the
+    // router has consumed the stream already: use what it left instead of waiting for data
+    // that will never come.
+    if (req.readableEnded) {
+      return Promise.resolve(fromParsedBody(req.body as unknown, contentType));
+    }
+    planBody(contentType);
+    return new Promise((resolve, reject) => {
+      readRaw(req, res, (error) => {
+        if (error !== undefined) {
+          reject(fromBodyParserError(error));
+          return;
+        }
+        try {
+          const body = req.body as unknown;
+          resolve(Buffer.isBuffer(body) ? parseText(decode(body), contentType) : null);
+        } catch (parseError) {
+          reject(parseError);
+        }
+      });
+    });
+  };
+
+  function fromParsedBody(body: unknown, contentType: string | undefined): ReceivedBody | null {
+    if (body === undefined || body === null) return null;
+    if (Buffer.isBuffer(body)) return parseText(decode(body), contentType);
+    if (typeof body === 'string') return parseText(body, contentType);
+    if (typeof body !== 'object' || Array.isArray(body)) {
+      throw new PostbackError('body.invalid', 'the body must be an object of fields');
+    }
+    const entries = Object.entries(body as Record<string, unknown>);
+    // Express 4's parsers leave `{}` on requests they did not parse.
+    if (entries.length === 0) return null;
+    const format: BodyFormat = planBody(contentType) === 'form' ? 'form' : 'json';
+    const record = createRecord();
+    let count = 0;
+    for (const [key, value] of entries) {
+      count += 1;
+      assertFieldCount(count, limits.maxFields);
+      // urlencoded parsers turn a repeated key into an array: the same duplicate as ours.
+      if (format === 'form' && Array.isArray(value)) {
+        throw new PostbackError('field.duplicate', `field "${key}" was sent more than once`, { field: key });
+      }
+      addField(record, key, toFieldValue(value, 1));
+    }
+    return { format, record };
+  }
+}
+
+function parseAs(format: BodyFormat, text: string, maxFields: number): FieldRecord {
+  switch (format) {
+    case 'json':
+      return parseJsonBody(text, maxFields);
+    case 'xml':
+      return parseXmlBody(text, maxFields);
+    case 'form':
+      return parseUrlEncoded(text, maxFields);
+  }
+}
+
+/** Converts a value another parser produced to the shape our own JSON reader gives. */
+function toFieldValue(value: unknown, depth: number): FieldValue {
+  if (depth > MAX_NESTING_DEPTH) {
+    throw new PostbackError('body.invalid', `the body is nested deeper than ${MAX_NESTING_DEPTH} levels`);
+  }
+  if (typeof value === 'string') return value;
+  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+  if (value === null || value === undefined) return '';
+  if (Array.isArray(value)) return value.map((item: unknown) => toFieldValue(item, depth + 1));
+  if (typeof value === 'object') {
+    const record = createRecord();
+    for (const [key, item] of Object.entries(value as Record<string, unknown>)) {
+      record[key] = toFieldValue(item, depth + 1);
+    }
+    return record;
+  }
+  throw new PostbackError('body.invalid', 'the body holds a value that is not text');
+}
+
+const BODY_PARSER_CODES: Readonly<Record<string, PostbackErrorCode>> = {
+  'entity.too.large': 'body.too_large',
+  'encoding.unsupported': 'content_encoding.unsupported',
+  'request.aborted': 'request.aborted',
+};
+
+/** Maps body-parser's http-errors (`type` such as `entity.too.large`) to our codes. */
+function fromBodyParserError(error: unknown): PostbackError {
+  if (error instanceof PostbackError) return error;
+  const details = error as { type?: unknown; status?: unknown };
+  const code = typeof details.type === 'string' ? BODY_PARSER_CODES[details.type] : undefined;
+  if (code !== undefined) {
+    const message = code === 'body.too_large' ? 'the body is larger than the limit' : String((error as Error).message);
+    return new PostbackError(code, message, { cause: error });
+  }
+  if (typeof details.status === 'number' && details.status < 500) {
+    return new PostbackError('body.invalid', 'the body could not be read', { cause: error });
+  }
+  return new PostbackError('internal', 'the body could not be read', { cause: error });
+}

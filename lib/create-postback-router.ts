@@ -1,0 +1,149 @@
+import { EventEmitter } from 'node:events';
+import express, { type Request, type Response, type Router } from 'express';
+import { createBodyReader } from './body/read-body';
+import { addField, type FieldRecord } from './body/field-record';
+import { parseUrlEncoded, queryStringOf } from './body/parse-urlencoded';
+import { dedupeKey } from './dedupe/dedupe-key';
+import { callListeners } from './delivery/call-listeners';
+import { createDeliverer } from './delivery/deliver';
+import { PostbackError } from './errors';
+import type { PostbackEventMap, PostbackRoute, TypedEventEmitter } from './events';
+import { buildEvent } from './fields/build-event';
+import { compileFieldIndex, type FieldIndex } from './fields/field-names';
+import { ACTION_FIELDS, CATALOG_FIELDS, INQUIRY_FIELDS } from './fields/field-specs';
+import { normalizeFields } from './fields/normalize-fields';
+import { sendError, sendSuccess } from './http/respond';
+import { resolveClientIp } from './ip/client-ip';
+import { normalizeOptions, type PostbackRouterOptions } from './options';
+import { compileTokenCheck, TOKEN_HEADER, TOKEN_QUERY_PARAM } from './token';
+
+/** The object createPostbackRouter returns: a typed event emitter with an Express router. */
+export interface PostbackRouter extends TypedEventEmitter<PostbackEventMap> {
+  /** Mount it where impact.com should send: `app.use('/impact', postbacks.router)`. */
+  readonly router: Router;
+}
+
+/** impact.com gives each event kind its own URL, and nothing in a request says which kind it is. */
+const ROUTE_EVENTS: Readonly<Record<PostbackRoute, 'action' | 'inquiry' | 'catalog'>> = {
+  actions: 'action',
+  clearing: 'action',
+  inquiries: 'inquiry',
+  catalog: 'catalog',
+};
+
+class PostbackReceiver extends EventEmitter {
+  constructor(readonly router: Router) {
+    super();
+  }
+}
+
+/**
+ * Creates the postback receiver. Options are checked here, once: a mistake throws a TypeError
+ * naming the option. Nothing throws at request time; every outcome is an HTTP answer.
+ */
+export function createPostbackRouter(options: PostbackRouterOptions): PostbackRouter {
+  const settings = normalizeOptions(options);
+  const router = express.Router();
+  const emitter = new PostbackReceiver(router);
+  const fieldIndexes: Readonly<Record<PostbackRoute, FieldIndex>> = {
+    actions: compileFieldIndex(ACTION_FIELDS, settings.hostFieldKeys),
+    clearing: compileFieldIndex(ACTION_FIELDS, settings.hostFieldKeys),
+    inquiries: compileFieldIndex(INQUIRY_FIELDS, settings.hostFieldKeys),
+    catalog: compileFieldIndex(CATALOG_FIELDS, settings.hostFieldKeys),
+  };
+  const readBody = createBodyReader({ limit: settings.limit, maxFields: settings.maxFields });
+  const checkToken = settings.tokens.length > 0 ? compileTokenCheck(settings.tokens) : null;
+
+  /** Emits `error` only to listeners the host registered: with none, Node would throw. */
+  function reportError(error: PostbackError): void {
+    if (emitter.listenerCount('error') === 0) return;
+    void callListeners(emitter, 'error', [error]);
+  }
+
+  /** Emits a notification (`rejected`, `duplicate`) without letting a listener's failure escape. */
+  function notify(eventName: 'rejected' | 'duplicate', argument: unknown): void {
+    if (emitter.listenerCount(eventName) === 0) return;
+    void callListeners(emitter, eventName, [argument]).then((failures) => {
+      for (const failure of failures) {
+        reportError(new PostbackError('listener.failed', `a "${eventName}" listener failed`, { cause: failure }));
+      }
+    });
+  }
+
+  const deliver = createDeliverer(emitter, settings.store, settings.listenerTimeout, reportError);
+
+  /** Takes the secret out of the fields (it must never reach `raw` or a log) and checks it. */
+  function checkSecret(query: FieldRecord, req: Request): void {
+    if (checkToken === null) return;
+    const presented: string[] = [];
+    const fromQuery = query[TOKEN_QUERY_PARAM];
+    delete query[TOKEN_QUERY_PARAM];
+    if (typeof fromQuery === 'string') presented.push(fromQuery);
+    const fromHeader = req.headers[TOKEN_HEADER];
+    if (typeof fromHeader === 'string') presented.push(fromHeader);
+    const verdict = checkToken(presented);
+    if (verdict === 'missing') throw new PostbackError('token.missing', 'a postback token is required');
+    if (verdict === 'invalid') throw new PostbackError('token.invalid', 'the postback token is not valid');
+  }
+
+  async function handle(route: PostbackRoute, req: Request, res: Response): Promise<void> {
+    const receivedAt = new Date();
+    const path = req.baseUrl + req.path;
+    let ip: string | null = null;
+    let bodyRead = false;
+    try {
+      ip = resolveClientIp(req.socket.remoteAddress, req.headers['x-forwarded-for'], settings.proxyTrust);
+      // Checked before anything else is read: a refused sender costs no parsing.
+      if (ip === null || !settings.isAllowedIp(ip)) {
+        throw new PostbackError('ip.forbidden', 'this address may not send postbacks');
+      }
+      // Express answers HEAD through GET routes; a HEAD must never credit anything.
+      if (req.method !== 'GET' && req.method !== 'POST') {
+        throw new PostbackError('method.not_allowed', `method ${req.method} is not allowed; use GET or POST`);
+      }
+      const received = parseUrlEncoded(queryStringOf(req.originalUrl), settings.maxFields);
+      checkSecret(received, req);
+      const body = req.method === 'POST' ? await readBody(req, res) : null;
+      bodyRead = true;
+      // Fixed query parameters of a POST URL join the body's fields.
+      for (const [key, value] of Object.entries(body?.record ?? {})) addField(received, key, value);
+
+      const normalized = normalizeFields(received, fieldIndexes[route]);
+      const meta = {
+        receivedAt,
+        ip,
+        format: body?.format ?? 'query',
+        route,
+        path,
+        key: dedupeKey(route, normalized.canonical),
+      } as const;
+      const event = buildEvent(route, normalized, received, meta);
+      const outcome = await deliver(ROUTE_EVENTS[route], event);
+      if (outcome.kind === 'failed') {
+        sendError(req, res, outcome.error, false);
+        return;
+      }
+      if (outcome.kind === 'duplicate') notify('duplicate', event);
+      sendSuccess(req, res, settings.successResponse);
+    } catch (caught) {
+      const error =
+        caught instanceof PostbackError
+          ? caught
+          : new PostbackError('internal', 'the postback could not be processed', { cause: caught });
+      if (error.status >= 500) reportError(error);
+      else notify('rejected', { code: error.code, status: error.status, message: error.message, ip, method: req.method, path });
+      sendError(req, res, error, !bodyRead);
+    }
+  }
+
+  for (const route of Object.keys(ROUTE_EVENTS) as PostbackRoute[]) {
+    router.all(`/${route}`, function postbackRoute(req: Request, res: Response) {
+      // Handled here, not by Express: Express 4 does not catch rejected promises.
+      handle(route, req, res).catch((error: unknown) => {
+        reportError(new PostbackError('internal', 'the answer could not be written', { cause: error }));
+        res.destroy();
+      });
+    });
+  }
+  return emitter as unknown as PostbackRouter;
+}

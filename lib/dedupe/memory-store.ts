@@ -1,0 +1,76 @@
+import type { ClaimResult, DedupeStore } from './store';
+
+export interface MemoryStoreOptions {
+  /** Keys kept at most; the oldest go first. Default 100,000 (about 25 MB). */
+  readonly maxKeys?: number;
+  /** How long a handled key is remembered, in ms. Default 7 days. */
+  readonly maxAgeMs?: number;
+  /** How long a claim holds without commit or release before another may take it, in ms. Default 5 minutes. */
+  readonly leaseMs?: number;
+}
+
+interface Entry {
+  readonly state: 'in-flight' | 'handled';
+  readonly expiresAt: number;
+}
+
+const DEFAULTS = { maxKeys: 100_000, maxAgeMs: 7 * 24 * 60 * 60 * 1000, leaseMs: 5 * 60 * 1000 };
+
+/**
+ * The default store: one process, bounded by count and age. It forgets on restart, so a
+ * postback handled just before a crash, whose answer never reached impact.com, is handled
+ * again on the retry; a durable store closes that gap.
+ */
+export class MemoryStore implements DedupeStore {
+  readonly maxKeys: number;
+  readonly maxAgeMs: number;
+  readonly leaseMs: number;
+  private readonly entries = new Map<string, Entry>();
+
+  constructor(options: MemoryStoreOptions = {}) {
+    this.maxKeys = positiveInteger('maxKeys', options.maxKeys ?? DEFAULTS.maxKeys);
+    this.maxAgeMs = positiveInteger('maxAgeMs', options.maxAgeMs ?? DEFAULTS.maxAgeMs);
+    this.leaseMs = positiveInteger('leaseMs', options.leaseMs ?? DEFAULTS.leaseMs);
+  }
+
+  /** Keys held now, in flight or handled. */
+  get size(): number {
+    return this.entries.size;
+  }
+
+  claim(key: string): ClaimResult {
+    const now = Date.now();
+    const entry = this.entries.get(key);
+    if (entry !== undefined && entry.expiresAt > now) return entry.state;
+    this.entries.delete(key);
+    this.entries.set(key, { state: 'in-flight', expiresAt: now + this.leaseMs });
+    this.prune(now);
+    return 'claimed';
+  }
+
+  commit(key: string): void {
+    const now = Date.now();
+    // Re-inserting moves the key to the end of the Map's order, which is the eviction order.
+    this.entries.delete(key);
+    this.entries.set(key, { state: 'handled', expiresAt: now + this.maxAgeMs });
+    this.prune(now);
+  }
+
+  release(key: string): void {
+    if (this.entries.get(key)?.state === 'in-flight') this.entries.delete(key);
+  }
+
+  private prune(now: number): void {
+    for (const [key, entry] of this.entries) {
+      if (this.entries.size <= this.maxKeys && entry.expiresAt > now) break;
+      this.entries.delete(key);
+    }
+  }
+}
+
+function positiveInteger(name: string, value: number): number {
+  if (!Number.isSafeInteger(value) || value <= 0) {
+    throw new TypeError(`option ${name} must be a positive integer, got ${String(value)}`);
+  }
+  return value;
+}

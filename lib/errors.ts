@@ -1,0 +1,61 @@
+/**
+ * One error family for everything the router refuses or fails at. Duck-type compatible with
+ * `http-errors` (`status`, `statusCode`, `expose`) so host error handlers treat it like any
+ * Express error; `code` is the stable, dotted identifier documented in the README.
+ */
+
+/** Every code the router answers with. The README's "Errors" table lists the same set. */
+export const ERROR_STATUS = {
+  'method.not_allowed': 405,
+  'ip.forbidden': 403,
+  'token.missing': 403,
+  'token.invalid': 403,
+  'content_type.unsupported': 415,
+  'charset.unsupported': 415,
+  'content_encoding.unsupported': 415,
+  'body.too_large': 413,
+  'body.invalid': 400,
+  'request.aborted': 400,
+  'fields.too_many': 400,
+  'field.duplicate': 400,
+  'field.missing': 400,
+  'field.invalid': 400,
+  'listener.failed': 500,
+  'listener.timeout': 503,
+  'listener.missing': 503,
+  'store.failed': 503,
+  'postback.in_flight': 503,
+  internal: 500,
+} as const;
+
+export type PostbackErrorCode = keyof typeof ERROR_STATUS;
+
+export interface PostbackErrorDetails {
+  /** The field a `field.*` error is about, in its camelCase name. */
+  readonly field?: string;
+  /** The underlying error (a listener's, a store's or a parser's). */
+  readonly cause?: unknown;
+}
+
+export class PostbackError extends Error {
+  override readonly name = 'PostbackError';
+  readonly code: PostbackErrorCode;
+  readonly status: number;
+  readonly statusCode: number;
+  /** True for 4xx: the message is safe to show to the sender. */
+  readonly expose: boolean;
+  readonly field?: string;
+
+  constructor(code: PostbackErrorCode, message: string, details: PostbackErrorDetails = {}) {
+    super(message, details.cause === undefined ? undefined : { cause: details.cause });
+    this.code = code;
+    this.status = ERROR_STATUS[code];
+    this.statusCode = this.status;
+    this.expose = this.status < 500;
+    if (details.field !== undefined) this.field = details.field;
+  }
+}
+
+export function isPostbackError(value: unknown): value is PostbackError {
+  return value instanceof PostbackError;
+}

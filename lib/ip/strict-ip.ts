@@ -1,0 +1,28 @@
+import ipaddr from 'ipaddr.js';
+
+/**
+ * Parses an address only in its canonical textual forms: dotted-quad IPv4 without leading zeros,
+ * or IPv6. ipaddr.js on its own also accepts octal (`010.1.2.3` is 8.1.2.3), hex and 32-bit
+ * integer IPv4 forms; taken from a forwarded header, those would let a forged value land inside
+ * the allow-list, so they are refused here.
+ */
+const CANONICAL_IPV4 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
+
+export function parseStrictIp(text: string): ipaddr.IPv4 | ipaddr.IPv6 | null {
+  if (CANONICAL_IPV4.test(text)) return ipaddr.IPv4.parse(text);
+  if (text.includes(':') && ipaddr.IPv6.isValid(text)) return ipaddr.IPv6.parse(text);
+  return null;
+}
+
+/**
+ * Canonical text of an address, with an IPv4-mapped IPv6 address (`::ffff:192.0.2.1`, what a
+ * dual-stack listener reports for IPv4 clients) turned back into IPv4, or null if not an address.
+ */
+export function normalizeIp(text: string): string | null {
+  const parsed = parseStrictIp(text);
+  if (parsed === null) return null;
+  if (parsed.kind() === 'ipv6' && (parsed as ipaddr.IPv6).isIPv4MappedAddress()) {
+    return (parsed as ipaddr.IPv6).toIPv4Address().toString();
+  }
+  return parsed.toString();
+}

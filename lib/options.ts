@@ -1,0 +1,222 @@
+import bytes from 'bytes';
+import { MemoryStore } from './dedupe/memory-store';
+import type { DedupeStore } from './dedupe/store';
+import { ALL_FIELD_NAMES, type KnownFieldName } from './fields/field-specs';
+import { compileAllowList, type IpMatcher } from './ip/allow-list';
+import type { ProxyTrust } from './ip/client-ip';
+import { validateRangeList } from './ip/ip-ranges';
+
+/** The exact success answer impact.com's "Success Response" setting expects. */
+export interface SuccessResponse {
+  /** A 2xx status. Default 200. */
+  readonly status?: number;
+  /** A fixed body; without it the body follows the Accept header. */
+  readonly body?: string;
+  /** Content-Type of a fixed body. Default `text/plain; charset=utf-8`. */
+  readonly contentType?: string;
+}
+
+export interface PostbackRouterOptions {
+  /** IP addresses and CIDR ranges impact.com sends from. Required. */
+  readonly allowedIps: readonly string[];
+  /**
+   * Who may set X-Forwarded-For: `false` (default: the socket address decides), the number of
+   * proxies in front of the app, or the addresses or CIDR ranges of those proxies.
+   */
+  readonly trustProxy?: false | number | readonly string[];
+  /** A shared secret (or several, while rotating) required as `?token=` or `X-Postback-Token`. */
+  readonly token?: string | readonly string[];
+  /** The host's own template keys, mapped to known field names: `{ user: 'subId1' }`. */
+  readonly fields?: Readonly<Record<string, KnownFieldName>>;
+  /** Largest body, in bytes or as `'100kb'`. Default `'100kb'`, at most `'10mb'`. */
+  readonly limit?: number | string;
+  /** Most fields one postback may carry. Default 100. */
+  readonly maxFields?: number;
+  readonly successResponse?: SuccessResponse;
+  /** How long listeners may take before the answer is 503, in ms. Default 10,000. */
+  readonly listenerTimeout?: number;
+  /** Where handled postbacks are remembered. Default: a new MemoryStore. */
+  readonly store?: DedupeStore;
+}
+
+export interface NormalizedOptions {
+  readonly isAllowedIp: IpMatcher;
+  readonly proxyTrust: ProxyTrust;
+  readonly tokens: readonly string[];
+  readonly hostFieldKeys: ReadonlyMap<string, KnownFieldName>;
+  readonly limit: number;
+  readonly maxFields: number;
+  readonly successResponse: Readonly<Required<Pick<SuccessResponse, 'status'>> & SuccessResponse> | null;
+  readonly listenerTimeout: number;
+  readonly store: DedupeStore;
+}
+
+const OPTION_NAMES = [
+  'allowedIps',
+  'trustProxy',
+  'token',
+  'fields',
+  'limit',
+  'maxFields',
+  'successResponse',
+  'listenerTimeout',
+  'store',
+] as const;
+
+const MAX_LIMIT = 10 * 1024 * 1024;
+const MAX_TIMER = 2 ** 31 - 1;
+
+/**
+ * Checks and copies the options once, at setup: every mistake throws a TypeError that names
+ * the option, and request handling only reads the result. The caller's objects are not kept.
+ */
+export function normalizeOptions(input: unknown): NormalizedOptions {
+  const options = asOptionsObject(input);
+  return {
+    isAllowedIp: compileAllowList(validateRangeList('allowedIps', options['allowedIps'])),
+    proxyTrust: normalizeTrustProxy(options['trustProxy']),
+    tokens: normalizeTokens(options['token']),
+    hostFieldKeys: normalizeFieldKeys(options['fields']),
+    limit: normalizeLimit(options['limit']),
+    maxFields: integerIn('maxFields', options['maxFields'], 100, 1, 1000),
+    successResponse: normalizeSuccessResponse(options['successResponse']),
+    listenerTimeout: integerIn('listenerTimeout', options['listenerTimeout'], 10_000, 1, MAX_TIMER),
+    store: normalizeStore(options['store']),
+  };
+}
+
+function asOptionsObject(input: unknown): Record<string, unknown> {
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) {
+    throw new TypeError('createPostbackRouter(options) needs an options object with at least allowedIps');
+  }
+  if ('socket' in input && 'headers' in input) {
+    throw new TypeError(
+      'createPostbackRouter was used as middleware; call createPostbackRouter({ allowedIps }) and mount its .router',
+    );
+  }
+  const options = input as Record<string, unknown>;
+  for (const key of Object.keys(options)) {
+    if ((OPTION_NAMES as readonly string[]).includes(key)) continue;
+    const suggestion = OPTION_NAMES.find((name) => isNear(name, key));
+    throw new TypeError(`unknown option "${key}"${suggestion === undefined ? '' : `; did you mean "${suggestion}"?`}`);
+  }
+  if (options['allowedIps'] === undefined) {
+    throw new TypeError('option allowedIps is required: the IP ranges impact.com sends postbacks from');
+  }
+  return options;
+}
+
+function normalizeTrustProxy(value: unknown): ProxyTrust {
+  if (value === undefined || value === false || value === 0) return { kind: 'none' };
+  if (value === true) {
+    throw new TypeError(
+      'option trustProxy: true is refused, since it lets any client forge X-Forwarded-For; pass the number of proxies in front of the app, or their addresses',
+    );
+  }
+  if (typeof value === 'number') {
+    return { kind: 'hops', hops: integerIn('trustProxy', value, 0, 1, 16) };
+  }
+  if (Array.isArray(value)) {
+    return { kind: 'ranges', isProxy: compileAllowList(validateRangeList('trustProxy', value)) };
+  }
+  throw new TypeError('option trustProxy must be false, a number of proxies, or an array of proxy addresses');
+}
+
+function normalizeTokens(value: unknown): readonly string[] {
+  if (value === undefined) return [];
+  const tokens: unknown[] = Array.isArray(value) ? value : [value];
+  if (tokens.length === 0) throw new TypeError('option token is an empty array; omit it or give a token');
+  return Object.freeze(
+    tokens.map((token, index) => {
+      if (typeof token !== 'string' || token === '' || /\s/.test(token)) {
+        throw new TypeError(`option token${Array.isArray(value) ? `[${index}]` : ''} must be a non-empty string without spaces`);
+      }
+      return token;
+    }),
+  );
+}
+
+function normalizeFieldKeys(value: unknown): ReadonlyMap<string, KnownFieldName> {
+  const keys = new Map<string, KnownFieldName>();
+  if (value === undefined) return keys;
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new TypeError("option fields must be an object mapping your keys to field names, such as { user: 'subId1' }");
+  }
+  for (const [key, target] of Object.entries(value as Record<string, unknown>)) {
+    if (typeof target !== 'string' || !ALL_FIELD_NAMES.has(target)) {
+      throw new TypeError(`option fields.${key} must name a known field (such as "actionId" or "subId1"), got ${JSON.stringify(target)}`);
+    }
+    keys.set(key, target as KnownFieldName);
+  }
+  return keys;
+}
+
+function normalizeLimit(value: unknown): number {
+  if (value === undefined) return 100 * 1024;
+  const parsed = typeof value === 'number' ? value : typeof value === 'string' ? bytes.parse(value) : null;
+  if (parsed === null || !Number.isSafeInteger(parsed) || parsed <= 0 || parsed > MAX_LIMIT) {
+    throw new TypeError(`option limit ${JSON.stringify(value)} is invalid: give bytes or a size such as "100kb", at most "10mb"`);
+  }
+  return parsed;
+}
+
+function normalizeSuccessResponse(value: unknown): NormalizedOptions['successResponse'] {
+  if (value === undefined) return null;
+  if (typeof value !== 'object' || value === null) {
+    throw new TypeError('option successResponse must be an object such as { status: 200, body: "OK" }');
+  }
+  const { status, body, contentType } = value as Record<string, unknown>;
+  const normalizedStatus = integerIn('successResponse.status', status, 200, 200, 299);
+  if (body !== undefined && typeof body !== 'string') throw new TypeError('option successResponse.body must be a string');
+  if (contentType !== undefined && (typeof contentType !== 'string' || !/^[\w.+-]+\/[\w.+-]+/.test(contentType))) {
+    throw new TypeError('option successResponse.contentType must be a media type such as "text/plain"');
+  }
+  if (normalizedStatus === 204 && body !== undefined && body !== '') {
+    throw new TypeError('option successResponse.body must be empty with status 204');
+  }
+  return Object.freeze({
+    status: normalizedStatus,
+    ...(body === undefined ? {} : { body }),
+    ...(contentType === undefined ? {} : { contentType }),
+  });
+}
+
+function normalizeStore(value: unknown): DedupeStore {
+  if (value === undefined) return new MemoryStore();
+  const store = value as Partial<Record<keyof DedupeStore, unknown>> | null;
+  if (
+    typeof store !== 'object' ||
+    store === null ||
+    typeof store.claim !== 'function' ||
+    typeof store.commit !== 'function' ||
+    typeof store.release !== 'function'
+  ) {
+    throw new TypeError('option store must have claim, commit and release methods');
+  }
+  return value as DedupeStore;
+}
+
+function integerIn(name: string, value: unknown, fallback: number, min: number, max: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new TypeError(`option ${name} must be an integer from ${min} to ${max}, got ${String(value)}`);
+  }
+  return value;
+}
+
+/** True for likely typos: a different case, or up to two edits apart. */
+function isNear(name: string, typo: string): boolean {
+  if (name.toLowerCase() === typo.toLowerCase()) return true;
+  const a = name.toLowerCase();
+  const b = typo.toLowerCase();
+  let previous = Array.from({ length: b.length + 1 }, (_, index) => index);
+  for (let i = 1; i <= a.length; i += 1) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j += 1) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      current[j] = Math.min((previous[j] ?? 0) + 1, (current[j - 1] ?? 0) + 1, (previous[j - 1] ?? 0) + cost);
+    }
+    previous = current;
+  }
+  return (previous[b.length] ?? Infinity) <= 2;
+}
