@@ -77,7 +77,7 @@ export function createPostbackRouter(options: PostbackRouterOptions): PostbackRo
     if (checkToken === null) return;
     const presented: string[] = [];
     const fromQuery = query[TOKEN_QUERY_PARAM];
-    delete query[TOKEN_QUERY_PARAM];
+    Reflect.deleteProperty(query, TOKEN_QUERY_PARAM);
     if (typeof fromQuery === 'string') presented.push(fromQuery);
     const fromHeader = req.headers[TOKEN_HEADER];
     if (typeof fromHeader === 'string') presented.push(fromHeader);
@@ -131,7 +131,15 @@ export function createPostbackRouter(options: PostbackRouterOptions): PostbackRo
           ? caught
           : new PostbackError('internal', 'the postback could not be processed', { cause: caught });
       if (error.status >= 500) reportError(error);
-      else notify('rejected', { code: error.code, status: error.status, message: error.message, ip, method: req.method, path });
+      else
+        notify('rejected', {
+          code: error.code,
+          status: error.status,
+          message: error.message,
+          ip,
+          method: req.method,
+          path,
+        });
       sendError(req, res, error, !bodyRead);
     }
   }

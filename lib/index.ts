@@ -21,6 +21,12 @@ export type {
   TypedEventEmitter,
 } from './events';
 export type { ActionFieldName, CatalogFieldName, InquiryFieldName, KnownFieldName } from './fields/field-specs';
-export { ERROR_STATUS, PostbackError, isPostbackError, type PostbackErrorCode, type PostbackErrorDetails } from './errors';
+export {
+  ERROR_STATUS,
+  PostbackError,
+  isPostbackError,
+  type PostbackErrorCode,
+  type PostbackErrorDetails,
+} from './errors';
 export type { ClaimResult, DedupeStore } from './dedupe/store';
 export { MemoryStore, type MemoryStoreOptions } from './dedupe/memory-store';

@@ -64,6 +64,7 @@ const OPTION_NAMES = [
 ] as const;
 
 const MAX_LIMIT = 10 * 1024 * 1024;
+const SIZE = /^\d+(?:\.\d+)?\s*(?:b|kb|mb)?$/i;
 const MAX_TIMER = 2 ** 31 - 1;
 
 /**
@@ -129,7 +130,9 @@ function normalizeTokens(value: unknown): readonly string[] {
   return Object.freeze(
     tokens.map((token, index) => {
       if (typeof token !== 'string' || token === '' || /\s/.test(token)) {
-        throw new TypeError(`option token${Array.isArray(value) ? `[${index}]` : ''} must be a non-empty string without spaces`);
+        throw new TypeError(
+          `option token${Array.isArray(value) ? `[${index}]` : ''} must be a non-empty string without spaces`,
+        );
       }
       return token;
     }),
@@ -144,7 +147,9 @@ function normalizeFieldKeys(value: unknown): ReadonlyMap<string, KnownFieldName>
   }
   for (const [key, target] of Object.entries(value as Record<string, unknown>)) {
     if (typeof target !== 'string' || !ALL_FIELD_NAMES.has(target)) {
-      throw new TypeError(`option fields.${key} must name a known field (such as "actionId" or "subId1"), got ${JSON.stringify(target)}`);
+      throw new TypeError(
+        `option fields.${key} must name a known field (such as "actionId" or "subId1"), got ${JSON.stringify(target)}`,
+      );
     }
     keys.set(key, target as KnownFieldName);
   }
@@ -153,9 +158,13 @@ function normalizeFieldKeys(value: unknown): ReadonlyMap<string, KnownFieldName>
 
 function normalizeLimit(value: unknown): number {
   if (value === undefined) return 100 * 1024;
-  const parsed = typeof value === 'number' ? value : typeof value === 'string' ? bytes.parse(value) : null;
+  // bytes.parse falls back to parseInt, so "100 kilobytes" would quietly mean 100 bytes.
+  const parsed =
+    typeof value === 'number' ? value : typeof value === 'string' && SIZE.test(value) ? bytes.parse(value) : null;
   if (parsed === null || !Number.isSafeInteger(parsed) || parsed <= 0 || parsed > MAX_LIMIT) {
-    throw new TypeError(`option limit ${JSON.stringify(value)} is invalid: give bytes or a size such as "100kb", at most "10mb"`);
+    throw new TypeError(
+      `option limit ${JSON.stringify(value)} is invalid: give bytes or a size such as "100kb", at most "10mb"`,
+    );
   }
   return parsed;
 }
@@ -167,7 +176,8 @@ function normalizeSuccessResponse(value: unknown): NormalizedOptions['successRes
   }
   const { status, body, contentType } = value as Record<string, unknown>;
   const normalizedStatus = integerIn('successResponse.status', status, 200, 200, 299);
-  if (body !== undefined && typeof body !== 'string') throw new TypeError('option successResponse.body must be a string');
+  if (body !== undefined && typeof body !== 'string')
+    throw new TypeError('option successResponse.body must be a string');
   if (contentType !== undefined && (typeof contentType !== 'string' || !/^[\w.+-]+\/[\w.+-]+/.test(contentType))) {
     throw new TypeError('option successResponse.contentType must be a media type such as "text/plain"');
   }
@@ -183,13 +193,11 @@ function normalizeSuccessResponse(value: unknown): NormalizedOptions['successRes
 
 function normalizeStore(value: unknown): DedupeStore {
   if (value === undefined) return new MemoryStore();
-  const store = value as Partial<Record<keyof DedupeStore, unknown>> | null;
+  const methods = ['claim', 'commit', 'release'] as const;
   if (
-    typeof store !== 'object' ||
-    store === null ||
-    typeof store.claim !== 'function' ||
-    typeof store.commit !== 'function' ||
-    typeof store.release !== 'function'
+    typeof value !== 'object' ||
+    value === null ||
+    methods.some((method) => typeof (value as Record<string, unknown>)[method] !== 'function')
   ) {
     throw new TypeError('option store must have claim, commit and release methods');
   }
@@ -199,7 +207,9 @@ function normalizeStore(value: unknown): DedupeStore {
 function integerIn(name: string, value: unknown, fallback: number, min: number, max: number): number {
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw new TypeError(`option ${name} must be an integer from ${min} to ${max}, got ${String(value)}`);
+    throw new TypeError(
+      `option ${name} must be an integer from ${min} to ${max}, got ${typeof value === 'number' ? value : typeof value}`,
+    );
   }
   return value;
 }

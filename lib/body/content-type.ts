@@ -28,7 +28,10 @@ export function planBody(contentType: string | undefined): BodyPlan {
   for (const parameter of parameters) {
     const [name = '', value = ''] = parameter.split('=');
     if (name.trim().toLowerCase() !== 'charset') continue;
-    const charset = value.trim().replace(/^"(.*)"$/, '$1').toLowerCase();
+    const charset = value
+      .trim()
+      .replace(/^"(.*)"$/, '$1')
+      .toLowerCase();
     if (!UTF8_CHARSETS.has(charset)) {
       throw new PostbackError('charset.unsupported', `charset "${charset}" is not supported; send UTF-8`);
     }

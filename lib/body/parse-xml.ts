@@ -62,9 +62,9 @@ export function parseXmlBody(text: string, maxFields: number): FieldRecord {
   if (text.trim() === '') throw invalid('the body is empty');
 
   const parser = new Parser(PARSER_OPTIONS);
-  let problem: string | null = null;
+  const guard: { problem: string | null } = { problem: null };
   watchSaxParser((parser as unknown as { saxParser: SaxHandlers }).saxParser, (found) => {
-    problem ??= found;
+    guard.problem ??= found;
   });
 
   let result: unknown;
@@ -77,7 +77,7 @@ export function parseXmlBody(text: string, maxFields: number): FieldRecord {
   } catch (error) {
     parseError ??= error;
   }
-  if (problem !== null) throw invalid(problem);
+  if (guard.problem !== null) throw invalid(guard.problem);
   if (parseError !== undefined || result === undefined || result === null) {
     throw invalid(firstLine(parseError));
   }

@@ -2,7 +2,14 @@ import bodyParser from 'body-parser';
 import type { Request, Response } from 'express';
 import { PostbackError, type PostbackErrorCode } from '../errors';
 import { planBody, sniffFormat, type BodyFormat } from './content-type';
-import { addField, assertFieldCount, createRecord, MAX_NESTING_DEPTH, type FieldRecord, type FieldValue } from './field-record';
+import {
+  addField,
+  assertFieldCount,
+  createRecord,
+  MAX_NESTING_DEPTH,
+  type FieldRecord,
+  type FieldValue,
+} from './field-record';
 import { parseJsonBody } from './parse-json';
 import { parseUrlEncoded } from './parse-urlencoded';
 import { parseXmlBody } from './parse-xml';
@@ -44,29 +51,21 @@ export function createBodyReader(limits: BodyLimits) {
     }
   }
 
-  return function readBody(req: Request, res: Response): Promise<ReceivedBody | null> {
+  return async function readBody(req: Request, res: Response): Promise<ReceivedBody | null> {
     const contentType = req.headers['content-type'];
     // A host app that ran express.json(), express.urlencoded() or express.text() before the
     // router has consumed the stream already: use what it left instead of waiting for data
     // that will never come.
-    if (req.readableEnded) {
-      return Promise.resolve(fromParsedBody(req.body as unknown, contentType));
-    }
+    if (req.readableEnded) return fromParsedBody(req.body as unknown, contentType);
     planBody(contentType);
-    return new Promise((resolve, reject) => {
+    await new Promise<void>((resolve, reject) => {
       readRaw(req, res, (error) => {
-        if (error !== undefined) {
-          reject(fromBodyParserError(error));
-          return;
-        }
-        try {
-          const body = req.body as unknown;
-          resolve(Buffer.isBuffer(body) ? parseText(decode(body), contentType) : null);
-        } catch (parseError) {
-          reject(parseError);
-        }
+        if (error === undefined) resolve();
+        else reject(fromBodyParserError(error));
       });
     });
+    const body = req.body as unknown;
+    return Buffer.isBuffer(body) ? parseText(decode(body), contentType) : null;
   };
 
   function fromParsedBody(body: unknown, contentType: string | undefined): ReceivedBody | null {
@@ -137,7 +136,7 @@ function fromBodyParserError(error: unknown): PostbackError {
   const details = error as { type?: unknown; status?: unknown };
   const code = typeof details.type === 'string' ? BODY_PARSER_CODES[details.type] : undefined;
   if (code !== undefined) {
-    const message = code === 'body.too_large' ? 'the body is larger than the limit' : String((error as Error).message);
+    const message = code === 'body.too_large' ? 'the body is larger than the limit' : (error as Error).message;
     return new PostbackError(code, message, { cause: error });
   }
   if (typeof details.status === 'number' && details.status < 500) {

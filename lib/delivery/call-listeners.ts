@@ -8,25 +8,33 @@ type Listener = (...args: unknown[]) => unknown;
  * promise is collected instead of becoming an unhandled rejection (which ends the process).
  * Resolves with the failures, empty when every listener succeeded.
  */
-export async function callListeners(emitter: EventEmitter, eventName: string, args: readonly unknown[]): Promise<unknown[]> {
+export async function callListeners(
+  emitter: EventEmitter,
+  eventName: string,
+  args: readonly unknown[],
+): Promise<unknown[]> {
   // rawListeners keeps `once` wrappers, so calling them removes them as emit would.
   const listeners = emitter.rawListeners(eventName) as Listener[];
-  const runs = listeners.map((listener) => {
-    try {
-      return Promise.resolve(listener.apply(emitter, [...args]));
-    } catch (error) {
-      return Promise.reject(error as Error);
-    }
-  });
+  // The Promise executor turns a synchronous throw into a rejection like any other.
+  const runs = listeners.map(
+    (listener) =>
+      new Promise((resolve) => {
+        resolve(listener.apply(emitter, [...args]));
+      }),
+  );
   const results = await Promise.allSettled(runs);
-  return results.filter((result) => result.status === 'rejected').map((result) => (result as PromiseRejectedResult).reason as unknown);
+  return results.flatMap((result) => (result.status === 'rejected' ? [result.reason as unknown] : []));
 }
 
 /** Resolves with the promise's value, or with `timedOut` after `ms`; never leaves a timer behind. */
 export function withTimeout<T, U>(promise: Promise<T>, ms: number, timedOut: U): Promise<T | U> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<U>((resolve) => {
-    timer = setTimeout(() => resolve(timedOut), ms);
+    timer = setTimeout(() => {
+      resolve(timedOut);
+    }, ms);
   });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+  return Promise.race([promise, timeout]).finally(() => {
+    clearTimeout(timer);
+  });
 }

@@ -81,7 +81,9 @@ export function createDeliverer(
       try {
         claim = await store.claim(key);
       } catch (error) {
-        const failure = new PostbackError('store.failed', 'the dedupe store is unavailable; retry later', { cause: error });
+        const failure = new PostbackError('store.failed', 'the dedupe store is unavailable; retry later', {
+          cause: error,
+        });
         reportError(failure);
         return { kind: 'failed', error: failure };
       }

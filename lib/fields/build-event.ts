@@ -1,6 +1,6 @@
 import type { FieldRecord } from '../body/field-record';
 import { PostbackError } from '../errors';
-import type { ActionEvent, CatalogEvent, InquiryEvent, PostbackEvent, PostbackMeta, PostbackRoute } from '../events';
+import type { PostbackEvent, PostbackMeta, PostbackRoute } from '../events';
 import type { NormalizedFields } from './normalize-fields';
 
 // An inquiry is open until impact.com resolves it; an empty status means it was just created.
@@ -23,19 +23,19 @@ export function buildEvent(
     case 'clearing': {
       const actionId = requireId(known, 'actionId', normalized);
       const trigger = route === 'actions' ? 'lifecycle' : 'clearing';
-      return deepFreeze({ kind: 'action', trigger, ...known, actionId, ...base } as ActionEvent);
+      return deepFreeze({ kind: 'action', trigger, ...known, actionId, ...base });
     }
     case 'inquiries': {
       const inquiryId = requireId(known, 'inquiryId', normalized);
       const resolution = known['resolutionStatus'];
       const state = typeof resolution !== 'string' || OPEN_RESOLUTION_STATUSES.has(resolution) ? 'created' : 'resolved';
-      return deepFreeze({ kind: 'inquiry', ...known, inquiryId, state, ...base } as InquiryEvent);
+      return deepFreeze({ kind: 'inquiry', ...known, inquiryId, state, ...base });
     }
     case 'catalog':
       if (Object.keys(fields).length === 0) {
         throw new PostbackError('field.missing', 'the postback holds no fields');
       }
-      return deepFreeze({ kind: 'catalog', ...known, ...base } as CatalogEvent);
+      return deepFreeze({ kind: 'catalog', ...known, ...base });
   }
 }
 
@@ -43,7 +43,8 @@ function requireId(known: NormalizedFields['known'], name: string, normalized: N
   const value = known[name];
   if (typeof value === 'string') return value;
   const placeholder = normalized.warnings.find((warning) => warning.field === name);
-  const why = placeholder === undefined ? 'is missing or empty' : `holds the unexpanded placeholder ${placeholder.value}`;
+  const why =
+    placeholder === undefined ? 'is missing or empty' : `holds the unexpanded placeholder ${placeholder.value}`;
   throw new PostbackError('field.missing', `field "${name}" ${why}`, { field: name });
 }
 

@@ -30,10 +30,7 @@ export type FieldIndex = ReadonlyMap<string, FieldSpec>;
  * One lookup table per event kind, built at setup: every name a key may take for each known
  * field, plus the host's own keys from the `fields` option (which win over the defaults).
  */
-export function compileFieldIndex(
-  specs: readonly FieldSpec[],
-  hostKeys: ReadonlyMap<string, string>,
-): FieldIndex {
+export function compileFieldIndex(specs: readonly FieldSpec[], hostKeys: ReadonlyMap<string, string>): FieldIndex {
   const index = new Map<string, FieldSpec>();
   for (const spec of specs) {
     index.set(matchKey(spec.name), spec);

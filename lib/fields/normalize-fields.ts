@@ -53,7 +53,12 @@ export function normalizeFields(received: FieldRecord, index: FieldIndex): Norma
       known[name] = converted.value;
       canonical[name] = converted.value instanceof Date ? converted.value.toISOString() : converted.value;
     } else if (converted.warnOnly) {
-      warnings.push({ code: 'date.invalid', field: name, value, message: `field "${name}" ${converted.reason}; treated as absent` });
+      warnings.push({
+        code: 'date.invalid',
+        field: name,
+        value,
+        message: `field "${name}" ${converted.reason}; treated as absent`,
+      });
     } else {
       throw new PostbackError('field.invalid', `field "${name}" ${converted.reason}`, { field: name });
     }

@@ -12,6 +12,6 @@ export function compileAllowList(ranges: readonly string[]): IpMatcher {
   const list = [...ranges];
   return function isAllowedIp(ip: string): boolean {
     const canonical = normalizeIp(ip);
-    return canonical !== null && ipRangeCheck(canonical, list) === true;
+    return canonical !== null && ipRangeCheck(canonical, list);
   };
 }

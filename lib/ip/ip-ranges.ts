@@ -42,9 +42,7 @@ export function validateRangeEntry(option: string, entry: unknown, index: number
   }
   const network = networkAddress(address, bits);
   if (network.toString() !== address.toString()) {
-    throw new TypeError(
-      `${where} "${entry}" has host bits set; did you mean "${network.toString()}/${bits}"?`,
-    );
+    throw new TypeError(`${where} "${entry}" has host bits set; did you mean "${network.toString()}/${bits}"?`);
   }
   return `${address.toString()}/${bits}`;
 }
@@ -58,9 +56,7 @@ function networkAddress(address: ipaddr.IPv4 | ipaddr.IPv6, bits: number): ipadd
 
 export function validateRangeList(option: string, value: unknown): readonly string[] {
   if (!Array.isArray(value)) {
-    throw new TypeError(
-      `option ${option} must be an array of IP addresses or CIDR ranges, got ${describe(value)}`,
-    );
+    throw new TypeError(`option ${option} must be an array of IP addresses or CIDR ranges, got ${describe(value)}`);
   }
   if (value.length === 0) {
     throw new TypeError(`option ${option} is empty: no sender could ever be admitted`);

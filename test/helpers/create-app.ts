@@ -1,0 +1,67 @@
+import express, { type Express } from 'express';
+import {
+  createPostbackRouter,
+  type ActionEvent,
+  type CatalogEvent,
+  type InquiryEvent,
+  type PostbackError,
+  type PostbackEvent,
+  type PostbackRouter,
+  type PostbackRouterOptions,
+  type Rejection,
+} from '../../lib';
+
+export const LOOPBACK = ['127.0.0.1', '::1'];
+
+export interface Recorded {
+  readonly action: ActionEvent[];
+  readonly inquiry: InquiryEvent[];
+  readonly catalog: CatalogEvent[];
+  readonly duplicate: PostbackEvent[];
+  readonly rejected: Rejection[];
+  readonly error: PostbackError[];
+}
+
+export interface TestApp {
+  readonly app: Express;
+  readonly postbacks: PostbackRouter;
+  readonly events: Recorded;
+}
+
+export interface CreateAppOptions {
+  /** Recording listeners for action, inquiry and catalog; off to test "no listener". */
+  readonly listen?: boolean;
+  /** Middleware the host app runs before the router. */
+  readonly before?: readonly express.RequestHandler[];
+  readonly mountPath?: string;
+}
+
+/** An Express app with the router mounted at /impact and every event recorded. */
+export function createApp(options: Partial<PostbackRouterOptions> = {}, setup: CreateAppOptions = {}): TestApp {
+  const app = express();
+  app.disable('x-powered-by');
+  for (const middleware of setup.before ?? []) app.use(middleware);
+  const postbacks = createPostbackRouter({ allowedIps: LOOPBACK, ...options });
+  const events: Recorded = { action: [], inquiry: [], catalog: [], duplicate: [], rejected: [], error: [] };
+  if (setup.listen !== false) {
+    postbacks.on('action', (event) => void events.action.push(event));
+    postbacks.on('inquiry', (event) => void events.inquiry.push(event));
+    postbacks.on('catalog', (event) => void events.catalog.push(event));
+  }
+  postbacks.on('duplicate', (event) => void events.duplicate.push(event));
+  postbacks.on('rejected', (rejection) => void events.rejected.push(rejection));
+  postbacks.on('error', (error) => void events.error.push(error));
+  app.use(setup.mountPath ?? '/impact', postbacks.router);
+  return { app, postbacks, events };
+}
+
+/** The event without what legitimately differs between deliveries of the same postback. */
+export function comparable(event: PostbackEvent): unknown {
+  const { receivedAt: _receivedAt, format: _format, ...meta } = event.meta;
+  return { ...event, meta };
+}
+
+/** Error bodies in the `code: message` plain-text form. */
+export function errorCode(text: string): string {
+  return text.split(':')[0] ?? '';
+}
