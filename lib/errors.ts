@@ -59,3 +59,11 @@ export class PostbackError extends Error {
 export function isPostbackError(value: unknown): value is PostbackError {
   return value instanceof PostbackError;
 }
+
+/**
+ * A sender-chosen name as it may appear in a message: JSON-quoted, so a CR, LF or ANSI escape in
+ * a key cannot split or colour the host's log line, and cut to 64 characters.
+ */
+export function quoteName(name: string): string {
+  return JSON.stringify(name.length > 64 ? `${name.slice(0, 64)}…` : name);
+}

@@ -1,4 +1,4 @@
-import { PostbackError } from '../errors';
+import { PostbackError, quoteName } from '../errors';
 
 /** A received value: text, or for JSON and XML bodies, nested lists and records of text. */
 export type FieldValue = string | readonly FieldValue[] | { readonly [key: string]: FieldValue };
@@ -18,10 +18,12 @@ export function createRecord(): FieldRecord {
  * first or the last of two `Payout` keys, and not the same one, so two keys are a 400 instead.
  */
 export function addField(record: FieldRecord, key: string, value: FieldValue): void {
-  if (Object.hasOwn(record, key)) {
-    throw new PostbackError('field.duplicate', `field "${key}" was sent more than once`, { field: key });
-  }
+  if (Object.hasOwn(record, key)) throw duplicateField(key);
   record[key] = value;
+}
+
+export function duplicateField(key: string): PostbackError {
+  return new PostbackError('field.duplicate', `field ${quoteName(key)} was sent more than once`, { field: key });
 }
 
 /** Counts top-level fields against the configured cap, as each parser adds them. */

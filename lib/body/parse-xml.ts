@@ -1,5 +1,5 @@
 import { Parser } from 'xml2js';
-import { PostbackError } from '../errors';
+import { PostbackError, quoteName } from '../errors';
 import {
   addField,
   assertFieldCount,
@@ -30,14 +30,14 @@ interface SaxNode {
 interface SaxHandlers {
   onopentag: (node: SaxNode) => void;
   onclosetag: (name: string) => void;
-  onattribute: (attribute: SaxNode) => void;
   ondoctype: (doctype: string) => void;
   onerror: (error: Error) => void;
 }
 
 const PARSER_OPTIONS = {
   // strict keeps unknown entities an error and tag names as written; sync mode reports errors
-  // to the caller (async mode swallows them, xml2js #293); attributes carry no postback data.
+  // to the caller (async mode swallows them, xml2js #293). Attributes carry no postback data
+  // and are ignored, so a repeated attribute (which sax drops silently) cannot change an event.
   strict: true,
   async: false,
   explicitArray: true,
@@ -52,8 +52,8 @@ function invalid(message: string): PostbackError {
 
 /**
  * Parses an XML body with any root element; the root's child elements are the fields. The sax
- * parser under xml2js is watched while it runs, so depth, element count, forbidden names,
- * duplicate attributes and anything after the root are refused. That last one matters: xml2js
+ * parser under xml2js is watched while it runs, so depth, element count, forbidden names and
+ * anything after the root are refused. That last one matters: xml2js
  * reports success when the root closes and ignores or late-throws on what follows
  * (xml2js #408, #617).
  */
@@ -89,24 +89,18 @@ function watchSaxParser(sax: SaxHandlers, report: (problem: string) => void): vo
   let depth = 0;
   let elements = 0;
   let rootClosed = false;
-  let attributeNames = new Set<string>();
   const refuse = (problem: string): never => {
     report(problem);
     throw invalid(problem);
   };
 
-  sax.onattribute = (attribute) => {
-    if (attributeNames.has(attribute.name)) refuse(`attribute "${attribute.name}" appears twice`);
-    attributeNames.add(attribute.name);
-  };
   sax.onopentag = (node) => {
-    attributeNames = new Set();
     if (rootClosed) refuse('content after the root element');
     depth += 1;
     elements += 1;
     if (depth > MAX_NESTING_DEPTH) refuse(`nested deeper than ${MAX_NESTING_DEPTH} levels`);
     if (elements > MAX_XML_ELEMENTS) refuse(`more than ${MAX_XML_ELEMENTS} elements`);
-    if (FORBIDDEN_ELEMENT_NAMES.has(node.name)) refuse(`element name "${node.name}" is not accepted`);
+    if (FORBIDDEN_ELEMENT_NAMES.has(node.name)) refuse(`element name ${quoteName(node.name)} is not accepted`);
     onopentag(node);
   };
   sax.onclosetag = (name) => {
@@ -147,7 +141,7 @@ function toFieldValue(node: XmlNode, name: string): FieldValue {
   if (typeof node === 'string') return node;
   const record = createRecord();
   for (const [child, values] of Object.entries(node)) {
-    if (typeof values === 'string') throw invalid(`element "${name}" mixes text and elements`);
+    if (typeof values === 'string') throw invalid(`element ${quoteName(name)} mixes text and elements`);
     const converted = values.map((value) => toFieldValue(value, child));
     record[child] = converted.length === 1 ? (converted[0] as FieldValue) : converted;
   }

@@ -4,6 +4,7 @@ import { PostbackError, type PostbackErrorCode } from '../errors';
 import { planBody, sniffFormat, type BodyFormat } from './content-type';
 import {
   addField,
+  duplicateField,
   assertFieldCount,
   createRecord,
   MAX_NESTING_DEPTH,
@@ -58,6 +59,7 @@ export function createBodyReader(limits: BodyLimits) {
     // that will never come.
     if (req.readableEnded) return fromParsedBody(req.body as unknown, contentType);
     planBody(contentType);
+    refuseDeclaredOversize(req, limits.limit);
     await new Promise<void>((resolve, reject) => {
       readRaw(req, res, (error) => {
         if (error === undefined) resolve();
@@ -86,11 +88,24 @@ export function createBodyReader(limits: BodyLimits) {
       assertFieldCount(count, limits.maxFields);
       // urlencoded parsers turn a repeated key into an array: the same duplicate as ours.
       if (format === 'form' && Array.isArray(value)) {
-        throw new PostbackError('field.duplicate', `field "${key}" was sent more than once`, { field: key });
+        throw duplicateField(key);
       }
       addField(record, key, toFieldValue(value, 1));
     }
     return { format, record };
+  }
+}
+
+/**
+ * Refuses a body whose declared length is over the limit before reading any of it. body-parser
+ * would also refuse it, but only after draining the whole body (to keep the connection usable),
+ * which a sender that never sends it turns into a hung request.
+ */
+function refuseDeclaredOversize(req: Request, limit: number): void {
+  const encoding = req.headers['content-encoding'];
+  const declared = Number(req.headers['content-length']);
+  if ((encoding === undefined || encoding.toLowerCase() === 'identity') && declared > limit) {
+    throw new PostbackError('body.too_large', 'the body is larger than the limit');
   }
 }
 

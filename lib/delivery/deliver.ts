@@ -3,6 +3,7 @@ import type { DedupeStore } from '../dedupe/store';
 import { PostbackError } from '../errors';
 import type { PostbackEvent } from '../events';
 import { callListeners, withTimeout } from './call-listeners';
+import { testHooks } from './test-hooks';
 
 export type DeliveryOutcome =
   | { readonly kind: 'handled' }
@@ -63,7 +64,10 @@ export function createDeliverer(
       reportError(error);
       return { kind: 'failed', error };
     }
-    if (failures.length === 0) return { kind: 'handled' };
+    if (failures.length === 0) {
+      if (testHooks.afterCommit !== null) await testHooks.afterCommit(key);
+      return { kind: 'handled' };
+    }
     for (const failure of failures) {
       reportError(new PostbackError('listener.failed', `a "${eventName}" listener failed`, { cause: failure }));
     }

@@ -1,5 +1,5 @@
 import { createRecord, type FieldRecord } from '../body/field-record';
-import { PostbackError } from '../errors';
+import { PostbackError, quoteName } from '../errors';
 import type { PostbackWarning } from '../events';
 import { camelCaseKey, matchKey, type FieldIndex } from './field-names';
 import { convertValue, isPlaceholder } from './values';
@@ -28,7 +28,7 @@ export function normalizeFields(received: FieldRecord, index: FieldIndex): Norma
     const spec = index.get(matchKey(key));
     const name = spec === undefined ? camelCaseKey(key) : spec.name;
     if (Object.hasOwn(fields, name)) {
-      throw new PostbackError('field.duplicate', `two keys name the field "${name}"`, { field: name });
+      throw new PostbackError('field.duplicate', `two keys name the field ${quoteName(name)}`, { field: name });
     }
     fields[name] = value;
     if (spec === undefined) {

@@ -13,7 +13,7 @@ export function send(app: Express, path: string, format: Format, fields: Readonl
 }
 
 /** Sends bytes exactly as given, whatever the Content-Type (superagent would re-serialise JSON). */
-export function sendBytes(app: Express, path: string, contentType: string | null, bytes: Buffer) {
+export function sendBytes(app: Express | string, path: string, contentType: string | null, bytes: Buffer) {
   const req = request(app).post(path);
   if (contentType === null) req.unset('Content-Type');
   else req.set('Content-Type', contentType);
