@@ -10,7 +10,10 @@ export interface RunningServer {
 }
 
 /** Starts `handler` on 127.0.0.1 on a free port. */
-export async function startServer(handler: http.RequestListener, configure?: (server: http.Server) => void): Promise<RunningServer> {
+export async function startServer(
+  handler: http.RequestListener,
+  configure?: (server: http.Server) => void,
+): Promise<RunningServer> {
   const server = http.createServer(handler);
   configure?.(server);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -30,7 +33,11 @@ export async function startServer(handler: http.RequestListener, configure?: (se
  * Writes bytes on a raw TCP connection and resolves with everything the server sent back before
  * closing (or before `waitMs` passed), for requests no HTTP client would send.
  */
-export function rawExchange(port: number, chunks: readonly (string | Buffer)[], options: { waitMs?: number; destroyAfterWrite?: boolean } = {}): Promise<string> {
+export function rawExchange(
+  port: number,
+  chunks: readonly (string | Buffer)[],
+  options: { waitMs?: number; destroyAfterWrite?: boolean } = {},
+): Promise<string> {
   return new Promise((resolve, reject) => {
     const socket = net.connect(port, '127.0.0.1');
     let received = '';

@@ -12,19 +12,29 @@ describe('hostile A: source authentication', () => {
   describe('A1-A2, A4, A6: forged or foreign sources get 403 and nothing is emitted', () => {
     const cases: { name: string; options: Partial<PostbackRouterOptions>; forwarded?: string }[] = [
       { name: 'A1 disallowed socket address', options: { allowedIps: [IMPACT] } },
-      { name: 'A2 X-Forwarded-For naming impact, no proxy trusted', options: { allowedIps: [IMPACT] }, forwarded: IMPACT_IP },
+      {
+        name: 'A2 X-Forwarded-For naming impact, no proxy trusted',
+        options: { allowedIps: [IMPACT] },
+        forwarded: IMPACT_IP,
+      },
       {
         name: 'A4 trusted proxy, attacker-written leftmost entry',
         options: { allowedIps: [IMPACT], trustProxy: ['127.0.0.1', '::1'] },
         forwarded: `${IMPACT_IP}, 203.0.113.9`,
       },
-      ...['0306.0.2.10', '0xC6.51.100.7', '3325256711', `${IMPACT_IP}:80`, `[${IMPACT_IP}]`, 'unknown', '198.51.100.7 x'].map(
-        (forged) => ({
-          name: `A6 non-canonical forwarded address "${forged}"`,
-          options: { allowedIps: [IMPACT], trustProxy: ['127.0.0.1', '::1'] },
-          forwarded: forged,
-        }),
-      ),
+      ...[
+        '0306.0.2.10',
+        '0xC6.51.100.7',
+        '3325256711',
+        `${IMPACT_IP}:80`,
+        `[${IMPACT_IP}]`,
+        'unknown',
+        '198.51.100.7 x',
+      ].map((forged) => ({
+        name: `A6 non-canonical forwarded address "${forged}"`,
+        options: { allowedIps: [IMPACT], trustProxy: ['127.0.0.1', '::1'] },
+        forwarded: forged,
+      })),
     ];
     for (const { name, options, forwarded } of cases) {
       it(name, async () => {
@@ -43,10 +53,9 @@ describe('hostile A: source authentication', () => {
   describe('A3: a misconfigured trustProxy refuses to start', () => {
     for (const trustProxy of [true, ['0.0.0.0/0'], ['::/0'], 'loopback']) {
       it(`refuses trustProxy ${JSON.stringify(trustProxy)}`, () => {
-        expect(() => createPostbackRouter({ allowedIps: [IMPACT], trustProxy } as unknown as PostbackRouterOptions)).to.throw(
-          TypeError,
-          /option trustProxy/,
-        );
+        expect(() =>
+          createPostbackRouter({ allowedIps: [IMPACT], trustProxy } as unknown as PostbackRouterOptions),
+        ).to.throw(TypeError, /option trustProxy/);
       });
     }
   });
@@ -63,10 +72,23 @@ describe('hostile A: source authentication', () => {
   });
 
   describe('A8: a bad allow-list fails at setup', () => {
-    const bad: unknown[] = [[' 198.51.100.0/24'], ['198.51.100.1,198.51.100.2'], [null], [], ['0.0.0.0/0'], ['::/0'], ['198.51.100/24'], null, 'x'];
+    const bad: unknown[] = [
+      [' 198.51.100.0/24'],
+      ['198.51.100.1,198.51.100.2'],
+      [null],
+      [],
+      ['0.0.0.0/0'],
+      ['::/0'],
+      ['198.51.100/24'],
+      null,
+      'x',
+    ];
     for (const allowedIps of bad) {
       it(`throws for ${JSON.stringify(allowedIps)}`, () => {
-        expect(() => createPostbackRouter({ allowedIps } as unknown as PostbackRouterOptions)).to.throw(TypeError, /option allowedIps/);
+        expect(() => createPostbackRouter({ allowedIps } as unknown as PostbackRouterOptions)).to.throw(
+          TypeError,
+          /option allowedIps/,
+        );
       });
     }
   });

@@ -64,7 +64,9 @@ describe('hostile B: transport limits and HTTP edge cases', () => {
   }
 
   it('B14: a body shorter than its Content-Length, then a closed connection, emits nothing', async () => {
-    await rawExchange(running.port, [`${JSON_HEAD}Content-Length: 100\r\n\r\n{"ActionId":"1"`], { destroyAfterWrite: true });
+    await rawExchange(running.port, [`${JSON_HEAD}Content-Length: 100\r\n\r\n{"ActionId":"1"`], {
+      destroyAfterWrite: true,
+    });
     await sleep(100);
     expectNoEmit(target.events);
     expect(target.events.error).to.deep.equal([]);
@@ -110,7 +112,9 @@ describe('hostile B: transport limits and HTTP edge cases', () => {
     const server = await startServer(slow.app);
     try {
       const body = '{"ActionId":"19"}';
-      await rawExchange(server.port, [`${JSON_HEAD}Content-Length: ${body.length}\r\n\r\n${body}`], { destroyAfterWrite: true });
+      await rawExchange(server.port, [`${JSON_HEAD}Content-Length: ${body.length}\r\n\r\n${body}`], {
+        destroyAfterWrite: true,
+      });
       await sleep(200);
       await request(server.base).post('/impact/actions').send(body).set('Content-Type', 'application/json').expect(200);
       expect(calls).to.equal(1);
@@ -130,9 +134,17 @@ describe('hostile B: transport limits and HTTP edge cases', () => {
   });
 
   describe('B21: charsets and bytes', () => {
-    for (const type of ['application/json; charset=koi8-r', 'application/x-www-form-urlencoded; charset=utf-16', 'text/xml; charset=iso-8859-1']) {
+    for (const type of [
+      'application/json; charset=koi8-r',
+      'application/x-www-form-urlencoded; charset=utf-16',
+      'text/xml; charset=iso-8859-1',
+    ]) {
       it(`refuses ${type} with 415`, async () => {
-        const res = await request(running.base).post('/impact/actions').set('Content-Type', type).send('ActionId=1').expect(415);
+        const res = await request(running.base)
+          .post('/impact/actions')
+          .set('Content-Type', type)
+          .send('ActionId=1')
+          .expect(415);
         expect(errorCode(res.text)).to.equal('charset.unsupported');
         expectNoEmit(target.events);
       });

@@ -14,7 +14,12 @@ async function both(text: string, status: number) {
 
 describe('hostile C: query string and urlencoded form', () => {
   describe('C22: duplicate money or identity keys get 400 in GET and form', () => {
-    for (const text of ['ActionId=1&ActionId=2', 'ActionId=1&Amount=1&Amount=9999', 'ActionId=1&amount=1&AMOUNT=9999', 'ActionId=1&sub_id1=a&SubId1=b']) {
+    for (const text of [
+      'ActionId=1&ActionId=2',
+      'ActionId=1&Amount=1&Amount=9999',
+      'ActionId=1&amount=1&AMOUNT=9999',
+      'ActionId=1&sub_id1=a&SubId1=b',
+    ]) {
       it(text, async () => {
         const { get, form, events } = await both(text, 400);
         expect(errorCode(get.text)).to.equal('field.duplicate');
@@ -25,13 +30,25 @@ describe('hostile C: query string and urlencoded form', () => {
   });
 
   describe('C23: prototype keys are plain unknown fields and pollute nothing', () => {
-    const keys = ['__proto__', '__proto__[x]', 'constructor[prototype][x]', 'constructor', 'toString', 'valueOf', 'hasOwnProperty'];
+    const keys = [
+      '__proto__',
+      '__proto__[x]',
+      'constructor[prototype][x]',
+      'constructor',
+      'toString',
+      'valueOf',
+      'hasOwnProperty',
+    ];
     for (const key of keys) {
       it(`"${key}" in GET, form and JSON`, async () => {
         const text = `ActionId=1&${encodeURIComponent(key)}=polluted`;
         const { events } = await both(text, 200);
         const { app, events: jsonEvents } = createApp();
-        await request(app).post('/impact/actions').type('json').send(`{"ActionId":"1",${JSON.stringify(key)}:"polluted"}`).expect(200);
+        await request(app)
+          .post('/impact/actions')
+          .type('json')
+          .send(`{"ActionId":"1",${JSON.stringify(key)}:"polluted"}`)
+          .expect(200);
         for (const event of [...events.action, ...jsonEvents.action]) {
           expect(Object.getPrototypeOf(event)).to.equal(Object.prototype);
           expect(Object.getPrototypeOf(event.fields)).to.equal(null);
@@ -45,7 +62,12 @@ describe('hostile C: query string and urlencoded form', () => {
   });
 
   describe('C24: brackets are literal keys, never structure', () => {
-    for (const text of ['ActionId=1&a[b]=1', 'ActionId=1&a[]=1', `ActionId=1&${'a[x]'.repeat(40)}=1`, 'ActionId=1&a[999999]=x']) {
+    for (const text of [
+      'ActionId=1&a[b]=1',
+      'ActionId=1&a[]=1',
+      `ActionId=1&${'a[x]'.repeat(40)}=1`,
+      'ActionId=1&a[999999]=x',
+    ]) {
       it(text.slice(0, 40), async () => {
         const { events } = await both(text, 200);
         const key = decodeURIComponent(text.split('&')[1]?.split('=')[0] ?? '');
@@ -55,7 +77,13 @@ describe('hostile C: query string and urlencoded form', () => {
   });
 
   describe('C25: percent-encoding edge cases', () => {
-    for (const text of ['ActionId=%E0%A4%A', 'ActionId=1%00', 'ActionId=%C0%AE', 'ActionId=1&Payout=%2B5', 'ActionId=1&CampaignName=%ED%A0%80']) {
+    for (const text of [
+      'ActionId=%E0%A4%A',
+      'ActionId=1%00',
+      'ActionId=%C0%AE',
+      'ActionId=1&Payout=%2B5',
+      'ActionId=1&CampaignName=%ED%A0%80',
+    ]) {
       it(`refuses ${text} in GET and form alike`, async () => {
         const { get, form, events } = await both(text, 400);
         expect(errorCode(get.text)).to.equal('field.invalid');

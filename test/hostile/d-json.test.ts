@@ -11,7 +11,20 @@ async function postJson(body: string) {
 
 describe('hostile D: JSON bodies', () => {
   describe('D26: malformed JSON, trailing garbage, primitives and arrays get 400', () => {
-    const bodies = ['{"ActionId":"1"', '{"ActionId":"1"} x', '{"ActionId":"1"}{}', '"ActionId"', '42', 'null', '[{"ActionId":"1"}]', "{'ActionId':'1'}", '{"ActionId":"1",}', '{"ActionId":01}', '{"ActionId":"\u0001"}', '{"A":"\\x41"}'];
+    const bodies = [
+      '{"ActionId":"1"',
+      '{"ActionId":"1"} x',
+      '{"ActionId":"1"}{}',
+      '"ActionId"',
+      '42',
+      'null',
+      '[{"ActionId":"1"}]',
+      "{'ActionId':'1'}",
+      '{"ActionId":"1",}',
+      '{"ActionId":01}',
+      '{"ActionId":"\u0001"}',
+      '{"A":"\\x41"}',
+    ];
     for (const body of bodies) {
       it(JSON.stringify(body), async () => {
         const { res, events } = await postJson(body);
@@ -30,7 +43,11 @@ describe('hostile D: JSON bodies', () => {
   });
 
   describe('D28: duplicate keys get 400, as in XML and form', () => {
-    for (const body of ['{"ActionId":"1","Payout":"1","Payout":"999"}', '{"ActionId":"1","Payout":"1","\\u0050ayout":"999"}', '{"ActionId":"1","x":{"a":1,"a":2}}']) {
+    for (const body of [
+      '{"ActionId":"1","Payout":"1","Payout":"999"}',
+      '{"ActionId":"1","Payout":"1","\\u0050ayout":"999"}',
+      '{"ActionId":"1","x":{"a":1,"a":2}}',
+    ]) {
       it(body, async () => {
         const { res, events } = await postJson(body);
         expect(res.status).to.equal(400);
@@ -60,7 +77,21 @@ describe('hostile D: JSON bodies', () => {
   });
 
   describe('D31: amount and payout edge values', () => {
-    const values = ['""', '" 5"', '"1e3"', '"0x10"', '"NaN"', '"Infinity"', '"5,00"', '9007199254740993', '1e3', '[5]', '{"v":5}', 'true', 'false'];
+    const values = [
+      '""',
+      '" 5"',
+      '"1e3"',
+      '"0x10"',
+      '"NaN"',
+      '"Infinity"',
+      '"5,00"',
+      '9007199254740993',
+      '1e3',
+      '[5]',
+      '{"v":5}',
+      'true',
+      'false',
+    ];
     for (const value of values) {
       const absent = value === '""';
       it(`Payout ${value} ${absent ? 'is absent' : 'gets 400'}`, async () => {

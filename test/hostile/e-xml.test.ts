@@ -10,7 +10,12 @@ import { expectNoEmit } from './helpers';
 async function postXml(body: string | Buffer, contentType = 'application/xml') {
   const target = createApp();
   const started = process.hrtime.bigint();
-  const res = await sendBytes(target.app, '/impact/actions', contentType, Buffer.isBuffer(body) ? body : Buffer.from(body));
+  const res = await sendBytes(
+    target.app,
+    '/impact/actions',
+    contentType,
+    Buffer.isBuffer(body) ? body : Buffer.from(body),
+  );
   return { res, ms: Number(process.hrtime.bigint() - started) / 1e6, ...target };
 }
 
@@ -88,7 +93,9 @@ describe('hostile E: XML bodies', () => {
   });
 
   it('E37: attributes, repeated or not, are ignored and cannot change an event', async () => {
-    const { res, events } = await postXml('<r Payout="9"><ActionId a="1" a="2">1</ActionId><Payout currency="EUR" currency="X">5.00</Payout></r>');
+    const { res, events } = await postXml(
+      '<r Payout="9"><ActionId a="1" a="2">1</ActionId><Payout currency="EUR" currency="X">5.00</Payout></r>',
+    );
     expect(res.status).to.equal(200);
     expect(events.action[0]?.raw).to.deep.equal({ ActionId: '1', Payout: '5.00' });
   });
@@ -109,7 +116,14 @@ describe('hostile E: XML bodies', () => {
   });
 
   describe('E38: two roots, trailing junk, extra close tags', () => {
-    for (const body of ['<a/><b/>', '<r><ActionId>1</ActionId></r>junk', '<r><ActionId>1</ActionId></r></r>', '<T/> <T/> </c>', '<r><ActionId>1</ActionId></r><r><ActionId>2</ActionId></r>', '<r><ActionId>1</ActionId>']) {
+    for (const body of [
+      '<a/><b/>',
+      '<r><ActionId>1</ActionId></r>junk',
+      '<r><ActionId>1</ActionId></r></r>',
+      '<T/> <T/> </c>',
+      '<r><ActionId>1</ActionId></r><r><ActionId>2</ActionId></r>',
+      '<r><ActionId>1</ActionId>',
+    ]) {
       it(JSON.stringify(body), async () => {
         const { res, events } = await postXml(body);
         expect(res.status).to.equal(400);
@@ -120,7 +134,14 @@ describe('hostile E: XML bodies', () => {
   });
 
   describe('E39: empty, whitespace-only and non-XML bodies with an XML type', () => {
-    for (const body of ['', '   \n ', 'ActionId=1', '{"ActionId":"1"}', '<r>text only</r>', '<r>text<ActionId>1</ActionId></r>']) {
+    for (const body of [
+      '',
+      '   \n ',
+      'ActionId=1',
+      '{"ActionId":"1"}',
+      '<r>text only</r>',
+      '<r>text<ActionId>1</ActionId></r>',
+    ]) {
       it(JSON.stringify(body), async () => {
         const { res, events } = await postXml(body);
         expect(res.status).to.equal(400);
@@ -134,7 +155,11 @@ describe('hostile E: XML bodies', () => {
     const cases = [
       ['a 90 KB text node', `<r><ActionId>1</ActionId><Note>${'x'.repeat(90_000)}</Note></r>`, 200],
       ['a 70 KB attribute', `<r a="${'x'.repeat(70_000)}"><ActionId>1</ActionId></r>`, 200],
-      ['20,000 attributes', `<r ${Array.from({ length: 9000 }, (_, i) => `a${i}="1"`).join(' ')}><ActionId>1</ActionId></r>`, 200],
+      [
+        '20,000 attributes',
+        `<r ${Array.from({ length: 9000 }, (_, i) => `a${i}="1"`).join(' ')}><ActionId>1</ActionId></r>`,
+        200,
+      ],
       ['a very long tag name', `<r><ActionId>1</ActionId><${'t'.repeat(60_000)}>1</${'t'.repeat(30_000)}></r>`, 400],
       ['10,000 siblings', `<r><ActionId>1</ActionId>${'<s>1</s>'.repeat(10_000)}</r>`, 400],
       ['a long identifier', `<r><ActionId>${'1'.repeat(5000)}</ActionId></r>`, 400],
@@ -150,7 +175,9 @@ describe('hostile E: XML bodies', () => {
 
   describe('E41: encoding confusion', () => {
     it('the header charset wins over an XML declaration', async () => {
-      const { res, events } = await postXml('<?xml version="1.0" encoding="ISO-8859-1"?><r><ActionId>1</ActionId><SubId1>é</SubId1></r>');
+      const { res, events } = await postXml(
+        '<?xml version="1.0" encoding="ISO-8859-1"?><r><ActionId>1</ActionId><SubId1>é</SubId1></r>',
+      );
       expect(res.status).to.equal(200);
       expect(events.action[0]?.subId1).to.equal('é');
     });
@@ -184,9 +211,12 @@ describe('hostile E: XML bodies', () => {
   it('E42: the same postback in XML, JSON, form and GET gives one event and one key', async () => {
     const { app, events } = createApp();
     await send(app, '/impact/actions', 'xml', TRACKED_ACTION).expect(200);
-    for (const format of ['json', 'form', 'query'] as const) await send(app, '/impact/actions', format, TRACKED_ACTION).expect(200);
+    for (const format of ['json', 'form', 'query'] as const)
+      await send(app, '/impact/actions', format, TRACKED_ACTION).expect(200);
     expect(events.action).to.have.length(1);
-    expect(events.duplicate.map((event) => comparable(event))).to.deep.equal([1, 2, 3].map(() => comparable(events.action[0]!)));
+    expect(events.duplicate.map((event) => comparable(event))).to.deep.equal(
+      [1, 2, 3].map(() => comparable(events.action[0]!)),
+    );
     await request(app).get('/impact/actions?ActionId=2').expect(200);
   });
 });
