@@ -56,7 +56,8 @@ export function createApp(options: Partial<PostbackRouterOptions> = {}, setup: C
 }
 
 /** The event without what legitimately differs between deliveries of the same postback. */
-export function comparable(event: PostbackEvent): unknown {
+export function comparable(event: PostbackEvent | undefined): unknown {
+  if (event === undefined) throw new Error('expected an event, got none');
   const { receivedAt: _receivedAt, format: _format, ...meta } = event.meta;
   return { ...event, meta };
 }

@@ -1,4 +1,4 @@
-import http from 'node:http';
+import type http from 'node:http';
 import { expect } from 'chai';
 import request from 'supertest';
 import { comparable, createApp, errorCode } from '../helpers/create-app';
@@ -215,7 +215,7 @@ describe('hostile E: XML bodies', () => {
       await send(app, '/impact/actions', format, TRACKED_ACTION).expect(200);
     expect(events.action).to.have.length(1);
     expect(events.duplicate.map((event) => comparable(event))).to.deep.equal(
-      [1, 2, 3].map(() => comparable(events.action[0]!)),
+      [1, 2, 3].map(() => comparable(events.action[0])),
     );
     await request(app).get('/impact/actions?ActionId=2').expect(200);
   });
