@@ -30,3 +30,5 @@ export {
 } from './errors';
 export type { ClaimResult, DedupeStore } from './dedupe/store';
 export { MemoryStore, type MemoryStoreOptions } from './dedupe/memory-store';
+export { SqliteStore, type SqliteStoreOptions } from './dedupe/sqlite-store';
+export { RedisStore, type RedisClientLike, type RedisStoreOptions } from './dedupe/redis-store';

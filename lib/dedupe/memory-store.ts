@@ -1,3 +1,4 @@
+import { positiveInteger } from './optional-module';
 import type { ClaimResult, DedupeStore } from './store';
 
 export interface MemoryStoreOptions {
@@ -66,11 +67,4 @@ export class MemoryStore implements DedupeStore {
       this.entries.delete(key);
     }
   }
-}
-
-function positiveInteger(name: string, value: number): number {
-  if (!Number.isSafeInteger(value) || value <= 0) {
-    throw new TypeError(`option ${name} must be a positive integer, got ${String(value)}`);
-  }
-  return value;
 }

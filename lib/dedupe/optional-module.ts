@@ -1,0 +1,25 @@
+/**
+ * Loads an optional peer dependency when a store that needs it is created, so the package works
+ * without it, and a user who picks the store without installing it is told what to install.
+ */
+export function loadOptionalModule(name: string, store: string, install: string): unknown {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded only when this store is used
+    return require(name) as unknown;
+  } catch (error) {
+    const missing =
+      (error as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND' &&
+      String((error as Error).message).includes(`'${name}'`);
+    if (!missing) throw error;
+    throw new Error(`${store} needs the package "${name}", which is not installed: run npm install ${install}`, {
+      cause: error,
+    });
+  }
+}
+
+export function positiveInteger(name: string, value: number): number {
+  if (!Number.isSafeInteger(value) || value <= 0) {
+    throw new TypeError(`option ${name} must be a positive integer, got ${String(value)}`);
+  }
+  return value;
+}
