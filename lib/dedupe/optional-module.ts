@@ -8,8 +8,7 @@ export function loadOptionalModule(name: string, store: string, install: string)
     return require(name) as unknown;
   } catch (error) {
     const missing =
-      (error as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND' &&
-      String((error as Error).message).includes(`'${name}'`);
+      (error as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND' && (error as Error).message.includes(`'${name}'`);
     if (!missing) throw error;
     throw new Error(`${store} needs the package "${name}", which is not installed: run npm install ${install}`, {
       cause: error,

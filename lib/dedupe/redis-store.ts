@@ -27,8 +27,7 @@ export type RedisStoreOptions =
 /** What this store needs of a client it opened itself, to wait for its connection. */
 interface OwnedClient extends RedisClientLike {
   readonly status: string;
-  once(event: 'ready' | 'end', listener: () => void): unknown;
-  off(event: 'ready' | 'end', listener: () => void): unknown;
+  once(event: 'ready', listener: () => void): unknown;
   on(event: 'error', listener: () => void): unknown;
 }
 
@@ -65,6 +64,7 @@ export class RedisStore implements DedupeStore {
   private readonly owned: OwnedClient | null;
   /** The token of each claim this process holds, so it releases only its own. */
   private readonly claims = new Map<string, string>();
+  private ready: Promise<void> | null = null;
 
   constructor(options: RedisStoreOptions) {
     this.keyPrefix = options.keyPrefix ?? 'impact-postbacks:';
@@ -132,27 +132,26 @@ export class RedisStore implements DedupeStore {
   private async connected(): Promise<void> {
     const client = this.owned;
     if (client === null || client.status === 'ready') return;
-    let onReady = (): void => undefined;
-    const ready = new Promise<void>((resolve) => {
-      onReady = resolve;
-      client.once('ready', onReady);
+    // One listener per connecting phase, however many calls wait on it.
+    this.ready ??= new Promise<void>((resolve) => {
+      client.once('ready', () => {
+        this.ready = null;
+        resolve();
+      });
     });
-    try {
-      await this.call(ready);
-    } finally {
-      client.off('ready', onReady);
-    }
+    await this.call(this.ready);
   }
 
   /** Bounds every call, also on a client the host passed in with no timeout of its own. */
   private call<T>(pending: Promise<T>): Promise<T> {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new Error(`Redis did not answer within ${this.commandTimeoutMs} ms`)),
-        this.commandTimeoutMs,
-      );
+      timer = setTimeout(() => {
+        reject(new Error(`Redis did not answer within ${this.commandTimeoutMs} ms`));
+      }, this.commandTimeoutMs);
     });
-    return Promise.race([pending, timeout]).finally(() => clearTimeout(timer));
+    return Promise.race([pending, timeout]).finally(() => {
+      clearTimeout(timer);
+    });
   }
 }

@@ -19,12 +19,12 @@ interface StoreSettings {
 interface StoreKind {
   readonly name: string;
   /** Runs before the suite; may skip it (Redis absent). */
-  before?(context: Mocha.Context): Promise<void>;
+  readonly before?: (context: Mocha.Context) => Promise<void>;
   /** A store; `peer` stores share the same backing data through another connection. */
-  create(settings?: StoreSettings): DedupeStore;
-  close(): Promise<void>;
+  readonly create: (settings?: StoreSettings) => DedupeStore;
+  readonly close: () => Promise<void>;
   /** A store whose backend is down; undefined where there is no backend to lose. */
-  broken?(): Promise<{ store: DedupeStore; stop(): Promise<void> }>;
+  readonly broken?: () => Promise<{ store: DedupeStore; stop: () => Promise<void> }>;
 }
 
 function memoryKind(): StoreKind {
@@ -164,7 +164,7 @@ for (const kind of [memoryKind(), sqliteKind(), redisKind()]) {
     });
 
     if (kind.broken !== undefined) {
-      const broken = kind.broken.bind(kind);
+      const { broken } = kind;
       it('fails fast when its backend is down, and the router answers 503 with nothing emitted', async () => {
         const { store, stop } = await broken();
         try {
