@@ -144,14 +144,25 @@ export function createPostbackRouter(options: PostbackRouterOptions): PostbackRo
     }
   }
 
+  // One middleware for the four routes rather than four route layers: Express would test each
+  // route's path pattern in turn on every request. Case-insensitive and tolerant of a trailing
+  // slash, like Express's own routing.
+  const routesByPath = new Map<string, PostbackRoute>();
   for (const route of Object.keys(ROUTE_EVENTS) as PostbackRoute[]) {
-    router.all(`/${route}`, function postbackRoute(req: Request, res: Response) {
-      // Handled here, not by Express: Express 4 does not catch rejected promises.
-      handle(route, req, res).catch((error: unknown) => {
-        reportError(new PostbackError('internal', 'the answer could not be written', { cause: error }));
-        res.destroy();
-      });
-    });
+    routesByPath.set(`/${route}`, route);
+    routesByPath.set(`/${route}/`, route);
   }
+  router.use(function postbackRoutes(req: Request, res: Response, next: (error?: unknown) => void) {
+    const route = routesByPath.get(req.path.toLowerCase());
+    if (route === undefined) {
+      next();
+      return;
+    }
+    // Handled here, not by Express: Express 4 does not catch rejected promises.
+    handle(route, req, res).catch((error: unknown) => {
+      reportError(new PostbackError('internal', 'the answer could not be written', { cause: error }));
+      res.destroy();
+    });
+  });
   return emitter as unknown as PostbackRouter;
 }

@@ -9,16 +9,19 @@ import type { PostbackRoute } from '../events';
  * modification or reversal of an action changes its status or amounts and so its key.
  */
 export function dedupeKey(route: PostbackRoute, canonical: FieldRecord): string {
-  const digest = createHash('sha256').update(stableStringify(canonical)).digest('base64url');
-  return `${route}:${digest}`;
+  return `${route}:${createHash('sha256').update(encode(canonical)).digest('base64url')}`;
 }
 
-function stableStringify(value: FieldValue): string {
-  if (typeof value === 'string') return JSON.stringify(value);
-  if (Array.isArray(value)) return `[${value.map(stableStringify).join(',')}]`;
+/**
+ * One string for the hash, with every string length-prefixed and every structure tagged, so no
+ * two different values encode the same (there is no separator a value could imitate).
+ */
+function encode(value: FieldValue): string {
+  if (typeof value === 'string') return `s${value.length}:${value}`;
+  if (Array.isArray(value)) return `a${value.length}:${(value as readonly FieldValue[]).map(encode).join('')}`;
   const record = value as Readonly<Record<string, FieldValue>>;
-  const entries = Object.keys(record)
-    .sort()
-    .map((key) => `${JSON.stringify(key)}:${stableStringify(record[key] as FieldValue)}`);
-  return `{${entries.join(',')}}`;
+  const keys = Object.keys(record).sort();
+  let text = `o${keys.length}:`;
+  for (const key of keys) text += `${key.length}:${key}${encode(record[key] as FieldValue)}`;
+  return text;
 }

@@ -24,22 +24,45 @@ export function camelCaseKey(key: string): string {
   return key.charAt(0).toLowerCase() + key.slice(1);
 }
 
-export type FieldIndex = ReadonlyMap<string, FieldSpec>;
+/** What a received key names: a known field (with its spec) or an unknown one. */
+export interface ResolvedKey {
+  readonly name: string;
+  readonly spec: FieldSpec | undefined;
+}
+
+export interface FieldIndex {
+  resolve(key: string): ResolvedKey;
+}
+
+// A template's keys are the same on every postback, so resolved keys are cached; the bound
+// keeps a sender that invents keys from growing the cache.
+const RESOLVED_KEYS_CACHED = 512;
 
 /**
  * One lookup table per event kind, built at setup: every name a key may take for each known
  * field, plus the host's own keys from the `fields` option (which win over the defaults).
  */
 export function compileFieldIndex(specs: readonly FieldSpec[], hostKeys: ReadonlyMap<string, string>): FieldIndex {
-  const index = new Map<string, FieldSpec>();
+  const byMatchKey = new Map<string, FieldSpec>();
   for (const spec of specs) {
-    index.set(matchKey(spec.name), spec);
-    index.set(matchKey(spec.placeholder), spec);
-    for (const alias of spec.aliases ?? []) index.set(matchKey(alias), spec);
+    byMatchKey.set(matchKey(spec.name), spec);
+    byMatchKey.set(matchKey(spec.placeholder), spec);
+    for (const alias of spec.aliases ?? []) byMatchKey.set(matchKey(alias), spec);
   }
   for (const [hostKey, target] of hostKeys) {
     const spec = specs.find((candidate) => candidate.name === target);
-    if (spec !== undefined) index.set(matchKey(hostKey), spec);
+    if (spec !== undefined) byMatchKey.set(matchKey(hostKey), spec);
   }
-  return index;
+  const cache = new Map<string, ResolvedKey>();
+  return {
+    resolve(key) {
+      let resolved = cache.get(key);
+      if (resolved === undefined) {
+        const spec = byMatchKey.get(matchKey(key));
+        resolved = { name: spec === undefined ? camelCaseKey(key) : spec.name, spec };
+        if (cache.size < RESOLVED_KEYS_CACHED) cache.set(key, resolved);
+      }
+      return resolved;
+    },
+  };
 }

@@ -1,7 +1,7 @@
 import { createRecord, type FieldRecord } from '../body/field-record';
 import { PostbackError, quoteName } from '../errors';
 import type { PostbackWarning } from '../events';
-import { camelCaseKey, matchKey, type FieldIndex } from './field-names';
+import type { FieldIndex } from './field-names';
 import { convertValue, isPlaceholder } from './values';
 
 export interface NormalizedFields {
@@ -25,8 +25,7 @@ export function normalizeFields(received: FieldRecord, index: FieldIndex): Norma
   const warnings: PostbackWarning[] = [];
   const canonical = createRecord();
   for (const [key, value] of Object.entries(received)) {
-    const spec = index.get(matchKey(key));
-    const name = spec === undefined ? camelCaseKey(key) : spec.name;
+    const { name, spec } = index.resolve(key);
     if (Object.hasOwn(fields, name)) {
       throw new PostbackError('field.duplicate', `two keys name the field ${quoteName(name)}`, { field: name });
     }

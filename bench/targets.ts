@@ -1,0 +1,76 @@
+/**
+ * The three servers the HTTP benchmark compares, one per child process (TARGET=...):
+ * - floor: bare node:http that parses the same body and answers 200 (what Node itself costs);
+ * - express: the route a user would write by hand, with Express's parsers and xml2js;
+ * - router: this package, allow-list on, default store, a listener that does nothing.
+ */
+import http from 'node:http';
+import express from 'express';
+import { parseStringPromise } from 'xml2js';
+import { createPostbackRouter } from '../lib';
+
+function parseBody(contentType: string, text: string): Promise<unknown> | unknown {
+  if (contentType.startsWith('application/json')) return JSON.parse(text);
+  if (contentType.includes('xml')) return parseStringPromise(text);
+  return Object.fromEntries(new URLSearchParams(text));
+}
+
+function floor(): http.RequestListener {
+  return (req, res) => {
+    const url = req.url ?? '';
+    if (req.method === 'GET') {
+      Object.fromEntries(new URLSearchParams(url.slice(url.indexOf('?') + 1)));
+      res.end('OK');
+      return;
+    }
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => {
+      void Promise.resolve(parseBody(req.headers['content-type'] ?? '', Buffer.concat(chunks).toString('utf8'))).then(
+        () => res.end('OK'),
+        () => {
+          res.statusCode = 400;
+          res.end('bad');
+        },
+      );
+    });
+  };
+}
+
+function handWrittenExpress(): http.RequestListener {
+  const app = express();
+  app.get('/impact/actions', (req, res) => {
+    void req.query;
+    res.send('OK');
+  });
+  app.post(
+    '/impact/actions',
+    express.json(),
+    express.urlencoded({ extended: false }),
+    express.text({ type: ['application/xml', 'text/xml'] }),
+    async (req, res) => {
+      if (typeof req.body === 'string') await parseStringPromise(req.body);
+      res.send('OK');
+    },
+  );
+  return app;
+}
+
+function router(): http.RequestListener {
+  const app = express();
+  const postbacks = createPostbackRouter({ allowedIps: ['127.0.0.1', '::1'] });
+  postbacks.on('action', () => undefined);
+  app.use('/impact', postbacks.router);
+  return app;
+}
+
+const target = process.env['TARGET'] ?? 'router';
+const listener = target === 'floor' ? floor() : target === 'express' ? handWrittenExpress() : router();
+const server = http.createServer(listener);
+server.keepAliveTimeout = 30_000;
+server.listen(0, '127.0.0.1', () => {
+  const address = server.address();
+  process.send?.({ port: typeof address === 'object' && address !== null ? address.port : 0 });
+});
+// Exit normally on SIGINT, so that --cpu-prof writes its profile.
+process.on('SIGINT', () => process.exit(0));
