@@ -23,8 +23,13 @@ const DURATION_S = Number(process.env['BENCH_DURATION'] ?? 3);
 const CONNECTIONS = 20;
 
 function startTarget(target: Target): Promise<{ child: ChildProcess; port: number }> {
-  const child = fork(path.join(__dirname, 'targets.ts'), [], { execArgv: ['--import', 'tsx'], env: { ...process.env, TARGET: target } });
-  return new Promise((resolve) => child.once('message', (message: { port: number }) => resolve({ child, port: message.port })));
+  const child = fork(path.join(__dirname, 'targets.ts'), [], {
+    execArgv: ['--import', 'tsx'],
+    env: { ...process.env, TARGET: target },
+  });
+  return new Promise((resolve) =>
+    child.once('message', (message: { port: number }) => resolve({ child, port: message.port })),
+  );
 }
 
 async function measure(port: number, format: Format, seconds: number): Promise<Measurement> {
@@ -38,7 +43,10 @@ async function measure(port: number, format: Format, seconds: number): Promise<M
       {
         setupRequest: (request) => {
           counter += 1;
-          const { method, query, contentType, body } = encode(format, { ...TRACKED_ACTION, ActionId: `8882.${process.pid}.${counter}` });
+          const { method, query, contentType, body } = encode(format, {
+            ...TRACKED_ACTION,
+            ActionId: `8882.${process.pid}.${counter}`,
+          });
           return {
             ...request,
             method,
@@ -59,7 +67,9 @@ async function measure(port: number, format: Format, seconds: number): Promise<M
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? (sorted[middle] as number) : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
+  return sorted.length % 2 === 1
+    ? (sorted[middle] as number)
+    : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
 }
 
 export type HttpResults = Record<Format, Record<Target, Measurement> & { ratio: number; p99Ratio: number }>;
@@ -88,7 +98,11 @@ export async function runHttpBenchmark(): Promise<HttpResults> {
           p99: median(runs.map((run) => run.p99)),
         };
       }
-      results[format] = { ...row, ratio: Number((row.router.rps / row.express.rps).toFixed(3)), p99Ratio: Number((row.router.p99 / Math.max(row.express.p99, 1)).toFixed(2)) };
+      results[format] = {
+        ...row,
+        ratio: Number((row.router.rps / row.express.rps).toFixed(3)),
+        p99Ratio: Number((row.router.p99 / Math.max(row.express.p99, 1)).toFixed(2)),
+      };
     }
     return results;
   } finally {
@@ -97,7 +111,10 @@ export async function runHttpBenchmark(): Promise<HttpResults> {
 }
 
 export function printHttpTable(results: HttpResults): void {
-  const lines = ['| format | floor req/s | express req/s | router req/s | router / express | p50 floor / express / router (ms) | p99 floor / express / router (ms) |', '| --- | ---: | ---: | ---: | ---: | --- | --- |'];
+  const lines = [
+    '| format | floor req/s | express req/s | router req/s | router / express | p50 floor / express / router (ms) | p99 floor / express / router (ms) |',
+    '| --- | ---: | ---: | ---: | ---: | --- | --- |',
+  ];
   for (const format of FORMATS) {
     const row = results[format];
     lines.push(

@@ -15,6 +15,8 @@ interface Entry {
   readonly expiresAt: number;
 }
 
+const PRUNE_EVERY = 256;
+
 const DEFAULTS = { maxKeys: 100_000, maxAgeMs: 7 * 24 * 60 * 60 * 1000, leaseMs: 5 * 60 * 1000 };
 
 /**
@@ -27,6 +29,7 @@ export class MemoryStore implements DedupeStore {
   readonly maxAgeMs: number;
   readonly leaseMs: number;
   private readonly entries = new Map<string, Entry>();
+  private writes = 0;
 
   constructor(options: MemoryStoreOptions = {}) {
     this.maxKeys = positiveInteger('maxKeys', options.maxKeys ?? DEFAULTS.maxKeys);
@@ -61,7 +64,16 @@ export class MemoryStore implements DedupeStore {
     if (this.entries.get(key)?.state === 'in-flight') this.entries.delete(key);
   }
 
+  /**
+   * Drops the oldest keys past maxKeys, and expired keys from the front of the order. Entries
+   * are in the order they were last written, so the front holds the oldest; expiry is checked
+   * there only every PRUNE_EVERY writes, since walking the Map on each write was the store's
+   * main cost.
+   */
   private prune(now: number): void {
+    this.writes += 1;
+    const checkExpiry = this.writes % PRUNE_EVERY === 0;
+    if (this.entries.size <= this.maxKeys && !checkExpiry) return;
     for (const [key, entry] of this.entries) {
       if (this.entries.size <= this.maxKeys && entry.expiresAt > now) break;
       this.entries.delete(key);

@@ -1,0 +1,94 @@
+/**
+ * Micro-benchmark of each stage of the router on its own (tinybench), in operations per second.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { EventEmitter } from 'node:events';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Bench } from 'tinybench';
+import { parseJsonBody } from '../lib/body/parse-json';
+import { parseUrlEncoded } from '../lib/body/parse-urlencoded';
+import { parseXmlBody } from '../lib/body/parse-xml';
+import { dedupeKey } from '../lib/dedupe/dedupe-key';
+import { MemoryStore } from '../lib/dedupe/memory-store';
+import { SqliteStore } from '../lib/dedupe/sqlite-store';
+import { callListeners } from '../lib/delivery/call-listeners';
+import { buildEvent } from '../lib/fields/build-event';
+import { compileFieldIndex } from '../lib/fields/field-names';
+import { ACTION_FIELDS } from '../lib/fields/field-specs';
+import { normalizeFields } from '../lib/fields/normalize-fields';
+import { compileAllowList } from '../lib/ip/allow-list';
+import { resolveClientIp } from '../lib/ip/client-ip';
+import { encode, TRACKED_ACTION } from '../test/helpers/fixtures';
+
+export type StageResults = Record<string, number>;
+
+export async function runStageBenchmark(): Promise<StageResults> {
+  const isAllowed = compileAllowList(['198.51.100.0/24', '203.0.113.0/24', '2001:db8::/32']);
+  const json = encode('json', TRACKED_ACTION).body ?? '';
+  const xml = encode('xml', TRACKED_ACTION).body ?? '';
+  const form = encode('form', TRACKED_ACTION).body ?? '';
+  const index = compileFieldIndex(ACTION_FIELDS, new Map());
+  const record = parseUrlEncoded(form, 100);
+  const normalized = normalizeFields(record, index);
+  const memory = new MemoryStore();
+  const dir = mkdtempSync(path.join(tmpdir(), 'impact-bench-'));
+  const sqlite = new SqliteStore({ path: path.join(dir, 'bench.db') });
+  const emitter = new EventEmitter();
+  emitter.on('action', () => undefined);
+  let counter = 0;
+
+  const bench = new Bench({ time: 500 });
+  bench
+    .add('IP check (resolve + allow-list)', () => {
+      const ip = resolveClientIp('::ffff:198.51.100.7', undefined, { kind: 'none' });
+      if (ip === null || !isAllowed(ip)) throw new Error('refused');
+    })
+    .add('parse query/form (URLSearchParams)', () => parseUrlEncoded(form, 100))
+    .add('parse JSON (strict reader)', () => parseJsonBody(json, 100))
+    .add('parse XML (xml2js, guarded)', () => parseXmlBody(xml, 100))
+    .add('normalise fields', () => normalizeFields(record, index))
+    .add('dedupe key (SHA-256)', () => dedupeKey('actions', normalized.canonical))
+    .add('build frozen event', () =>
+      buildEvent('actions', normalizeFields(record, index), record, {
+        receivedAt: new Date(),
+        ip: '198.51.100.7',
+        format: 'form',
+        route: 'actions',
+        path: '/impact/actions',
+        key: 'k',
+      }),
+    )
+    .add('MemoryStore claim + commit', () => {
+      counter += 1;
+      memory.claim(`k${counter}`);
+      memory.commit(`k${counter}`);
+    })
+    .add('SqliteStore claim + commit (fsync)', () => {
+      counter += 1;
+      sqlite.claim(`k${counter}`);
+      sqlite.commit(`k${counter}`);
+    })
+    .add('emit (await one listener)', async () => {
+      await callListeners(emitter, 'action', [normalized]);
+    });
+  await bench.run();
+  sqlite.close();
+  rmSync(dir, { recursive: true, force: true });
+  const results: StageResults = {};
+  for (const task of bench.tasks) {
+    const throughput = task.result as { throughput?: { mean: number }; hz?: number } | undefined;
+    results[task.name] = Math.round(throughput?.throughput?.mean ?? throughput?.hz ?? 0);
+  }
+  return results;
+}
+
+export function printStageTable(results: StageResults): void {
+  console.log(
+    [
+      '| stage | ops/s |',
+      '| --- | ---: |',
+      ...Object.entries(results).map(([name, ops]) => `| ${name} | ${ops.toLocaleString('en-US')} |`),
+    ].join('\n'),
+  );
+}
