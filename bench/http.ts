@@ -28,7 +28,9 @@ function startTarget(target: Target): Promise<{ child: ChildProcess; port: numbe
     env: { ...process.env, TARGET: target },
   });
   return new Promise((resolve) =>
-    child.once('message', (message: { port: number }) => resolve({ child, port: message.port })),
+    child.once('message', (message: { port: number }) => {
+      resolve({ child, port: message.port });
+    }),
   );
 }
 

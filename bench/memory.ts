@@ -35,7 +35,10 @@ function send(agent: http.Agent, port: number, index: number): Promise<void> {
       },
       (res) => {
         res.resume();
-        res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`status ${res.statusCode ?? 0}`))));
+        res.on('end', () => {
+          if (res.statusCode === 200) resolve();
+          else reject(new Error(`status ${res.statusCode ?? 0}`));
+        });
       },
     );
     req.on('error', reject);
@@ -49,7 +52,9 @@ export async function runMemoryBenchmark(): Promise<MemoryResults> {
     env: { ...process.env, TARGET: 'router' },
   });
   const port = await new Promise<number>((resolve) =>
-    child.once('message', (message: { port: number }) => resolve(message.port)),
+    child.once('message', (message: { port: number }) => {
+      resolve(message.port);
+    }),
   );
   const rss = (): Promise<number> =>
     new Promise((resolve) => {

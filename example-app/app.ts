@@ -1,18 +1,14 @@
 import express, { type Express } from 'express';
 import { createPostbackRouter, type PostbackEvent, type PostbackRouter, type Rejection } from 'impact-postbacks';
+import { Ledger } from './ledger';
+import { renderPage, type LoggedPostback } from './page';
 
-/** One line of the example's log of what arrived. */
-export interface LoggedPostback {
-  readonly at: string;
-  readonly kind: string;
-  readonly format: string;
-  readonly summary: string;
-  readonly warnings: readonly string[];
-}
+export type { LoggedPostback } from './page';
 
 export interface ExampleApp {
   readonly app: Express;
   readonly postbacks: PostbackRouter;
+  readonly ledger: Ledger;
   readonly log: LoggedPostback[];
 }
 
@@ -34,7 +30,11 @@ function summarise(event: PostbackEvent): string {
   }
 }
 
-/** A small Express app that mounts the router at /impact and logs every postback. */
+/**
+ * A small cashback site: it mounts the router at /impact (loopback only by default), credits
+ * the user named by subId1, adjusts and reverses, marks cleared actions, tracks inquiries, and
+ * shows balances and the last 50 postbacks at /.
+ */
 export function createExampleApp(options: ExampleOptions = {}): ExampleApp {
   const print =
     options.print ??
@@ -44,27 +44,37 @@ export function createExampleApp(options: ExampleOptions = {}): ExampleApp {
   const app = express();
   app.disable('x-powered-by');
   const postbacks = createPostbackRouter({ allowedIps: options.allowedIps ?? ['127.0.0.1', '::1'] });
+  const ledger = new Ledger();
   const log: LoggedPostback[] = [];
 
-  const record = (event: PostbackEvent): void => {
-    const line = {
+  const record = (event: PostbackEvent, status: string): void => {
+    const entry: LoggedPostback = {
       at: event.meta.receivedAt.toISOString(),
-      kind: event.kind,
+      kind: event.kind === 'action' ? `action (${event.trigger})` : event.kind,
       format: event.meta.format,
+      status,
       summary: summarise(event),
       warnings: event.warnings.map((warning) => warning.message),
     };
-    log.unshift(line);
+    log.unshift(entry);
     log.length = Math.min(log.length, 50);
     print(
-      `${line.at} ${line.format.padEnd(5)} ${line.summary}${line.warnings.length > 0 ? ` (${line.warnings.join('; ')})` : ''}`,
+      `${entry.at} ${entry.format.padEnd(5)} ${status.padEnd(9)} ${entry.summary}${entry.warnings.length > 0 ? ` (${entry.warnings.join('; ')})` : ''}`,
     );
   };
-  postbacks.on('action', record);
-  postbacks.on('inquiry', record);
-  postbacks.on('catalog', record);
+  postbacks.on('action', (event) => {
+    ledger.applyAction(event);
+    record(event, event.status ?? 'handled');
+  });
+  postbacks.on('inquiry', (event) => {
+    ledger.applyInquiry(event);
+    record(event, event.state);
+  });
+  postbacks.on('catalog', (event) => {
+    record(event, 'handled');
+  });
   postbacks.on('duplicate', (event) => {
-    print(`duplicate of ${event.meta.key}, answered without a second event`);
+    record(event, 'duplicate');
   });
   postbacks.on('rejected', (rejection: Rejection) => {
     print(`rejected ${rejection.status} ${rejection.code} from ${rejection.ip ?? 'unknown'}: ${rejection.message}`);
@@ -75,7 +85,10 @@ export function createExampleApp(options: ExampleOptions = {}): ExampleApp {
 
   app.use('/impact', postbacks.router);
   app.get('/', (_req, res) => {
-    res.type('json').send(JSON.stringify({ postbacks: log }, null, 2));
+    res.type('html').send(renderPage(ledger.balances(), ledger.openInquiries(), log));
   });
-  return { app, postbacks, log };
+  app.get('/balances.json', (_req, res) => {
+    res.json({ balances: ledger.balances(), postbacks: log });
+  });
+  return { app, postbacks, ledger, log };
 }

@@ -1,0 +1,259 @@
+#!/usr/bin/env node
+/**
+ * impact-postbacks: templates to paste into impact.com, a postback simulator, and an end-to-end
+ * check of a deployed receiver. Exit codes: 0 success, 1 an answer was not as expected, 2 usage.
+ */
+import { parseArgs } from 'node:util';
+import { deliverPostback, errorCodeOf } from './deliver';
+import { SCENARIOS, scenarioSteps, type ScenarioName } from './scenarios';
+import { buildTemplate, formatTemplate, KINDS, TEMPLATE_FORMATS, type Kind, type TemplateFormat } from './templates';
+
+class UsageError extends Error {}
+
+const HELP: Readonly<Record<string, string>> = {
+  main: `Usage: impact-postbacks <command> [options]
+
+Commands:
+  templates   print what to paste into impact.com's Event Notifications screen
+  send        play postbacks as impact.com would send them (a simulator)
+  check       send one harmless postback per route and format, and report what is accepted
+
+Run "impact-postbacks <command> --help" for a command's options.`,
+  templates: `Usage: impact-postbacks templates --url <base URL> [options]
+
+Prints, for each event kind, the URL (with {Placeholder} tokens for GET) or the URL, body format
+and body template (for POST) to paste into impact.com, using every known placeholder of the kind.
+
+Options:
+  --url <url>           where the router is mounted, such as https://shop.example/impact (required)
+  --kind <kind>         action, clearing, inquiry or catalog (default: all four)
+  --format <format>     query (GET), json, xml or form (default: query)
+  --token-param [value] add token=<value> to each URL (default value: YOUR_TOKEN)
+  --json                print one JSON array of { kind, format, method, url, contentType?, body? }
+  --help                show this help`,
+  send: `Usage: impact-postbacks send --url <base URL> --scenario <name> [options]
+
+Sends postbacks with realistic values, as impact.com would, and prints one line per request.
+
+Scenarios: tracked, lifecycle (tracked, modified, reversed), cleared, inquiry (created, resolved),
+           catalog, retry (the same postback three times), all
+
+Options:
+  --url <url>           where the router is mounted, such as http://localhost:3000/impact (required)
+  --scenario <name>     which postbacks to send (required)
+  --format <format>     query (GET), json, xml or form (default: query)
+  --token <token>       send ?token=<token>
+  --help                show this help
+
+Exit code 1 if any answer was not a 2xx.`,
+  check: `Usage: impact-postbacks check --url <base URL> [options]
+
+Sends one harmless postback (payout 0.00, status detail TEST_ACTION) per route and format, and
+reports whether the receiver accepts it: the end-to-end check to run after deploying.
+
+Options:
+  --url <url>           where the router is mounted (required)
+  --token <token>       send ?token=<token>
+  --help                show this help
+
+Exit code 1 if any route and format was not accepted.`,
+};
+
+function oneOf<T extends string>(name: string, value: string | undefined, allowed: readonly T[], fallback?: T): T {
+  if (value === undefined) {
+    if (fallback === undefined) throw new UsageError(`--${name} is required (one of ${allowed.join(', ')})`);
+    return fallback;
+  }
+  if (!(allowed as readonly string[]).includes(value))
+    throw new UsageError(`--${name} must be one of ${allowed.join(', ')}, got "${value}"`);
+  return value as T;
+}
+
+function requireUrl(value: string | undefined): string {
+  if (value === undefined) throw new UsageError('--url is required, such as --url http://localhost:3000/impact');
+  try {
+    const url = new URL(value);
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('not http');
+  } catch {
+    throw new UsageError(`--url must be an http or https URL, got "${value}"`);
+  }
+  return value;
+}
+
+function templates(args: string[]): number {
+  const { values } = parseArgs({
+    args,
+    options: {
+      url: { type: 'string' },
+      kind: { type: 'string' },
+      format: { type: 'string' },
+      'token-param': { type: 'boolean' },
+      token: { type: 'string' },
+      json: { type: 'boolean' },
+      help: { type: 'boolean' },
+    },
+    strict: true,
+  });
+  if (values.help === true) return help('templates');
+  const url = requireUrl(values.url);
+  const kinds: readonly Kind[] = values.kind === undefined ? KINDS : [oneOf('kind', values.kind, KINDS)];
+  const format = oneOf<TemplateFormat>('format', values.format, TEMPLATE_FORMATS, 'query');
+  const token = values['token-param'] === true ? (values.token ?? 'YOUR_TOKEN') : null;
+  const list = kinds.map((kind) => buildTemplate(url, kind, format, token));
+  if (values.json === true) {
+    console.log(
+      JSON.stringify(
+        list.map(({ label: _label, ...template }) => template),
+        null,
+        2,
+      ),
+    );
+  } else {
+    console.log(list.map(formatTemplate).join('\n\n'));
+  }
+  return 0;
+}
+
+async function send(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      url: { type: 'string' },
+      scenario: { type: 'string' },
+      format: { type: 'string' },
+      token: { type: 'string' },
+      help: { type: 'boolean' },
+    },
+    strict: true,
+  });
+  if (values.help === true) return help('send');
+  const url = requireUrl(values.url);
+  const scenario = oneOf<ScenarioName>('scenario', values.scenario, SCENARIOS);
+  const format = oneOf<TemplateFormat>('format', values.format, TEMPLATE_FORMATS, 'query');
+  const seed = `${Date.now() % 1e9}${Math.floor(Math.random() * 1000)}`;
+  let failed = 0;
+  const steps = scenarioSteps(scenario, seed);
+  for (const step of steps) {
+    const result = await deliverPostback(url, step.kind, format, step.fields, values.token ?? null).catch(
+      (error: unknown) => ({
+        status: 0,
+        ms: 0,
+        body: error instanceof Error ? error.message : String(error),
+        url,
+        method: format === 'query' ? 'GET' : 'POST',
+      }),
+    );
+    const ok = result.status >= 200 && result.status < 300;
+    if (!ok) failed += 1;
+    const detail = ok ? '' : `  ${errorCodeOf(result.body) || result.body.slice(0, 120)}`;
+    console.log(
+      `${ok ? 'ok  ' : 'FAIL'} ${String(result.status).padStart(3)} ${String(result.ms).padStart(5)} ms  ${result.method.padEnd(4)} ${step.kind.padEnd(8)} ${step.name}${detail}`,
+    );
+  }
+  console.log(`${steps.length} sent, ${steps.length - failed} answered 2xx, ${failed} not`);
+  return failed === 0 ? 0 : 1;
+}
+
+async function check(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: { url: { type: 'string' }, token: { type: 'string' }, help: { type: 'boolean' } },
+    strict: true,
+  });
+  if (values.help === true) return help('check');
+  const url = requireUrl(values.url);
+  const stamp = `check-${Date.now()}`;
+  const harmless: Readonly<Record<Kind, Record<string, string>>> = {
+    action: {
+      ActionId: `${stamp}.1`,
+      Status: 'PENDING',
+      StatusDetail: 'TEST_ACTION',
+      Payout: '0.00',
+      Amount: '0.00',
+      Currency: 'USD',
+    },
+    clearing: {
+      ActionId: `${stamp}.2`,
+      Status: 'APPROVED',
+      StatusDetail: 'TEST_ACTION',
+      Payout: '0.00',
+      Currency: 'USD',
+    },
+    inquiry: { InquiryId: `${stamp}.3`, ResolutionStatus: 'UNRESOLVED', InquiryNotes: 'impact-postbacks check' },
+    catalog: { CampaignId: '0', CatalogId: stamp },
+  };
+  let failed = 0;
+  for (const kind of KINDS) {
+    for (const format of TEMPLATE_FORMATS) {
+      // A distinct id per format, so a receiver that deduplicates still sees each one.
+      const fields = Object.fromEntries(
+        Object.entries(harmless[kind]).map(([key, value]) => [
+          key,
+          value.startsWith(stamp) ? `${value}.${format}` : value,
+        ]),
+      );
+      const result = await deliverPostback(url, kind, format, fields, values.token ?? null).catch((error: unknown) => ({
+        status: 0,
+        ms: 0,
+        body: String(error),
+        url,
+        method: 'GET' as const,
+      }));
+      const ok = result.status >= 200 && result.status < 300;
+      if (!ok) failed += 1;
+      console.log(
+        `${ok ? 'accepted' : 'REFUSED '} ${kind.padEnd(8)} ${format.padEnd(5)} ${String(result.status).padStart(3)} ${String(result.ms).padStart(5)} ms${ok ? '' : `  ${errorCodeOf(result.body) || result.body.slice(0, 120)}`}`,
+      );
+    }
+  }
+  console.log(
+    failed === 0
+      ? 'every route accepts every format'
+      : `${failed} of ${KINDS.length * TEMPLATE_FORMATS.length} route and format pairs refused`,
+  );
+  return failed === 0 ? 0 : 1;
+}
+
+function help(command: string): number {
+  console.log(HELP[command] ?? HELP['main']);
+  return 0;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...args] = argv;
+  try {
+    switch (command) {
+      case 'templates':
+        return templates(args);
+      case 'send':
+        return await send(args);
+      case 'check':
+        return await check(args);
+      case undefined:
+      case '--help':
+      case '-h':
+      case 'help':
+        return help('main');
+      default:
+        throw new UsageError(`unknown command "${command}"`);
+    }
+  } catch (error) {
+    if (error instanceof UsageError || (error as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS') === true) {
+      console.error(
+        `impact-postbacks: ${(error as Error).message}\nRun "impact-postbacks ${command !== undefined && command in HELP ? `${command} ` : ''}--help" for usage.`,
+      );
+      return 2;
+    }
+    throw error;
+  }
+}
+
+void main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    console.error(`impact-postbacks: ${error instanceof Error ? error.message : String(error)}`);
+    process.exitCode = 1;
+  },
+);
