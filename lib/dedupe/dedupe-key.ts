@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { FieldRecord, FieldValue } from '../body/field-record';
 import type { PostbackRoute } from '../events';
 
@@ -9,7 +9,8 @@ import type { PostbackRoute } from '../events';
  * modification or reversal of an action changes its status or amounts and so its key.
  */
 export function dedupeKey(route: PostbackRoute, canonical: FieldRecord): string {
-  return `${route}:${createHash('sha256').update(encode(canonical)).digest('base64url')}`;
+  // One-shot hash: no Hash object (and its native context) per request.
+  return `${route}:${hash('sha256', encode(canonical), 'base64url')}`;
 }
 
 /**
