@@ -85,7 +85,7 @@ export function createExampleApp(options: ExampleOptions = {}): ExampleApp {
 
   app.use('/impact', postbacks.router);
   app.get('/', (_req, res) => {
-    res.type('html').send(renderPage(ledger.balances(), ledger.openInquiries(), log));
+    res.type('html').send(renderPage(ledger.balances(), ledger.allInquiries(), log));
   });
   app.get('/balances.json', (_req, res) => {
     res.json({ balances: ledger.balances(), postbacks: log });

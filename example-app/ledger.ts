@@ -65,7 +65,7 @@ export class Ledger {
     return [...byUser].map(([user, entry]) => ({ user, ...entry })).sort((a, b) => a.user.localeCompare(b.user));
   }
 
-  openInquiries(): InquiryEvent[] {
+  allInquiries(): InquiryEvent[] {
     return [...this.inquiries.values()];
   }
 }

@@ -52,7 +52,7 @@ describe('example app', () => {
     const { app, ledger } = createExampleApp({ print: () => undefined });
     await request(app).get('/impact/inquiries?InquiryId=7&ResolutionStatus=UNRESOLVED').expect(200);
     await request(app).get('/impact/inquiries?InquiryId=7&ResolutionStatus=VALID&FinalPayout=3.00').expect(200);
-    expect(ledger.openInquiries().map((inquiry) => [inquiry.inquiryId, inquiry.state])).to.deep.equal([
+    expect(ledger.allInquiries().map((inquiry) => [inquiry.inquiryId, inquiry.state])).to.deep.equal([
       ['7', 'resolved'],
     ]);
   });

@@ -1,5 +1,5 @@
 import ipaddr from 'ipaddr.js';
-import { parseStrictIp } from './strict-ip';
+import { parseClientIp } from './strict-ip';
 
 export type IpMatcher = (ip: string) => boolean;
 
@@ -21,11 +21,8 @@ export function compileAllowList(ranges: readonly string[]): IpMatcher {
     else v6.push([address as ipaddr.IPv6, prefix]);
   }
   return function isAllowedIp(ip: string): boolean {
-    let parsed = parseStrictIp(ip);
+    const parsed = parseClientIp(ip);
     if (parsed === null) return false;
-    if (parsed.kind() === 'ipv6' && (parsed as ipaddr.IPv6).isIPv4MappedAddress()) {
-      parsed = (parsed as ipaddr.IPv6).toIPv4Address();
-    }
     if (parsed.kind() === 'ipv4') {
       const address = parsed as ipaddr.IPv4;
       return v4.some(([network, bits]) => address.match(network, bits));

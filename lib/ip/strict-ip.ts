@@ -15,14 +15,18 @@ export function parseStrictIp(text: string): ipaddr.IPv4 | ipaddr.IPv6 | null {
 }
 
 /**
- * Canonical text of an address, with an IPv4-mapped IPv6 address (`::ffff:192.0.2.1`, what a
- * dual-stack listener reports for IPv4 clients) turned back into IPv4, or null if not an address.
+ * A client address, with an IPv4-mapped IPv6 address (`::ffff:192.0.2.1`, what a dual-stack
+ * listener reports for IPv4 clients) turned back into IPv4, or null if not a canonical address.
  */
-export function normalizeIp(text: string): string | null {
+export function parseClientIp(text: string): ipaddr.IPv4 | ipaddr.IPv6 | null {
   const parsed = parseStrictIp(text);
-  if (parsed === null) return null;
-  if (parsed.kind() === 'ipv6' && (parsed as ipaddr.IPv6).isIPv4MappedAddress()) {
-    return (parsed as ipaddr.IPv6).toIPv4Address().toString();
+  if (parsed !== null && parsed.kind() === 'ipv6' && (parsed as ipaddr.IPv6).isIPv4MappedAddress()) {
+    return (parsed as ipaddr.IPv6).toIPv4Address();
   }
-  return parsed.toString();
+  return parsed;
+}
+
+/** Canonical text of a client address (see parseClientIp), or null if not an address. */
+export function normalizeIp(text: string): string | null {
+  return parseClientIp(text)?.toString() ?? null;
 }
