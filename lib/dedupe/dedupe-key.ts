@@ -1,5 +1,5 @@
 import { hash } from 'node:crypto';
-import type { FieldRecord, FieldValue } from '../body/field-record';
+import type { FieldValue } from '../body/field-record';
 import type { PostbackRoute } from '../events';
 
 /**
@@ -8,9 +8,12 @@ import type { PostbackRoute } from '../events';
  * level. impact.com sends no delivery id, so equal content is the only sign of a repeat; a
  * modification or reversal of an action changes its status or amounts and so its key.
  */
-export function dedupeKey(route: PostbackRoute, canonical: FieldRecord): string {
+export function dedupeKey(route: PostbackRoute, canonical: ReadonlyMap<string, FieldValue>): string {
+  const names = [...canonical.keys()].sort();
+  let text = `o${names.length}:`;
+  for (const name of names) text += `${name.length}:${name}${encode(canonical.get(name) as FieldValue)}`;
   // One-shot hash: no Hash object (and its native context) per request.
-  return `${route}:${hash('sha256', encode(canonical), 'base64url')}`;
+  return `${route}:${hash('sha256', text, 'base64url')}`;
 }
 
 /**

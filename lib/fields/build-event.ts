@@ -1,10 +1,12 @@
-import type { FieldRecord } from '../body/field-record';
+import type { FieldRecord, FieldValue } from '../body/field-record';
 import { PostbackError } from '../errors';
 import type { PostbackEvent, PostbackMeta, PostbackRoute } from '../events';
 import type { NormalizedFields } from './normalize-fields';
 
 // An inquiry is open until impact.com resolves it; an empty status means it was just created.
 const OPEN_RESOLUTION_STATUSES = new Set(['', 'UNRESOLVED']);
+
+type EventDraft = Record<string, unknown>;
 
 /**
  * Builds the event a route emits from its normalised fields, refusing one without its
@@ -16,44 +18,68 @@ export function buildEvent(
   raw: FieldRecord,
   meta: PostbackMeta,
 ): PostbackEvent {
-  const { known, fields, warnings } = normalized;
-  const base = { fields, raw, warnings, meta };
+  const { fields, warnings } = normalized;
+  let event: EventDraft;
   switch (route) {
     case 'actions':
-    case 'clearing': {
-      const actionId = requireId(known, 'actionId', normalized);
-      const trigger = route === 'actions' ? 'lifecycle' : 'clearing';
-      return deepFreeze({ kind: 'action', trigger, ...known, actionId, ...base });
-    }
+    case 'clearing':
+      event = withKnownFields({ kind: 'action', trigger: route === 'actions' ? 'lifecycle' : 'clearing' }, normalized);
+      requireId(event, 'actionId', normalized);
+      break;
     case 'inquiries': {
-      const inquiryId = requireId(known, 'inquiryId', normalized);
-      const resolution = known['resolutionStatus'];
-      const state = typeof resolution !== 'string' || OPEN_RESOLUTION_STATUSES.has(resolution) ? 'created' : 'resolved';
-      return deepFreeze({ kind: 'inquiry', ...known, inquiryId, state, ...base });
+      event = withKnownFields({ kind: 'inquiry' }, normalized);
+      requireId(event, 'inquiryId', normalized);
+      const resolution = event['resolutionStatus'];
+      event['state'] =
+        typeof resolution !== 'string' || OPEN_RESOLUTION_STATUSES.has(resolution) ? 'created' : 'resolved';
+      break;
     }
     case 'catalog':
       if (Object.keys(fields).length === 0) {
         throw new PostbackError('field.missing', 'the postback holds no fields');
       }
-      return deepFreeze({ kind: 'catalog', ...known, ...base });
+      event = withKnownFields({ kind: 'catalog' }, normalized);
+      break;
   }
+  event['fields'] = freezeRecord(fields);
+  event['raw'] = freezeRecord(raw);
+  for (const warning of warnings) Object.freeze(warning);
+  event['warnings'] = Object.freeze(warnings);
+  event['meta'] = Object.freeze(meta);
+  return Object.freeze(event) as unknown as PostbackEvent;
 }
 
-function requireId(known: NormalizedFields['known'], name: string, normalized: NormalizedFields): string {
-  const value = known[name];
-  if (typeof value === 'string') return value;
+/**
+ * Adds the known fields one by one. A plain object is safe here, as the names come from the
+ * field specs, never from the sender; spreading a record into an object literal instead cost
+ * several microseconds per postback.
+ */
+function withKnownFields(event: EventDraft, normalized: NormalizedFields): EventDraft {
+  const { knownNames, knownValues } = normalized;
+  for (let i = 0; i < knownNames.length; i += 1) event[knownNames[i] as string] = knownValues[i];
+  return event;
+}
+
+function requireId(event: EventDraft, name: string, normalized: NormalizedFields): void {
+  if (typeof event[name] === 'string') return;
   const placeholder = normalized.warnings.find((warning) => warning.field === name);
   const why =
     placeholder === undefined ? 'is missing or empty' : `holds the unexpanded placeholder ${placeholder.value}`;
   throw new PostbackError('field.missing', `field "${name}" ${why}`, { field: name });
 }
 
-function deepFreeze<T>(value: T): T {
-  if (typeof value !== 'object' || value === null || value instanceof Date || Object.isFrozen(value)) return value;
-  Object.freeze(value);
-  for (const key in value) {
-    const child = (value as Record<string, unknown>)[key];
-    if (typeof child === 'object' && child !== null) deepFreeze(child);
-  }
-  return value;
+/** Freezes a record and every list and record nested in it (strings need nothing). */
+function freezeRecord<T extends FieldRecord>(record: T): T {
+  if (Object.isFrozen(record)) return record;
+  Object.freeze(record);
+  for (const key in record) freezeValue(record[key] as FieldValue);
+  return record;
+}
+
+function freezeValue(value: FieldValue): void {
+  if (typeof value === 'string' || Object.isFrozen(value)) return;
+  if (Array.isArray(value)) {
+    Object.freeze(value);
+    for (const item of value as readonly FieldValue[]) freezeValue(item);
+  } else freezeRecord(value as FieldRecord);
 }

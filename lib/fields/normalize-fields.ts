@@ -1,37 +1,46 @@
-import { createRecord, type FieldRecord } from '../body/field-record';
+import { createRecord, type FieldRecord, type FieldValue } from '../body/field-record';
 import { PostbackError, quoteName } from '../errors';
 import type { PostbackWarning } from '../events';
 import type { FieldIndex } from './field-names';
 import { convertValue, isPlaceholder } from './values';
 
 export interface NormalizedFields {
-  /** Known fields that are present and valid, converted (dates as Date). */
-  readonly known: Readonly<Record<string, string | Date>>;
+  /** Names of the known fields that are present and valid, in arrival order. */
+  readonly knownNames: readonly string[];
+  /** Their converted values (dates as Date), index for index with knownNames. */
+  readonly knownValues: readonly (string | Date)[];
   /** Every field under its camelCase name, values as received. */
   readonly fields: FieldRecord;
   readonly warnings: readonly PostbackWarning[];
   /** What makes two postbacks equal: known fields as converted, unknown ones as received, no absent ones. */
-  readonly canonical: FieldRecord;
+  readonly canonical: ReadonlyMap<string, FieldValue>;
 }
 
 /**
  * Names, checks and converts the received fields of one postback. Two keys naming one field
  * (`Payout` and `payout`, or a host key mapped onto `payout`) are a 400: which one to believe
  * would otherwise depend on the format. Empty values and unexpanded placeholders are absent.
+ *
+ * This runs on every postback, so only `fields` (which listeners see) is a record; the rest
+ * are arrays and a Map, which are several times cheaper to fill than dictionary objects.
  */
 export function normalizeFields(received: FieldRecord, index: FieldIndex): NormalizedFields {
-  const known: Record<string, string | Date> = Object.create(null) as Record<string, string | Date>;
+  const knownNames: string[] = [];
+  const knownValues: (string | Date)[] = [];
   const fields = createRecord();
   const warnings: PostbackWarning[] = [];
-  const canonical = createRecord();
-  for (const [key, value] of Object.entries(received)) {
+  const canonical = new Map<string, FieldValue>();
+  // for-in rather than Object.entries, so no pair array per field: records have a null
+  // prototype, so for-in sees own keys only, and no stored value is ever undefined.
+  for (const key in received) {
+    const value = received[key] as FieldValue;
     const { name, spec } = index.resolve(key);
-    if (Object.hasOwn(fields, name)) {
+    if (fields[name] !== undefined) {
       throw new PostbackError('field.duplicate', `two keys name the field ${quoteName(name)}`, { field: name });
     }
     fields[name] = value;
     if (spec === undefined) {
-      if (value !== '') canonical[name] = value;
+      if (value !== '') canonical.set(name, value);
       continue;
     }
     if (typeof value !== 'string') {
@@ -48,9 +57,10 @@ export function normalizeFields(received: FieldRecord, index: FieldIndex): Norma
       continue;
     }
     const converted = convertValue(spec.type, value);
-    if (converted.ok) {
-      known[name] = converted.value;
-      canonical[name] = converted.value instanceof Date ? converted.value.toISOString() : converted.value;
+    if (typeof converted === 'string' || converted instanceof Date) {
+      knownNames.push(name);
+      knownValues.push(converted);
+      canonical.set(name, typeof converted === 'string' ? converted : converted.toISOString());
     } else if (converted.warnOnly) {
       warnings.push({
         code: 'date.invalid',
@@ -62,5 +72,5 @@ export function normalizeFields(received: FieldRecord, index: FieldIndex): Norma
       throw new PostbackError('field.invalid', `field "${name}" ${converted.reason}`, { field: name });
     }
   }
-  return { known, fields, warnings, canonical };
+  return { knownNames, knownValues, fields, warnings, canonical };
 }

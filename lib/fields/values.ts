@@ -17,47 +17,44 @@ export function isPlaceholder(value: string): boolean {
   return PLACEHOLDER.test(value);
 }
 
-export type Converted =
-  | { readonly ok: true; readonly value: string | Date }
-  | { readonly ok: false; readonly reason: string; readonly warnOnly: boolean };
-
-function refuse(reason: string): Converted {
-  return { ok: false, reason, warnOnly: false };
+/** Why a value was refused. One instance per reason, so converting a value allocates nothing. */
+export class Refusal {
+  constructor(
+    readonly reason: string,
+    /** A date that does not parse is only a warning; every other refusal is a 400. */
+    readonly warnOnly = false,
+  ) {}
 }
+
+const NOT_AN_ID = new Refusal('is not an impact.com identifier');
+const NOT_CLEAN_TEXT = new Refusal(`holds control or replacement characters, or is longer than ${MAX_TEXT_LENGTH}`);
+const NOT_CLEAN_NOTE = new Refusal(`holds control or replacement characters, or is longer than ${MAX_NOTE_LENGTH}`);
+const NOT_AN_ENUM = new Refusal(`is not a status code of at most ${MAX_ENUM_LENGTH} characters`);
+const NOT_MONEY = new Refusal('is not a plain decimal number such as 12.50');
+const NOT_A_CURRENCY = new Refusal('is not a three-letter ISO 4217 currency code');
+const NOT_A_DATE = new Refusal('is not an ISO 8601 date and time with an offset', true);
 
 function isCleanText(value: string, forbidden: RegExp, maxLength: number): boolean {
   return value.length <= maxLength && !forbidden.test(value) && value.isWellFormed();
 }
 
-/** Checks and converts one known field's text; a date that does not parse is only a warning. */
-export function convertValue(type: FieldType, value: string): Converted {
+/** Checks and converts one known field's text: the converted value, or why it was refused. */
+export function convertValue(type: FieldType, value: string): string | Date | Refusal {
   switch (type) {
     case 'id':
-      return ID.test(value) ? { ok: true, value } : refuse('is not an impact.com identifier');
+      return ID.test(value) ? value : NOT_AN_ID;
     case 'text':
-      return isCleanText(value, SINGLE_LINE_FORBIDDEN, MAX_TEXT_LENGTH)
-        ? { ok: true, value }
-        : refuse(`holds control or replacement characters, or is longer than ${MAX_TEXT_LENGTH}`);
+      return isCleanText(value, SINGLE_LINE_FORBIDDEN, MAX_TEXT_LENGTH) ? value : NOT_CLEAN_TEXT;
     case 'note':
-      return isCleanText(value, MULTI_LINE_FORBIDDEN, MAX_NOTE_LENGTH)
-        ? { ok: true, value }
-        : refuse(`holds control or replacement characters, or is longer than ${MAX_NOTE_LENGTH}`);
+      return isCleanText(value, MULTI_LINE_FORBIDDEN, MAX_NOTE_LENGTH) ? value : NOT_CLEAN_NOTE;
     case 'enum':
-      return isCleanText(value, SINGLE_LINE_FORBIDDEN, MAX_ENUM_LENGTH)
-        ? { ok: true, value: value.toUpperCase() }
-        : refuse(`is not a status code of at most ${MAX_ENUM_LENGTH} characters`);
+      return isCleanText(value, SINGLE_LINE_FORBIDDEN, MAX_ENUM_LENGTH) ? value.toUpperCase() : NOT_AN_ENUM;
     case 'money':
-      return MONEY.test(value) ? { ok: true, value } : refuse('is not a plain decimal number such as 12.50');
+      return MONEY.test(value) ? value : NOT_MONEY;
     case 'currency':
-      return CURRENCY.test(value)
-        ? { ok: true, value: value.toUpperCase() }
-        : refuse('is not a three-letter ISO 4217 currency code');
-    case 'date': {
-      const date = parseIsoDate(value);
-      return date === null
-        ? { ok: false, reason: 'is not an ISO 8601 date and time with an offset', warnOnly: true }
-        : { ok: true, value: date };
-    }
+      return CURRENCY.test(value) ? value.toUpperCase() : NOT_A_CURRENCY;
+    case 'date':
+      return parseIsoDate(value) ?? NOT_A_DATE;
   }
 }
 
@@ -70,27 +67,25 @@ const ISO_DATE =
 export function parseIsoDate(text: string): Date | null {
   const match = ISO_DATE.exec(text);
   if (match === null) return null;
-  const [, year, month, day, hour, minute, second = '0', fraction = '0', zulu, sign, offsetHours, offsetMinutes] =
-    match;
-  const numbers = [year, month, day, hour, minute, second].map(Number) as [
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-  ];
-  const [y, mo, d, h, mi, s] = numbers;
-  if (mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || s > 59) return null;
-  const millis = Number(fraction.padEnd(3, '0').slice(0, 3));
-  const local = Date.UTC(y, mo - 1, d, h, mi, s, millis);
-  if (new Date(local).getUTCDate() !== d) return null; // 2024-02-30 rolls over
-  let offset = 0;
-  if (zulu === undefined) {
-    const oh = Number(offsetHours);
-    const om = Number(offsetMinutes);
-    if (oh > 23 || om > 59) return null;
-    offset = (sign === '-' ? -1 : 1) * (oh * 60 + om);
-  }
-  return new Date(local - offset * 60_000);
+  // Unary plus on the groups rather than destructuring and map(Number): this runs for every
+  // date of every postback.
+  const year = +(match[1] as string);
+  const month = +(match[2] as string);
+  const day = +(match[3] as string);
+  const hour = +(match[4] as string);
+  const minute = +(match[5] as string);
+  const second = match[6] === undefined ? 0 : +match[6];
+  const fraction = match[7];
+  if (month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || second > 59) return null;
+  const millis = fraction === undefined ? 0 : +fraction.padEnd(3, '0').slice(0, 3);
+  const local = Date.UTC(year, month - 1, day, hour, minute, second, millis);
+  const date = new Date(local);
+  if (date.getUTCDate() !== day) return null; // 2024-02-30 rolls over
+  if (match[8] !== undefined) return date; // Z
+  const offsetHours = +(match[10] as string);
+  const offsetMinutes = +(match[11] as string);
+  if (offsetHours > 23 || offsetMinutes > 59) return null;
+  const offset = (match[9] === '-' ? -1 : 1) * (offsetHours * 60 + offsetMinutes);
+  date.setTime(local - offset * 60_000);
+  return date;
 }
