@@ -2,7 +2,7 @@ import type { EventEmitter } from 'node:events';
 import type { DedupeStore } from '../dedupe/store';
 import { PostbackError } from '../errors';
 import type { PostbackEvent } from '../events';
-import { callListeners, withTimeout } from './call-listeners';
+import { isThenable, runListeners, withTimeout } from './call-listeners';
 import { testHooks } from './test-hooks';
 
 export type DeliveryOutcome =
@@ -11,6 +11,8 @@ export type DeliveryOutcome =
   | { readonly kind: 'failed'; readonly error: PostbackError };
 
 const TIMED_OUT = Symbol('timed out');
+const HANDLED: DeliveryOutcome = Object.freeze({ kind: 'handled' });
+const DUPLICATE: DeliveryOutcome = Object.freeze({ kind: 'duplicate' });
 
 /**
  * Hands each postback to the host exactly once: claim its key in the store, await every
@@ -21,6 +23,10 @@ const TIMED_OUT = Symbol('timed out');
  * first failed. A copy held by another process is answered 503 so impact.com retries later.
  * When listeners run past the timeout the answer is 503, but the claim is kept until they
  * finish, so a retry in the meantime is not handled a second time.
+ *
+ * When the listeners return synchronously and the store answers synchronously (the memory and
+ * SQLite stores), nothing here waits: no timer is armed and no other request can run between
+ * claim and commit, so nothing needs tracking either.
  */
 export function createDeliverer(
   emitter: EventEmitter,
@@ -28,45 +34,50 @@ export function createDeliverer(
   timeoutMs: number,
   reportError: (error: PostbackError) => void,
 ) {
+  /** Keys being handled in this process, with whether their listeners succeeded. */
   const settling = new Map<string, Promise<boolean>>();
 
-  async function settle(key: string, failures: unknown[]): Promise<boolean> {
-    try {
-      if (failures.length === 0) await store.commit(key);
-      else await store.release(key);
-    } catch (error) {
-      // The listeners' work is done (or undone); only the memory of it failed.
-      reportError(new PostbackError('store.failed', 'the dedupe store failed to record a postback', { cause: error }));
-    }
-    return failures.length === 0;
+  function reportStoreFailure(error: unknown): void {
+    // The listeners' work is done (or undone); only the memory of it failed.
+    reportError(new PostbackError('store.failed', 'the dedupe store failed to record a postback', { cause: error }));
   }
 
-  async function handleClaimed(eventName: string, event: PostbackEvent): Promise<DeliveryOutcome> {
-    const { key } = event.meta;
-    if (emitter.listenerCount(eventName) === 0) {
-      await settle(key, ['no listener']);
-      const error = new PostbackError('listener.missing', `nothing listens for "${eventName}" events; retry later`);
-      reportError(error);
-      return { kind: 'failed', error };
+  /** Commits or releases the key; gives whether the listeners succeeded. */
+  function settle(key: string, failures: readonly unknown[]): boolean | Promise<boolean> {
+    const succeeded = failures.length === 0;
+    let pending: void | Promise<void>;
+    try {
+      pending = succeeded ? store.commit(key) : store.release(key);
+    } catch (error) {
+      reportStoreFailure(error);
+      return succeeded;
     }
-    let failures: unknown[] = [];
-    const done = callListeners(emitter, eventName, [event]).then(async (found) => {
-      failures = found;
-      return settle(key, found);
-    });
+    if (!isThenable(pending)) return succeeded;
+    return Promise.resolve(pending).then(
+      () => succeeded,
+      (error: unknown) => {
+        reportStoreFailure(error);
+        return succeeded;
+      },
+    );
+  }
+
+  /** Lets a copy arriving meanwhile wait for the first to settle. */
+  function track(key: string, done: Promise<boolean>): void {
     settling.set(key, done);
     void done.finally(() => {
       if (settling.get(key) === done) settling.delete(key);
     });
+  }
 
-    if ((await withTimeout(done, timeoutMs, TIMED_OUT)) === TIMED_OUT) {
-      const error = new PostbackError('listener.timeout', `listeners took longer than ${timeoutMs} ms; retry later`);
-      reportError(error);
-      return { kind: 'failed', error };
-    }
+  function outcomeOf(
+    eventName: string,
+    key: string,
+    failures: readonly unknown[],
+  ): DeliveryOutcome | Promise<DeliveryOutcome> {
     if (failures.length === 0) {
-      if (testHooks.afterCommit !== null) await testHooks.afterCommit(key);
-      return { kind: 'handled' };
+      if (testHooks.afterCommit !== null) return testHooks.afterCommit(key).then(() => HANDLED);
+      return HANDLED;
     }
     for (const failure of failures) {
       reportError(new PostbackError('listener.failed', `a "${eventName}" listener failed`, { cause: failure }));
@@ -77,13 +88,45 @@ export function createDeliverer(
     return { kind: 'failed', error };
   }
 
+  async function refuseUnheard(eventName: string, key: string): Promise<DeliveryOutcome> {
+    await settle(key, ['no listener']);
+    const error = new PostbackError('listener.missing', `nothing listens for "${eventName}" events; retry later`);
+    reportError(error);
+    return { kind: 'failed', error };
+  }
+
+  function handleClaimed(eventName: string, event: PostbackEvent): DeliveryOutcome | Promise<DeliveryOutcome> {
+    const { key } = event.meta;
+    if (emitter.listenerCount(eventName) === 0) return refuseUnheard(eventName, key);
+    const run = runListeners(emitter, eventName, [event]);
+    if (!(run instanceof Promise)) {
+      const settled = settle(key, run);
+      if (typeof settled === 'boolean') return outcomeOf(eventName, key, run);
+      track(key, settled);
+      return settled.then(() => outcomeOf(eventName, key, run));
+    }
+    let failures: unknown[] = [];
+    const done = run.then((found) => {
+      failures = found;
+      return settle(key, found);
+    });
+    track(key, done);
+    return withTimeout(done, timeoutMs, TIMED_OUT).then((result) => {
+      if (result !== TIMED_OUT) return outcomeOf(eventName, key, failures);
+      const error = new PostbackError('listener.timeout', `listeners took longer than ${timeoutMs} ms; retry later`);
+      reportError(error);
+      return { kind: 'failed', error };
+    });
+  }
+
   return async function deliver(eventName: string, event: PostbackEvent): Promise<DeliveryOutcome> {
     const { key } = event.meta;
     // Two rounds: a copy that waited for a failed first attempt may claim the key itself.
     for (let round = 0; round < 2; round += 1) {
       let claim;
       try {
-        claim = await store.claim(key);
+        claim = store.claim(key);
+        if (isThenable(claim)) claim = await claim;
       } catch (error) {
         const failure = new PostbackError('store.failed', 'the dedupe store is unavailable; retry later', {
           cause: error,
@@ -92,10 +135,10 @@ export function createDeliverer(
         return { kind: 'failed', error: failure };
       }
       if (claim === 'claimed') return handleClaimed(eventName, event);
-      if (claim === 'handled') return { kind: 'duplicate' };
+      if (claim === 'handled') return DUPLICATE;
       const first = settling.get(key);
       const firstSucceeded = first === undefined ? TIMED_OUT : await withTimeout(first, timeoutMs, TIMED_OUT);
-      if (firstSucceeded === true) return { kind: 'duplicate' };
+      if (firstSucceeded === true) return DUPLICATE;
       if (firstSucceeded === TIMED_OUT) break;
     }
     return {
