@@ -3,6 +3,8 @@ import { parseClientIp } from './strict-ip';
 
 export type IpMatcher = (ip: string) => boolean;
 
+const VERDICTS_CACHED = 1024;
+
 /**
  * Compiles the validated allow-list into one matcher that fails closed. The ranges are parsed
  * once here: ip-range-check, which the matcher agrees with (test/ip-matcher.test.ts checks it
@@ -20,7 +22,20 @@ export function compileAllowList(ranges: readonly string[]): IpMatcher {
     if (address.kind() === 'ipv4') v4.push([address as ipaddr.IPv4, prefix]);
     else v6.push([address as ipaddr.IPv6, prefix]);
   }
+  // The verdict for an address never changes, and postbacks come from a handful of addresses;
+  // emptied when full, so a sender cycling addresses only costs the match itself.
+  const verdicts = new Map<string, boolean>();
   return function isAllowedIp(ip: string): boolean {
+    let verdict = verdicts.get(ip);
+    if (verdict === undefined) {
+      verdict = matches(ip);
+      if (verdicts.size >= VERDICTS_CACHED) verdicts.clear();
+      verdicts.set(ip, verdict);
+    }
+    return verdict;
+  };
+
+  function matches(ip: string): boolean {
     const parsed = parseClientIp(ip);
     if (parsed === null) return false;
     if (parsed.kind() === 'ipv4') {
@@ -29,5 +44,5 @@ export function compileAllowList(ranges: readonly string[]): IpMatcher {
     }
     const address = parsed as ipaddr.IPv6;
     return v6.some(([network, bits]) => address.match(network, bits));
-  };
+  }
 }

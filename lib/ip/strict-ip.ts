@@ -26,7 +26,18 @@ export function parseClientIp(text: string): ipaddr.IPv4 | ipaddr.IPv6 | null {
   return parsed;
 }
 
+// Every postback from one sender carries the same socket address, so its canonical form is
+// remembered; the cache is emptied when full, so a sender cycling addresses only costs the parse.
+const NORMALIZED_CACHED = 1024;
+const normalizedAddresses = new Map<string, string | null>();
+
 /** Canonical text of a client address (see parseClientIp), or null if not an address. */
 export function normalizeIp(text: string): string | null {
-  return parseClientIp(text)?.toString() ?? null;
+  let normalized = normalizedAddresses.get(text);
+  if (normalized === undefined) {
+    normalized = parseClientIp(text)?.toString() ?? null;
+    if (normalizedAddresses.size >= NORMALIZED_CACHED) normalizedAddresses.clear();
+    normalizedAddresses.set(text, normalized);
+  }
+  return normalized;
 }
