@@ -63,6 +63,13 @@ describe('fields', () => {
       expect(Object.isFrozen(event?.fields)).to.equal(true);
     });
 
+    it('keeps its dedupe key from release to release, so a durable store still knows it after an upgrade', async () => {
+      const { app, events } = createApp();
+      const fields = { ...TRACKED_ACTION, Extra_Key: 'x', EventDate: '2024-09-10T10:42:38.5+02:00' };
+      await send(app, '/impact/actions', 'query', fields).expect(200);
+      expect(events.action[0]?.meta.key).to.equal('actions:Lo0-HphZgsi2cHMm9a1PAPFIqpnMNoPluqcEf0cXhLY');
+    });
+
     it('is emitted with trigger "clearing" from /clearing', async () => {
       const { app, events } = createApp();
       await send(app, '/impact/clearing', 'json', { ActionId: '1', ClearedDate: '2024-10-01T00:00:00Z' }).expect(200);

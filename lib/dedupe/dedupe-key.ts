@@ -1,6 +1,7 @@
 import { hash } from 'node:crypto';
 import type { FieldValue } from '../body/field-record';
 import type { PostbackRoute } from '../events';
+import type { CanonicalFields } from '../fields/normalize-fields';
 
 /**
  * The dedupe key of a postback: its route plus a SHA-256 over its canonical fields (known
@@ -8,10 +9,15 @@ import type { PostbackRoute } from '../events';
  * level. impact.com sends no delivery id, so equal content is the only sign of a repeat; a
  * modification or reversal of an action changes its status or amounts and so its key.
  */
-export function dedupeKey(route: PostbackRoute, canonical: ReadonlyMap<string, FieldValue>): string {
-  const names = [...canonical.keys()].sort();
+export function dedupeKey(route: PostbackRoute, canonical: CanonicalFields): string {
+  const { names, values } = canonical;
+  // Sorted by name through an index: names are unique (a repeat is refused earlier).
+  const order = names.map((_, index) => index).sort((a, b) => ((names[a] as string) < (names[b] as string) ? -1 : 1));
   let text = `o${names.length}:`;
-  for (const name of names) text += `${name.length}:${name}${encode(canonical.get(name) as FieldValue)}`;
+  for (const index of order) {
+    const name = names[index] as string;
+    text += `${name.length}:${name}${encode(values[index] as FieldValue)}`;
+  }
   // One-shot hash: no Hash object (and its native context) per request.
   return `${route}:${hash('sha256', text, 'base64url')}`;
 }

@@ -4,6 +4,11 @@ import type { PostbackWarning } from '../events';
 import type { FieldIndex } from './field-names';
 import { convertValue, isPlaceholder } from './values';
 
+export interface CanonicalFields {
+  readonly names: readonly string[];
+  readonly values: readonly FieldValue[];
+}
+
 export interface NormalizedFields {
   /** Names of the known fields that are present and valid, in arrival order. */
   readonly knownNames: readonly string[];
@@ -12,8 +17,11 @@ export interface NormalizedFields {
   /** Every field under its camelCase name, values as received. */
   readonly fields: FieldRecord;
   readonly warnings: readonly PostbackWarning[];
-  /** What makes two postbacks equal: known fields as converted, unknown ones as received, no absent ones. */
-  readonly canonical: ReadonlyMap<string, FieldValue>;
+  /**
+   * What makes two postbacks equal: known fields as converted (dates as ISO text), unknown ones
+   * as received, no absent ones. Names and values index for index, in arrival order.
+   */
+  readonly canonical: CanonicalFields;
 }
 
 /**
@@ -22,14 +30,14 @@ export interface NormalizedFields {
  * would otherwise depend on the format. Empty values and unexpanded placeholders are absent.
  *
  * This runs on every postback, so only `fields` (which listeners see) is a record; the rest
- * are arrays and a Map, which are several times cheaper to fill than dictionary objects.
+ * are arrays, several times cheaper to fill than dictionary objects or Maps.
  */
 export function normalizeFields(received: FieldRecord, index: FieldIndex): NormalizedFields {
   const knownNames: string[] = [];
   const knownValues: (string | Date)[] = [];
   const fields = createRecord();
   const warnings: PostbackWarning[] = [];
-  const canonical = new Map<string, FieldValue>();
+  const canonical = { names: [] as string[], values: [] as FieldValue[] };
   // for-in rather than Object.entries, so no pair array per field: records have a null
   // prototype, so for-in sees own keys only, and no stored value is ever undefined.
   for (const key in received) {
@@ -40,7 +48,10 @@ export function normalizeFields(received: FieldRecord, index: FieldIndex): Norma
     }
     fields[name] = value;
     if (spec === undefined) {
-      if (value !== '') canonical.set(name, value);
+      if (value !== '') {
+        canonical.names.push(name);
+        canonical.values.push(value);
+      }
       continue;
     }
     if (typeof value !== 'string') {
@@ -60,7 +71,8 @@ export function normalizeFields(received: FieldRecord, index: FieldIndex): Norma
     if (typeof converted === 'string' || converted instanceof Date) {
       knownNames.push(name);
       knownValues.push(converted);
-      canonical.set(name, typeof converted === 'string' ? converted : converted.toISOString());
+      canonical.names.push(name);
+      canonical.values.push(typeof converted === 'string' ? converted : isoText(converted));
     } else if (converted.warnOnly) {
       warnings.push({
         code: 'date.invalid',
@@ -73,4 +85,21 @@ export function normalizeFields(received: FieldRecord, index: FieldIndex): Norma
     }
   }
   return { knownNames, knownValues, fields, warnings, canonical };
+}
+
+const twoDigits = (value: number): string => (value < 10 ? `0${value}` : String(value));
+
+/**
+ * Date#toISOString, written out: the built-in cost three times as much, and every action holds
+ * three or four dates. Years outside 0-9999 (which toISOString writes with a sign) use it.
+ */
+function isoText(date: Date): string {
+  const year = date.getUTCFullYear();
+  if (year < 0 || year > 9999) return date.toISOString();
+  const millis = date.getUTCMilliseconds();
+  return (
+    `${String(year).padStart(4, '0')}-${twoDigits(date.getUTCMonth() + 1)}-${twoDigits(date.getUTCDate())}` +
+    `T${twoDigits(date.getUTCHours())}:${twoDigits(date.getUTCMinutes())}:${twoDigits(date.getUTCSeconds())}` +
+    `.${millis < 10 ? '00' : millis < 100 ? '0' : ''}${millis}Z`
+  );
 }
