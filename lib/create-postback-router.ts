@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import express, { type Request, type Response, type Router } from 'express';
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { createBodyReader } from './body/read-body';
 import { addField, type FieldRecord } from './body/field-record';
 import { parseUrlEncoded, queryStringOf } from './body/parse-urlencoded';
@@ -17,10 +17,13 @@ import { resolveClientIp } from './ip/client-ip';
 import { normalizeOptions, type PostbackRouterOptions } from './options';
 import { compileTokenCheck, TOKEN_HEADER, TOKEN_QUERY_PARAM } from './token';
 
-/** The object createPostbackRouter returns: a typed event emitter with an Express router. */
+/** The object createPostbackRouter returns: a typed event emitter with an Express middleware. */
 export interface PostbackRouter extends TypedEventEmitter<PostbackEventMap> {
-  /** Mount it where impact.com should send: `app.use('/impact', postbacks.router)`. */
-  readonly router: Router;
+  /**
+   * Mount it where impact.com should send: `app.use('/impact', postbacks.router)`. It serves
+   * /actions, /clearing, /inquiries and /catalog below that path and passes anything else on.
+   */
+  readonly router: RequestHandler;
 }
 
 /** impact.com gives each event kind its own URL, and nothing in a request says which kind it is. */
@@ -32,9 +35,8 @@ const ROUTE_EVENTS: Readonly<Record<PostbackRoute, 'action' | 'inquiry' | 'catal
 };
 
 class PostbackReceiver extends EventEmitter {
-  constructor(readonly router: Router) {
-    super();
-  }
+  // Assigned right after construction: the middleware needs the emitter.
+  router!: RequestHandler;
 }
 
 /**
@@ -43,8 +45,7 @@ class PostbackReceiver extends EventEmitter {
  */
 export function createPostbackRouter(options: PostbackRouterOptions): PostbackRouter {
   const settings = normalizeOptions(options);
-  const router = express.Router();
-  const emitter = new PostbackReceiver(router);
+  const emitter = new PostbackReceiver();
   const fieldIndexes: Readonly<Record<PostbackRoute, FieldIndex>> = {
     actions: compileFieldIndex(ACTION_FIELDS, settings.hostFieldKeys),
     clearing: compileFieldIndex(ACTION_FIELDS, settings.hostFieldKeys),
@@ -144,15 +145,17 @@ export function createPostbackRouter(options: PostbackRouterOptions): PostbackRo
     }
   }
 
-  // One middleware for the four routes rather than four route layers: Express would test each
-  // route's path pattern in turn on every request. Case-insensitive and tolerant of a trailing
-  // slash, like Express's own routing.
+  // One middleware for the four routes, not an express.Router with four route layers: a nested
+  // router costs a second round of Express's layer matching on every request, and the four
+  // fixed paths need none of it. Case-insensitive and tolerant of a trailing slash, like
+  // Express's own routing. Mounted with app.use(path, ...), Express has already cut the mount
+  // path from req.url and req.path.
   const routesByPath = new Map<string, PostbackRoute>();
   for (const route of Object.keys(ROUTE_EVENTS) as PostbackRoute[]) {
     routesByPath.set(`/${route}`, route);
     routesByPath.set(`/${route}/`, route);
   }
-  router.use(function postbackRoutes(req: Request, res: Response, next: (error?: unknown) => void) {
+  emitter.router = function postbackRoutes(req: Request, res: Response, next: NextFunction) {
     const route = routesByPath.get(req.path.toLowerCase());
     if (route === undefined) {
       next();
@@ -163,6 +166,6 @@ export function createPostbackRouter(options: PostbackRouterOptions): PostbackRo
       reportError(new PostbackError('internal', 'the answer could not be written', { cause: error }));
       res.destroy();
     });
-  });
+  };
   return emitter as unknown as PostbackRouter;
 }
