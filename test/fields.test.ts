@@ -1,3 +1,4 @@
+import express from 'express';
 import { expect } from 'chai';
 import request from 'supertest';
 import { createApp, errorCode } from './helpers/create-app';
@@ -68,6 +69,38 @@ describe('fields', () => {
       const fields = { ...TRACKED_ACTION, Extra_Key: 'x', EventDate: '2024-09-10T10:42:38.5+02:00' };
       await send(app, '/impact/actions', 'query', fields).expect(200);
       expect(events.action[0]?.meta.key).to.equal('actions:Lo0-HphZgsi2cHMm9a1PAPFIqpnMNoPluqcEf0cXhLY');
+    });
+
+    describe('is frozen through and through, so one listener cannot change what the next one sees', () => {
+      const json = JSON.stringify({
+        ActionId: '1',
+        Items: [{ Sku: 'a', Tags: ['x', 'y'] }],
+        Meta: { Deep: { Er: 'z' } },
+      });
+      const xml =
+        '<Action><ActionId>1</ActionId><Items><Item><Sku>a</Sku></Item><Item><Sku>b</Sku></Item></Items>' +
+        '<Meta><Deep><Er>z</Er></Deep></Meta></Action>';
+      const cases = [
+        { name: 'a JSON body', contentType: 'application/json', body: json, before: [] },
+        { name: 'an XML body', contentType: 'application/xml', body: xml, before: [] },
+        { name: 'a body express.json() parsed', contentType: 'application/json', body: json, before: [express.json()] },
+      ];
+      for (const { name, contentType, body, before } of cases) {
+        it(`from ${name}`, async () => {
+          const { app, events } = createApp({}, { before });
+          await request(app).post('/impact/actions').set('Content-Type', contentType).send(body).expect(200);
+          const [event] = events.action;
+          const unfrozen: string[] = [];
+          const walk = (value: unknown, path: string): void => {
+            if (typeof value !== 'object' || value === null || value instanceof Date) return;
+            if (!Object.isFrozen(value)) unfrozen.push(path);
+            for (const [key, child] of Object.entries(value)) walk(child, `${path}.${key}`);
+          };
+          walk(event, 'event');
+          expect(event?.raw['Items']).to.not.equal(undefined);
+          expect(unfrozen).to.deep.equal([]);
+        });
+      }
     });
 
     it('is emitted with trigger "clearing" from /clearing', async () => {

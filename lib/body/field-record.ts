@@ -1,6 +1,10 @@
 import { PostbackError, quoteName } from '../errors';
 
-/** A received value: text, or for JSON and XML bodies, nested lists and records of text. */
+/**
+ * A received value: text, or for JSON and XML bodies, nested lists and records of text. Nested
+ * lists and records are frozen by the parser that makes them, so an event is frozen through
+ * and through by freezing its own records, without walking every value of every postback.
+ */
 export type FieldValue = string | readonly FieldValue[] | { readonly [key: string]: FieldValue };
 
 /** Received fields by key, as a null-prototype object so no key can reach Object.prototype. */

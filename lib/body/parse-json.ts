@@ -118,8 +118,9 @@ class JsonReader {
   private readValue(depth: number): FieldValue {
     const code = this.text.charCodeAt(this.position);
     if (code === QUOTE) return this.readString();
-    if (code === OPEN_BRACE) return this.readObject(depth + 1, Number.POSITIVE_INFINITY);
-    if (code === OPEN_BRACKET) return this.readArray(depth + 1);
+    // Nested values are frozen as they are made (see FieldValue).
+    if (code === OPEN_BRACE) return Object.freeze(this.readObject(depth + 1, Number.POSITIVE_INFINITY));
+    if (code === OPEN_BRACKET) return Object.freeze(this.readArray(depth + 1));
     for (const [literal, value] of LITERALS) {
       if (this.text.startsWith(literal, this.position)) {
         this.position += literal.length;

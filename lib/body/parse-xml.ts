@@ -143,7 +143,8 @@ function toFieldValue(node: XmlNode, name: string): FieldValue {
   for (const [child, values] of Object.entries(node)) {
     if (typeof values === 'string') throw invalid(`element ${quoteName(name)} mixes text and elements`);
     const converted = values.map((value) => toFieldValue(value, child));
-    record[child] = converted.length === 1 ? (converted[0] as FieldValue) : converted;
+    record[child] = converted.length === 1 ? (converted[0] as FieldValue) : Object.freeze(converted);
   }
-  return record;
+  // Nested values are frozen as they are made (see FieldValue).
+  return Object.freeze(record);
 }

@@ -128,13 +128,14 @@ function toFieldValue(value: unknown, depth: number): FieldValue {
   if (typeof value === 'string') return value;
   if (typeof value === 'number' || typeof value === 'boolean') return String(value);
   if (value === null || value === undefined) return '';
-  if (Array.isArray(value)) return value.map((item: unknown) => toFieldValue(item, depth + 1));
+  // Nested values are frozen as they are made (see FieldValue).
+  if (Array.isArray(value)) return Object.freeze(value.map((item: unknown) => toFieldValue(item, depth + 1)));
   if (typeof value === 'object') {
     const record = createRecord();
     for (const [key, item] of Object.entries(value as Record<string, unknown>)) {
       record[key] = toFieldValue(item, depth + 1);
     }
-    return record;
+    return Object.freeze(record);
   }
   throw new PostbackError('body.invalid', 'the body holds a value that is not text');
 }

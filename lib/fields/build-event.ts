@@ -1,4 +1,4 @@
-import type { FieldRecord, FieldValue } from '../body/field-record';
+import type { FieldRecord } from '../body/field-record';
 import { PostbackError } from '../errors';
 import type { PostbackEvent, PostbackMeta, PostbackRoute } from '../events';
 import type { NormalizedFields } from './normalize-fields';
@@ -41,8 +41,9 @@ export function buildEvent(
       event = withKnownFields({ kind: 'catalog' }, normalized);
       break;
   }
-  event['fields'] = freezeRecord(fields);
-  event['raw'] = freezeRecord(raw);
+  // Shallow freezes are enough: nested values come frozen from the parsers (see FieldValue).
+  event['fields'] = Object.freeze(fields);
+  event['raw'] = Object.freeze(raw);
   for (const warning of warnings) Object.freeze(warning);
   event['warnings'] = Object.freeze(warnings);
   event['meta'] = Object.freeze(meta);
@@ -66,20 +67,4 @@ function requireId(event: EventDraft, name: string, normalized: NormalizedFields
   const why =
     placeholder === undefined ? 'is missing or empty' : `holds the unexpanded placeholder ${placeholder.value}`;
   throw new PostbackError('field.missing', `field "${name}" ${why}`, { field: name });
-}
-
-/** Freezes a record and every list and record nested in it (strings need nothing). */
-function freezeRecord<T extends FieldRecord>(record: T): T {
-  if (Object.isFrozen(record)) return record;
-  Object.freeze(record);
-  for (const key in record) freezeValue(record[key] as FieldValue);
-  return record;
-}
-
-function freezeValue(value: FieldValue): void {
-  if (typeof value === 'string' || Object.isFrozen(value)) return;
-  if (Array.isArray(value)) {
-    Object.freeze(value);
-    for (const item of value as readonly FieldValue[]) freezeValue(item);
-  } else freezeRecord(value as FieldRecord);
 }
