@@ -12,6 +12,7 @@ import { buildEvent } from './fields/build-event';
 import { compileFieldIndex, type FieldIndex } from './fields/field-names';
 import { ACTION_FIELDS, CATALOG_FIELDS, INQUIRY_FIELDS } from './fields/field-specs';
 import { normalizeFields } from './fields/normalize-fields';
+import { requestPath } from './http/request-path';
 import { sendError, sendSuccess } from './http/respond';
 import { resolveClientIp } from './ip/client-ip';
 import { normalizeOptions, type PostbackRouterOptions } from './options';
@@ -87,9 +88,9 @@ export function createPostbackRouter(options: PostbackRouterOptions): PostbackRo
     if (verdict === 'invalid') throw new PostbackError('token.invalid', 'the postback token is not valid');
   }
 
-  async function handle(route: PostbackRoute, req: Request, res: Response): Promise<void> {
+  async function handle(route: PostbackRoute, req: Request, res: Response, routePath: string): Promise<void> {
     const receivedAt = new Date();
-    const path = req.baseUrl + req.path;
+    const path = req.baseUrl + routePath;
     let ip: string | null = null;
     let bodyRead = false;
     try {
@@ -156,13 +157,14 @@ export function createPostbackRouter(options: PostbackRouterOptions): PostbackRo
     routesByPath.set(`/${route}/`, route);
   }
   emitter.router = function postbackRoutes(req: Request, res: Response, next: NextFunction) {
-    const route = routesByPath.get(req.path.toLowerCase());
+    const path = requestPath(req);
+    const route = routesByPath.get(path.toLowerCase());
     if (route === undefined) {
       next();
       return;
     }
     // Handled here, not by Express: Express 4 does not catch rejected promises.
-    handle(route, req, res).catch((error: unknown) => {
+    handle(route, req, res, path).catch((error: unknown) => {
       reportError(new PostbackError('internal', 'the answer could not be written', { cause: error }));
       res.destroy();
     });
