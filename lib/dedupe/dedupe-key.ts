@@ -11,8 +11,7 @@ import type { CanonicalFields } from '../fields/normalize-fields';
  */
 export function dedupeKey(route: PostbackRoute, canonical: CanonicalFields): string {
   const { names, values } = canonical;
-  // Sorted by name through an index: names are unique (a repeat is refused earlier).
-  const order = names.map((_, index) => index).sort((a, b) => ((names[a] as string) < (names[b] as string) ? -1 : 1));
+  const order = sortedOrder(names);
   let text = `o${names.length}:`;
   for (const index of order) {
     const name = names[index] as string;
@@ -20,6 +19,21 @@ export function dedupeKey(route: PostbackRoute, canonical: CanonicalFields): str
   }
   // One-shot hash: no Hash object (and its native context) per request.
   return `${route}:${hash('sha256', text, 'base64url')}`;
+}
+
+// A template's fields arrive in the same order on every postback, so the last order worked out
+// is kept and reused while the names match (mostly the very same strings, as field-names caches
+// them, which compare at once).
+let lastNames: readonly string[] = [];
+let lastOrder: readonly number[] = [];
+
+/** Indexes of `names` in sorted order; names are unique (a repeat is refused earlier). */
+function sortedOrder(names: readonly string[]): readonly number[] {
+  if (names.length === lastNames.length && names.every((name, index) => name === lastNames[index])) return lastOrder;
+  const order = names.map((_, index) => index).sort((a, b) => ((names[a] as string) < (names[b] as string) ? -1 : 1));
+  lastNames = names;
+  lastOrder = order;
+  return order;
 }
 
 /**
