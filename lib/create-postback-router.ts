@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { createBodyReader } from './body/read-body';
-import { addField, type FieldRecord } from './body/field-record';
+import { addField, type FieldRecord, type FieldValue } from './body/field-record';
 import { parseUrlEncoded, queryStringOf } from './body/parse-urlencoded';
 import { dedupeKey } from './dedupe/dedupe-key';
 import { callListeners } from './delivery/call-listeners';
@@ -88,6 +88,18 @@ export function createPostbackRouter(options: PostbackRouterOptions): PostbackRo
     if (verdict === 'invalid') throw new PostbackError('token.invalid', 'the postback token is not valid');
   }
 
+  /** Fixed query parameters of a POST URL join the body's fields (most POST URLs have none). */
+  function withQueryFields(query: FieldRecord, bodyFields: FieldRecord): FieldRecord {
+    let empty = true;
+    for (const _ in query) {
+      empty = false;
+      break;
+    }
+    if (empty) return bodyFields;
+    for (const key in bodyFields) addField(query, key, bodyFields[key] as FieldValue);
+    return query;
+  }
+
   async function handle(route: PostbackRoute, req: Request, res: Response, routePath: string): Promise<void> {
     const receivedAt = new Date();
     const path = req.baseUrl + routePath;
@@ -103,12 +115,11 @@ export function createPostbackRouter(options: PostbackRouterOptions): PostbackRo
       if (req.method !== 'GET' && req.method !== 'POST') {
         throw new PostbackError('method.not_allowed', `method ${req.method} is not allowed; use GET or POST`);
       }
-      const received = parseUrlEncoded(queryStringOf(req.originalUrl), settings.maxFields);
-      checkSecret(received, req);
+      const query = parseUrlEncoded(queryStringOf(req.originalUrl), settings.maxFields);
+      checkSecret(query, req);
       const body = req.method === 'POST' ? await readBody(req, res) : null;
       bodyRead = true;
-      // Fixed query parameters of a POST URL join the body's fields.
-      for (const [key, value] of Object.entries(body?.record ?? {})) addField(received, key, value);
+      const received = body === null ? query : withQueryFields(query, body.record);
 
       const normalized = normalizeFields(received, fieldIndexes[route]);
       const meta = {
