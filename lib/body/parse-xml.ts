@@ -128,7 +128,9 @@ function toRecord(result: unknown, maxFields: number): FieldRecord {
   if (root === undefined || root === '') return record;
   if (typeof root === 'string') throw invalid('the root element holds text, not field elements');
   let count = 0;
-  for (const [name, values] of Object.entries(root)) {
+  // Object.keys rather than Object.entries: no pair array per field.
+  for (const name of Object.keys(root)) {
+    const values = root[name] as XmlNode[] | string;
     if (typeof values === 'string') throw invalid('the root element mixes text and field elements');
     count += 1;
     assertFieldCount(count, maxFields);
