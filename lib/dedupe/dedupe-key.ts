@@ -2,6 +2,7 @@ import { hash } from 'node:crypto';
 import type { FieldValue } from '../body/field-record';
 import type { PostbackRoute } from '../events';
 import type { CanonicalFields } from '../fields/normalize-fields';
+import { CanonicalBytes } from './canonical-bytes';
 
 /**
  * The dedupe key of a postback: its route plus a SHA-256 over its canonical fields (known
@@ -12,14 +13,17 @@ import type { CanonicalFields } from '../fields/normalize-fields';
 export function dedupeKey(route: PostbackRoute, canonical: CanonicalFields): string {
   const { names, values } = canonical;
   const order = sortedOrder(names);
-  let text = `o${names.length}:`;
+  bytes.reset();
+  bytes.tag('o', names.length);
   for (const index of order) {
-    const name = names[index] as string;
-    text += `${name.length}:${name}${encode(values[index] as FieldValue)}`;
+    bytes.counted(names[index] as string);
+    bytes.value(values[index] as FieldValue);
   }
   // One-shot hash: no Hash object (and its native context) per request.
-  return `${route}:${hash('sha256', text, 'base64url')}`;
+  return `${route}:${hash('sha256', bytes.view(), 'base64url')}`;
 }
+
+const bytes = new CanonicalBytes();
 
 // A template's fields arrive in the same order on every postback, so the last order worked out
 // is kept and reused while the names match (mostly the very same strings, as field-names caches
@@ -34,18 +38,4 @@ function sortedOrder(names: readonly string[]): readonly number[] {
   lastNames = names;
   lastOrder = order;
   return order;
-}
-
-/**
- * One string for the hash, with every string length-prefixed and every structure tagged, so no
- * two different values encode the same (there is no separator a value could imitate).
- */
-function encode(value: FieldValue): string {
-  if (typeof value === 'string') return `s${value.length}:${value}`;
-  if (Array.isArray(value)) return `a${value.length}:${(value as readonly FieldValue[]).map(encode).join('')}`;
-  const record = value as Readonly<Record<string, FieldValue>>;
-  const keys = Object.keys(record).sort();
-  let text = `o${keys.length}:`;
-  for (const key of keys) text += `${key.length}:${key}${encode(record[key] as FieldValue)}`;
-  return text;
 }
