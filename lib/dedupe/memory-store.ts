@@ -11,6 +11,7 @@ export interface MemoryStoreOptions {
 }
 
 interface Entry {
+  readonly key: string;
   state: 'in-flight' | 'handled';
   expiresAt: number;
 }
@@ -23,12 +24,20 @@ const DEFAULTS = { maxKeys: 100_000, maxAgeMs: 7 * 24 * 60 * 60 * 1000, leaseMs:
  * The default store: one process, bounded by count and age. It forgets on restart, so a
  * postback handled just before a crash, whose answer never reached impact.com, is handled
  * again on the retry; a durable store closes that gap.
+ *
+ * Keys are evicted oldest claim first, through a queue of entries in claim order. Not by
+ * iterating the Map from its front: V8 leaves a deleted Map entry as a hole until the table is
+ * rebuilt, and an iterator steps over every hole, so once the store was full each eviction
+ * walked tens of thousands of them (up to 40 µs per postback in a benchmark).
  */
 export class MemoryStore implements DedupeStore {
   readonly maxKeys: number;
   readonly maxAgeMs: number;
   readonly leaseMs: number;
   private readonly entries = new Map<string, Entry>();
+  /** Entries in claim order from `head` on; an entry no longer in `entries` is skipped. */
+  private queue: (Entry | undefined)[] = [];
+  private head = 0;
   private writes = 0;
 
   constructor(options: MemoryStoreOptions = {}) {
@@ -46,9 +55,7 @@ export class MemoryStore implements DedupeStore {
     const now = Date.now();
     const entry = this.entries.get(key);
     if (entry !== undefined && entry.expiresAt > now) return entry.state;
-    this.entries.delete(key);
-    this.entries.set(key, { state: 'in-flight', expiresAt: now + this.leaseMs });
-    this.prune(now);
+    this.add({ key, state: 'in-flight', expiresAt: now + this.leaseMs }, now);
     return 'claimed';
   }
 
@@ -56,12 +63,11 @@ export class MemoryStore implements DedupeStore {
     const now = Date.now();
     const entry = this.entries.get(key);
     if (entry === undefined) {
-      this.entries.set(key, { state: 'handled', expiresAt: now + this.maxAgeMs });
-      this.prune(now);
+      this.add({ key, state: 'handled', expiresAt: now + this.maxAgeMs }, now);
       return;
     }
-    // Updated in place: the key keeps its place in the eviction order, that of its claim,
-    // a moment before; a delete and re-insert into a Map of 100,000 keys cost more.
+    // Updated in place: the key keeps its place in the eviction order, that of its claim a
+    // moment before.
     entry.state = 'handled';
     entry.expiresAt = now + this.maxAgeMs;
   }
@@ -70,19 +76,46 @@ export class MemoryStore implements DedupeStore {
     if (this.entries.get(key)?.state === 'in-flight') this.entries.delete(key);
   }
 
+  private add(entry: Entry, now: number): void {
+    this.entries.set(entry.key, entry);
+    this.queue.push(entry);
+    this.prune(now);
+  }
+
+  private isLive(entry: Entry): boolean {
+    return this.entries.get(entry.key) === entry;
+  }
+
   /**
-   * Drops the oldest keys past maxKeys, and expired keys from the front of the order. Entries
-   * are in the order they were claimed, so the front holds the oldest; expiry is checked
-   * there only every PRUNE_EVERY writes, since walking the Map on each write was the store's
-   * main cost.
+   * Drops the oldest keys past maxKeys, and expired keys from the front of the queue (the
+   * oldest claims); expiry is checked only every PRUNE_EVERY writes. Entries released or
+   * replaced since their claim are dropped from the queue as they come up.
    */
   private prune(now: number): void {
     this.writes += 1;
     const checkExpiry = this.writes % PRUNE_EVERY === 0;
-    if (this.entries.size <= this.maxKeys && !checkExpiry) return;
-    for (const [key, entry] of this.entries) {
-      if (this.entries.size <= this.maxKeys && entry.expiresAt > now) break;
-      this.entries.delete(key);
+    const { queue } = this;
+    while (this.head < queue.length) {
+      const oldest = queue[this.head] as Entry;
+      const live = this.isLive(oldest);
+      if (live && this.entries.size <= this.maxKeys && !(checkExpiry && oldest.expiresAt <= now)) break;
+      if (live) this.entries.delete(oldest.key);
+      queue[this.head] = undefined;
+      this.head += 1;
+    }
+    this.compact();
+  }
+
+  /** Keeps the queue's memory in proportion to the keys held; amortised O(1) per write. */
+  private compact(): void {
+    const pending = this.queue.length - this.head;
+    if (this.head > 1024 && this.head > pending) {
+      this.queue = this.queue.slice(this.head);
+      this.head = 0;
+    } else if (pending > 2 * this.entries.size + 1024) {
+      // Released and replaced entries pile up behind a long-lived oldest key.
+      this.queue = this.queue.slice(this.head).filter((entry) => entry !== undefined && this.isLive(entry));
+      this.head = 0;
     }
   }
 }
