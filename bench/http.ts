@@ -18,7 +18,7 @@ export interface Measurement {
   p99: number;
 }
 
-const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 3);
+const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 5);
 const DURATION_S = Number(process.env['BENCH_DURATION'] ?? 3);
 const CONNECTIONS = 20;
 
@@ -82,8 +82,10 @@ export async function runHttpBenchmark(): Promise<HttpResults> {
     const samples = new Map<string, Measurement[]>();
     for (const [, { port }] of servers) for (const format of FORMATS) await measure(port, format, 1); // warm-up
     for (let round = 0; round < ROUNDS; round += 1) {
+      // Every other round in reverse order, so that no target always runs just after another.
+      const order = round % 2 === 0 ? servers : [...servers].reverse();
       for (const format of FORMATS) {
-        for (const [target, { port }] of servers) {
+        for (const [target, { port }] of order) {
           const key = `${format}/${target}`;
           samples.set(key, [...(samples.get(key) ?? []), await measure(port, format, DURATION_S)]);
         }

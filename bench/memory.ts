@@ -18,6 +18,15 @@ export interface MemoryResults {
   peakMb: number;
   afterMb: number;
   growthPer10kMb: number[];
+  /** V8 heap in use after a full collection: the live data, without the allocators' reserve. */
+  heapBeforeMb: number;
+  heapPeakMb: number;
+  heapAfterMb: number;
+}
+
+interface Usage {
+  rss: number;
+  heapUsed: number;
 }
 
 function send(agent: http.Agent, port: number, index: number): Promise<void> {
@@ -56,12 +65,12 @@ export async function runMemoryBenchmark(): Promise<MemoryResults> {
       resolve(message.port);
     }),
   );
-  const rss = (): Promise<number> =>
+  const usage = (): Promise<Usage> =>
     new Promise((resolve) => {
-      const onMessage = (message: { type?: string; rss?: number }) => {
+      const onMessage = (message: { type?: string } & Partial<Usage>) => {
         if (message.type !== 'rss') return;
         child.off('message', onMessage);
-        resolve(message.rss ?? 0);
+        resolve({ rss: message.rss ?? 0, heapUsed: message.heapUsed ?? 0 });
       };
       child.on('message', onMessage);
       child.send({ type: 'rss' });
@@ -69,9 +78,12 @@ export async function runMemoryBenchmark(): Promise<MemoryResults> {
   const mb = (bytes: number) => Number((bytes / 1024 / 1024).toFixed(1));
   try {
     const agent = new http.Agent({ keepAlive: true, maxSockets: CONNECTIONS });
-    const before = await rss();
+    const first = await usage();
+    const before = first.rss;
     let peak = before;
     let previous = before;
+    let heapPeak = first.heapUsed;
+    let heapAfter = first.heapUsed;
     const growth: number[] = [];
     for (let start = 0; start < TOTAL; start += STEP) {
       let next = start;
@@ -84,13 +96,25 @@ export async function runMemoryBenchmark(): Promise<MemoryResults> {
           }
         }),
       );
-      const now = await rss();
+      const measured = await usage();
+      const now = measured.rss;
       peak = Math.max(peak, now);
+      heapPeak = Math.max(heapPeak, measured.heapUsed);
+      heapAfter = measured.heapUsed;
       growth.push(mb(now - previous));
       previous = now;
     }
     agent.destroy();
-    return { total: TOTAL, beforeMb: mb(before), peakMb: mb(peak), afterMb: mb(previous), growthPer10kMb: growth };
+    return {
+      total: TOTAL,
+      beforeMb: mb(before),
+      peakMb: mb(peak),
+      afterMb: mb(previous),
+      growthPer10kMb: growth,
+      heapBeforeMb: mb(first.heapUsed),
+      heapPeakMb: mb(heapPeak),
+      heapAfterMb: mb(heapAfter),
+    };
   } finally {
     child.kill();
   }
@@ -99,6 +123,7 @@ export async function runMemoryBenchmark(): Promise<MemoryResults> {
 export function printMemory(results: MemoryResults): void {
   console.log(
     `memory: ${results.total} distinct postbacks; RSS ${results.beforeMb} MB before, ${results.peakMb} MB peak, ${results.afterMb} MB after; ` +
-      `growth per 10,000 (MB): ${results.growthPer10kMb.join(', ')}`,
+      `growth per 10,000 (MB): ${results.growthPer10kMb.join(', ')}; ` +
+      `V8 heap in use ${results.heapBeforeMb} MB before, ${results.heapPeakMb} MB peak, ${results.heapAfterMb} MB after`,
   );
 }

@@ -28,16 +28,18 @@ const DEFAULTS = { maxKeys: 100_000, maxAgeMs: 7 * 24 * 60 * 60 * 1000, leaseMs:
  * Keys are evicted oldest claim first, through a queue of entries in claim order. Not by
  * iterating the Map from its front: V8 leaves a deleted Map entry as a hole until the table is
  * rebuilt, and an iterator steps over every hole, so once the store was full each eviction
- * walked tens of thousands of them (up to 40 µs per postback in a benchmark).
+ * walked tens of thousands of them (up to 40 µs per postback in a benchmark). The ring is sized
+ * to the keys held and never reallocated once the store is full.
  */
 export class MemoryStore implements DedupeStore {
   readonly maxKeys: number;
   readonly maxAgeMs: number;
   readonly leaseMs: number;
   private readonly entries = new Map<string, Entry>();
-  /** Entries in claim order from `head` on; an entry no longer in `entries` is skipped. */
-  private queue: (Entry | undefined)[] = [];
+  /** Entries in claim order: a ring of `count` slots from `head`; an entry no longer in `entries` is stale. */
+  private ring: (Entry | undefined)[] = new Array<Entry | undefined>(1024).fill(undefined);
   private head = 0;
+  private count = 0;
   private writes = 0;
 
   constructor(options: MemoryStoreOptions = {}) {
@@ -78,7 +80,9 @@ export class MemoryStore implements DedupeStore {
 
   private add(entry: Entry, now: number): void {
     this.entries.set(entry.key, entry);
-    this.queue.push(entry);
+    if (this.count === this.ring.length) this.makeRoom();
+    this.ring[(this.head + this.count) % this.ring.length] = entry;
+    this.count += 1;
     this.prune(now);
   }
 
@@ -87,35 +91,39 @@ export class MemoryStore implements DedupeStore {
   }
 
   /**
-   * Drops the oldest keys past maxKeys, and expired keys from the front of the queue (the
+   * Drops the oldest keys past maxKeys, and expired keys from the front of the ring (the
    * oldest claims); expiry is checked only every PRUNE_EVERY writes. Entries released or
-   * replaced since their claim are dropped from the queue as they come up.
+   * replaced since their claim are dropped from the ring as they come up.
    */
   private prune(now: number): void {
     this.writes += 1;
     const checkExpiry = this.writes % PRUNE_EVERY === 0;
-    const { queue } = this;
-    while (this.head < queue.length) {
-      const oldest = queue[this.head] as Entry;
+    while (this.count > 0) {
+      const oldest = this.ring[this.head] as Entry;
       const live = this.isLive(oldest);
       if (live && this.entries.size <= this.maxKeys && !(checkExpiry && oldest.expiresAt <= now)) break;
       if (live) this.entries.delete(oldest.key);
-      queue[this.head] = undefined;
-      this.head += 1;
+      this.ring[this.head] = undefined;
+      this.head = (this.head + 1) % this.ring.length;
+      this.count -= 1;
     }
-    this.compact();
   }
 
-  /** Keeps the queue's memory in proportion to the keys held; amortised O(1) per write. */
-  private compact(): void {
-    const pending = this.queue.length - this.head;
-    if (this.head > 1024 && this.head > pending) {
-      this.queue = this.queue.slice(this.head);
-      this.head = 0;
-    } else if (pending > 2 * this.entries.size + 1024) {
-      // Released and replaced entries pile up behind a long-lived oldest key.
-      this.queue = this.queue.slice(this.head).filter((entry) => entry !== undefined && this.isLive(entry));
-      this.head = 0;
+  /**
+   * The ring is full: keeps its live entries in order, and doubles it only when they fill more
+   * than half of it, so released and replaced entries never make it grow. Full store or not,
+   * this runs at most once per ring's length of writes.
+   */
+  private makeRoom(): void {
+    const live: Entry[] = [];
+    for (let i = 0; i < this.count; i += 1) {
+      const entry = this.ring[(this.head + i) % this.ring.length];
+      if (entry !== undefined && this.isLive(entry)) live.push(entry);
     }
+    const capacity = live.length * 2 > this.ring.length ? this.ring.length * 2 : this.ring.length;
+    this.ring = new Array<Entry | undefined>(capacity).fill(undefined);
+    for (const [index, entry] of live.entries()) this.ring[index] = entry;
+    this.head = 0;
+    this.count = live.length;
   }
 }
