@@ -131,7 +131,8 @@ export function createPostbackRouter(options: PostbackRouterOptions): PostbackRo
         key: dedupeKey(route, normalized.canonical),
       } as const;
       const event = buildEvent(route, normalized, received, meta);
-      const outcome = await deliver(ROUTE_EVENTS[route], event);
+      const delivered = deliver(ROUTE_EVENTS[route], event);
+      const outcome = delivered instanceof Promise ? await delivered : delivered;
       if (outcome.kind === 'failed') {
         sendError(req, res, outcome.error, false);
         return;

@@ -22,7 +22,23 @@ const UTF8_CHARSETS = new Set(['utf-8', 'utf8', 'us-ascii']);
  * leave the type to whatever sent it.
  */
 export function planBody(contentType: string | undefined): BodyPlan {
-  if (contentType === undefined || contentType.trim() === '') return 'sniff';
+  if (contentType === undefined) return 'sniff';
+  // A sender uses one or two Content-Types; each is parsed once. Refused types are not kept,
+  // and the cache is emptied when full, so a sender inventing types only costs the parse.
+  let plan = plans.get(contentType);
+  if (plan === undefined) {
+    plan = parsePlan(contentType);
+    if (plans.size >= PLANS_CACHED) plans.clear();
+    plans.set(contentType, plan);
+  }
+  return plan;
+}
+
+const PLANS_CACHED = 64;
+const plans = new Map<string, BodyPlan>();
+
+function parsePlan(contentType: string): BodyPlan {
+  if (contentType.trim() === '') return 'sniff';
   const [mediaPart = '', ...parameters] = contentType.split(';');
   const media = mediaPart.trim().toLowerCase();
   for (const parameter of parameters) {

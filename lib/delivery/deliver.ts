@@ -1,5 +1,5 @@
 import type { EventEmitter } from 'node:events';
-import type { DedupeStore } from '../dedupe/store';
+import type { ClaimResult, DedupeStore } from '../dedupe/store';
 import { PostbackError } from '../errors';
 import type { PostbackEvent } from '../events';
 import { isThenable, runListeners, withTimeout } from './call-listeners';
@@ -119,20 +119,42 @@ export function createDeliverer(
     });
   }
 
-  return async function deliver(eventName: string, event: PostbackEvent): Promise<DeliveryOutcome> {
+  function storeUnavailable(error: unknown): DeliveryOutcome {
+    const failure = new PostbackError('store.failed', 'the dedupe store is unavailable; retry later', { cause: error });
+    reportError(failure);
+    return { kind: 'failed', error: failure };
+  }
+
+  /**
+   * Delivers one postback. With a synchronous store and listeners the outcome comes back at
+   * once, not as a promise, so the answer is written in the same turn of the event loop.
+   */
+  return function deliver(eventName: string, event: PostbackEvent): DeliveryOutcome | Promise<DeliveryOutcome> {
+    let claim: ClaimResult | Promise<ClaimResult>;
+    try {
+      claim = store.claim(event.meta.key);
+    } catch (error) {
+      return storeUnavailable(error);
+    }
+    if (claim === 'claimed') return handleClaimed(eventName, event);
+    if (claim === 'handled') return DUPLICATE;
+    return deliverContended(eventName, event, claim);
+  };
+
+  /** The key is held elsewhere, or the store answers asynchronously. */
+  async function deliverContended(
+    eventName: string,
+    event: PostbackEvent,
+    firstClaim: ClaimResult | Promise<ClaimResult>,
+  ): Promise<DeliveryOutcome> {
     const { key } = event.meta;
     // Two rounds: a copy that waited for a failed first attempt may claim the key itself.
     for (let round = 0; round < 2; round += 1) {
-      let claim;
+      let claim: ClaimResult;
       try {
-        claim = store.claim(key);
-        if (isThenable(claim)) claim = await claim;
+        claim = await (round === 0 ? firstClaim : store.claim(key));
       } catch (error) {
-        const failure = new PostbackError('store.failed', 'the dedupe store is unavailable; retry later', {
-          cause: error,
-        });
-        reportError(failure);
-        return { kind: 'failed', error: failure };
+        return storeUnavailable(error);
       }
       if (claim === 'claimed') return handleClaimed(eventName, event);
       if (claim === 'handled') return DUPLICATE;
@@ -145,5 +167,5 @@ export function createDeliverer(
       kind: 'failed',
       error: new PostbackError('postback.in_flight', 'the same postback is being handled right now; retry later'),
     };
-  };
+  }
 }
