@@ -29,6 +29,7 @@ interface OwnedClient extends RedisClientLike {
   readonly status: string;
   once(event: 'ready', listener: () => void): unknown;
   on(event: 'error', listener: () => void): unknown;
+  disconnect(): void;
 }
 
 type RedisConstructor = new (url: string, options: Record<string, unknown>) => OwnedClient;
@@ -119,9 +120,15 @@ export class RedisStore implements DedupeStore {
     await this.call(this.client.eval(RELEASE, 1, this.keyPrefix + key, token));
   }
 
-  /** Closes the connection if the store opened it. */
+  /**
+   * Closes the connection if the store opened it: QUIT, then a disconnect in any case. QUIT
+   * alone fails at once while the connection is down (no offline queue), and ioredis then
+   * went on reconnecting forever, its timers keeping the process alive.
+   */
   async close(): Promise<void> {
-    if (this.owned !== null) await this.owned.quit().catch(() => undefined);
+    if (this.owned === null) return;
+    await this.owned.quit().catch(() => undefined);
+    this.owned.disconnect();
   }
 
   /**

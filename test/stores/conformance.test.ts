@@ -1,3 +1,4 @@
+import { once } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
@@ -279,8 +280,13 @@ describe('RedisStore', () => {
     }
   });
 
-  it('fails within commandTimeoutMs when Redis accepts but never answers', async () => {
-    const silent = net.createServer(() => undefined);
+  it('fails within commandTimeoutMs when Redis accepts but never answers, and close() still drops the connection', async () => {
+    const accepted: net.Socket[] = [];
+    // Reads and drops what it is sent, as a hung Redis's kernel would, but never answers.
+    const silent = net.createServer((socket) => {
+      accepted.push(socket);
+      socket.resume();
+    });
     await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
     const { port } = silent.address() as net.AddressInfo;
     const store = new RedisStore({ url: `redis://127.0.0.1:${port}`, commandTimeoutMs: 300 });
@@ -296,6 +302,10 @@ describe('RedisStore', () => {
       await store.close();
       silent.close();
     }
+    // QUIT goes unanswered too: the store must drop the connection rather than leave it open.
+    expect(accepted).to.have.length(1);
+    const [connection] = accepted;
+    if (connection !== undefined && !connection.destroyed) await once(connection, 'close');
   });
 
   it('needs a url or a client', () => {
