@@ -280,6 +280,28 @@ describe('RedisStore', () => {
     }
   });
 
+  it('stops reconnecting once closed while Redis is down', async () => {
+    // A Redis that is down: every connection is cut as soon as it is made.
+    let connections = 0;
+    const down = net.createServer((socket) => {
+      connections += 1;
+      socket.destroy();
+    });
+    await new Promise<void>((resolve) => down.listen(0, '127.0.0.1', resolve));
+    const { port } = down.address() as net.AddressInfo;
+    const store = new RedisStore({ url: `redis://127.0.0.1:${port}`, commandTimeoutMs: 300 });
+    try {
+      await sleep(600);
+      expect(connections, 'ioredis retries while the store is open').to.be.greaterThan(1);
+      await store.close();
+      const afterClose = connections;
+      await sleep(2500);
+      expect(connections).to.equal(afterClose);
+    } finally {
+      await new Promise((resolve) => down.close(resolve));
+    }
+  });
+
   it('fails within commandTimeoutMs when Redis accepts but never answers, and close() still drops the connection', async () => {
     const accepted: net.Socket[] = [];
     // Reads and drops what it is sent, as a hung Redis's kernel would, but never answers.
