@@ -1,3 +1,4 @@
+import { boundedMemo } from '../bounded-memo';
 import { PostbackError } from '../errors';
 
 export type BodyFormat = 'json' | 'xml' | 'form';
@@ -22,20 +23,11 @@ const UTF8_CHARSETS = new Set(['utf-8', 'utf8', 'us-ascii']);
  * leave the type to whatever sent it.
  */
 export function planBody(contentType: string | undefined): BodyPlan {
-  if (contentType === undefined) return 'sniff';
-  // A sender uses one or two Content-Types; each is parsed once. Refused types are not kept,
-  // and the cache is emptied when full, so a sender inventing types only costs the parse.
-  let plan = plans.get(contentType);
-  if (plan === undefined) {
-    plan = parsePlan(contentType);
-    if (plans.size >= PLANS_CACHED) plans.clear();
-    plans.set(contentType, plan);
-  }
-  return plan;
+  return contentType === undefined ? 'sniff' : rememberedPlan(contentType);
 }
 
-const PLANS_CACHED = 64;
-const plans = new Map<string, BodyPlan>();
+// A sender uses one or two Content-Types: each is parsed once.
+const rememberedPlan = boundedMemo(64, parsePlan);
 
 function parsePlan(contentType: string): BodyPlan {
   if (contentType.trim() === '') return 'sniff';

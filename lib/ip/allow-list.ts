@@ -1,9 +1,8 @@
 import ipaddr from 'ipaddr.js';
+import { boundedMemo } from '../bounded-memo';
 import { parseClientIp } from './strict-ip';
 
 export type IpMatcher = (ip: string) => boolean;
-
-const VERDICTS_CACHED = 1024;
 
 /**
  * Compiles the validated allow-list into one matcher that fails closed. The ranges are parsed
@@ -22,18 +21,8 @@ export function compileAllowList(ranges: readonly string[]): IpMatcher {
     if (address.kind() === 'ipv4') v4.push([address as ipaddr.IPv4, prefix]);
     else v6.push([address as ipaddr.IPv6, prefix]);
   }
-  // The verdict for an address never changes, and postbacks come from a handful of addresses;
-  // emptied when full, so a sender cycling addresses only costs the match itself.
-  const verdicts = new Map<string, boolean>();
-  return function isAllowedIp(ip: string): boolean {
-    let verdict = verdicts.get(ip);
-    if (verdict === undefined) {
-      verdict = matches(ip);
-      if (verdicts.size >= VERDICTS_CACHED) verdicts.clear();
-      verdicts.set(ip, verdict);
-    }
-    return verdict;
-  };
+  // The verdict for an address never changes, and postbacks come from a handful of addresses.
+  return boundedMemo(1024, matches);
 
   function matches(ip: string): boolean {
     const parsed = parseClientIp(ip);

@@ -1,4 +1,5 @@
 import ipaddr from 'ipaddr.js';
+import { boundedMemo } from '../bounded-memo';
 
 /**
  * Parses an address only in its canonical textual forms: dotted-quad IPv4 without leading zeros,
@@ -26,18 +27,11 @@ export function parseClientIp(text: string): ipaddr.IPv4 | ipaddr.IPv6 | null {
   return parsed;
 }
 
-// Every postback from one sender carries the same socket address, so its canonical form is
-// remembered; the cache is emptied when full, so a sender cycling addresses only costs the parse.
-const NORMALIZED_CACHED = 1024;
-const normalizedAddresses = new Map<string, string | null>();
-
-/** Canonical text of a client address (see parseClientIp), or null if not an address. */
-export function normalizeIp(text: string): string | null {
-  let normalized = normalizedAddresses.get(text);
-  if (normalized === undefined) {
-    normalized = parseClientIp(text)?.toString() ?? null;
-    if (normalizedAddresses.size >= NORMALIZED_CACHED) normalizedAddresses.clear();
-    normalizedAddresses.set(text, normalized);
-  }
-  return normalized;
-}
+/**
+ * Canonical text of a client address (see parseClientIp), or null if not an address. Every
+ * postback from one sender carries the same socket address, so each is parsed once.
+ */
+export const normalizeIp: (text: string) => string | null = boundedMemo(
+  1024,
+  (text) => parseClientIp(text)?.toString() ?? null,
+);
