@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
-import { parseIsoDate } from '../lib/fields/values';
+import { isoText, parseIsoDate } from '../lib/fields/values';
 
 // The grammar as a regular expression: the reference the hand-written reader must agree with.
 const ISO_DATE =
@@ -78,5 +78,17 @@ describe('ISO 8601 date reader', () => {
     expect(parseIsoDate('2024-09-10T10:42+0530')?.toISOString()).to.equal('2024-09-10T05:12:00.000Z');
     expect(parseIsoDate('2024-02-30T10:42:38Z')).to.equal(null);
     expect(parseIsoDate('2024-09-10 10:42:38Z')).to.equal(null);
+  });
+
+  it('writes a date exactly as Date#toISOString does, years outside 0-9999 included', () => {
+    fc.assert(
+      fc.property(fc.date({ min: new Date(-8.64e15), max: new Date(8.64e15), noInvalidDate: true }), (date) => {
+        expect(isoText(date)).to.equal(date.toISOString());
+      }),
+      { numRuns: 20_000 },
+    );
+    for (const text of ['0000-01-01T00:00:00.000Z', '9999-12-31T23:59:59.999Z', '2024-09-10T07:05:09.007Z']) {
+      expect(isoText(new Date(text))).to.equal(text);
+    }
   });
 });

@@ -27,7 +27,7 @@ export class CanonicalBytes {
     this.count(count);
   }
 
-  /** `<length>:<text>`, the form of a record key; a string value is tag('s', ...) plus this. */
+  /** `<length>:<text>`, the form of a record key. */
   counted(text: string): void {
     this.room(12);
     this.count(text.length);
@@ -36,9 +36,8 @@ export class CanonicalBytes {
 
   value(value: FieldValue): void {
     if (typeof value === 'string') {
-      this.room(1);
-      this.bytes[this.length++] = 0x73; // s
-      this.counted(value);
+      this.tag('s', value.length);
+      this.utf8(value);
     } else if (Array.isArray(value)) {
       const items = value as readonly FieldValue[];
       this.tag('a', items.length);

@@ -2,7 +2,7 @@ import { createRecord, type FieldRecord, type FieldValue } from '../body/field-r
 import { PostbackError, quoteName } from '../errors';
 import type { PostbackWarning } from '../events';
 import type { FieldIndex } from './field-names';
-import { convertValue, isPlaceholder } from './values';
+import { convertValue, isoText, isPlaceholder } from './values';
 
 export interface CanonicalFields {
   readonly names: readonly string[];
@@ -85,21 +85,4 @@ export function normalizeFields(received: FieldRecord, index: FieldIndex): Norma
     }
   }
   return { knownNames, knownValues, fields, warnings, canonical };
-}
-
-const twoDigits = (value: number): string => (value < 10 ? `0${value}` : String(value));
-
-/**
- * Date#toISOString, written out: the built-in cost three times as much, and every action holds
- * three or four dates. Years outside 0-9999 (which toISOString writes with a sign) use it.
- */
-function isoText(date: Date): string {
-  const year = date.getUTCFullYear();
-  if (year < 0 || year > 9999) return date.toISOString();
-  const millis = date.getUTCMilliseconds();
-  return (
-    `${String(year).padStart(4, '0')}-${twoDigits(date.getUTCMonth() + 1)}-${twoDigits(date.getUTCDate())}` +
-    `T${twoDigits(date.getUTCHours())}:${twoDigits(date.getUTCMinutes())}:${twoDigits(date.getUTCSeconds())}` +
-    `.${millis < 10 ? '00' : millis < 100 ? '0' : ''}${millis}Z`
-  );
 }
