@@ -42,6 +42,12 @@ interface SaxHandlers {
   onerror: (error: Error) => void;
 }
 
+/** The parts of xml2js's Parser used here beyond its declared API. */
+interface ReusableParser {
+  saxParser: SaxHandlers;
+  reset(): void;
+}
+
 const PARSER_OPTIONS = {
   // strict keeps unknown entities an error and tag names as written; sync mode reports errors
   // to the caller (async mode swallows them, xml2js #293). Attributes carry no postback data
@@ -53,6 +59,11 @@ const PARSER_OPTIONS = {
   ignoreAttrs: true,
   xmlns: false,
 };
+
+// One parser for every body. xml2js builds a sax parser in its constructor and another when a
+// parse ends, so a parser per body built two per request; reused, it builds one. Parsing is
+// synchronous (async: false), so two requests never share it at once.
+const sharedParser = new Parser(PARSER_OPTIONS);
 
 function invalid(message: string): PostbackError {
   return new PostbackError('body.invalid', `invalid XML: ${message}`);
@@ -69,9 +80,10 @@ export function parseXmlBody(text: string, maxFields: number): FieldRecord {
   if (DOCTYPE_OR_ENTITY.test(text)) throw invalid('DOCTYPE and ENTITY declarations are not accepted');
   if (text.trim() === '') throw invalid('the body is empty');
 
-  const parser = new Parser(PARSER_OPTIONS);
+  const parser = sharedParser;
+  const internals = parser as unknown as ReusableParser;
   const guard: { problem: string | null } = { problem: null };
-  watchSaxParser((parser as unknown as { saxParser: SaxHandlers }).saxParser, (found) => {
+  watchSaxParser(internals.saxParser, (found) => {
     guard.problem ??= found;
   });
 
@@ -85,10 +97,13 @@ export function parseXmlBody(text: string, maxFields: number): FieldRecord {
   } catch (error) {
     parseError ??= error;
   }
+  const failed = guard.problem !== null || parseError !== undefined || result === undefined || result === null;
+  // xml2js resets itself (a fresh sax parser, no listeners) when a parse ends or reports an
+  // error, but not when an error is thrown from a handler: reset it after any failure, so the
+  // next body starts clean.
+  if (failed) internals.reset();
   if (guard.problem !== null) throw invalid(guard.problem);
-  if (parseError !== undefined || result === undefined || result === null) {
-    throw invalid(firstLine(parseError));
-  }
+  if (failed) throw invalid(firstLine(parseError));
   return toRecord(result, maxFields);
 }
 
