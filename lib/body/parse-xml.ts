@@ -40,6 +40,7 @@ interface SaxHandlers {
   onclosetag: (name: string) => void;
   ondoctype: (doctype: string) => void;
   onerror: (error: Error) => void;
+  trackPosition: boolean;
 }
 
 /** The parts of xml2js's Parser used here beyond its declared API. */
@@ -109,6 +110,10 @@ export function parseXmlBody(text: string, maxFields: number): FieldRecord {
 
 function watchSaxParser(sax: SaxHandlers, report: (problem: string) => void): void {
   const { onopentag, onclosetag, onerror } = sax;
+  // sax counts lines and columns on every character only to append them to its error
+  // messages, of which only the first line is kept (see firstLine); xml2js gives no option
+  // to turn it off.
+  sax.trackPosition = false;
   let depth = 0;
   let elements = 0;
   let rootClosed = false;
