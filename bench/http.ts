@@ -18,9 +18,13 @@ export interface Measurement {
   p99: number;
 }
 
-const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 5);
-const DURATION_S = Number(process.env['BENCH_DURATION'] ?? 3);
-const CONNECTIONS = 20;
+// More rounds narrow the medians on a noisy machine: BENCH_ROUNDS=15 npm run bench.
+export const HTTP_SETTINGS = {
+  rounds: Number(process.env['BENCH_ROUNDS'] ?? 5),
+  secondsPerCell: Number(process.env['BENCH_DURATION'] ?? 3),
+  connections: 20,
+} as const;
+const { rounds: ROUNDS, secondsPerCell: DURATION_S, connections: CONNECTIONS } = HTTP_SETTINGS;
 
 function startTarget(target: Target): Promise<{ child: ChildProcess; port: number }> {
   const child = fork(path.join(__dirname, 'targets.ts'), [], {

@@ -5,7 +5,7 @@
 import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { printHttpTable, runHttpBenchmark } from './http';
+import { HTTP_SETTINGS, printHttpTable, runHttpBenchmark } from './http';
 import { printMemory, runMemoryBenchmark } from './memory';
 import { printStageTable, runStageBenchmark } from './stages';
 
@@ -21,7 +21,7 @@ async function main(): Promise<void> {
   const file = path.join(__dirname, 'results.json');
   writeFileSync(
     file,
-    `${JSON.stringify({ date: new Date().toISOString(), machine, formats, stages, memory }, null, 2)}\n`,
+    `${JSON.stringify({ date: new Date().toISOString(), machine, http: HTTP_SETTINGS, formats, stages, memory }, null, 2)}\n`,
   );
   const short = Object.entries(formats).filter(([, row]) => row.ratio < 0.9 || row.p99Ratio > 1.2);
   console.log(
