@@ -24,7 +24,6 @@ export const HTTP_SETTINGS = {
   secondsPerCell: Number(process.env['BENCH_DURATION'] ?? 3),
   connections: 20,
 } as const;
-const { rounds: ROUNDS, secondsPerCell: DURATION_S, connections: CONNECTIONS } = HTTP_SETTINGS;
 
 function startTarget(target: Target): Promise<{ child: ChildProcess; port: number }> {
   const child = fork(path.join(__dirname, 'targets.ts'), [], {
@@ -42,7 +41,7 @@ async function measure(port: number, format: Format, seconds: number): Promise<M
   let counter = 0;
   const result = await autocannon({
     url: `http://127.0.0.1:${port}`,
-    connections: CONNECTIONS,
+    connections: HTTP_SETTINGS.connections,
     pipelining: 1,
     duration: seconds,
     requests: [
@@ -85,13 +84,13 @@ export async function runHttpBenchmark(): Promise<HttpResults> {
   try {
     const samples = new Map<string, Measurement[]>();
     for (const [, { port }] of servers) for (const format of FORMATS) await measure(port, format, 1); // warm-up
-    for (let round = 0; round < ROUNDS; round += 1) {
+    for (let round = 0; round < HTTP_SETTINGS.rounds; round += 1) {
       // Every other round in reverse order, so that no target always runs just after another.
       const order = round % 2 === 0 ? servers : [...servers].reverse();
       for (const format of FORMATS) {
         for (const [target, { port }] of order) {
           const key = `${format}/${target}`;
-          samples.set(key, [...(samples.get(key) ?? []), await measure(port, format, DURATION_S)]);
+          samples.set(key, [...(samples.get(key) ?? []), await measure(port, format, HTTP_SETTINGS.secondsPerCell)]);
         }
       }
     }

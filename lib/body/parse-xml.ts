@@ -81,8 +81,7 @@ export function parseXmlBody(text: string, maxFields: number): FieldRecord {
   if (DOCTYPE_OR_ENTITY.test(text)) throw invalid('DOCTYPE and ENTITY declarations are not accepted');
   if (text.trim() === '') throw invalid('the body is empty');
 
-  const parser = sharedParser;
-  const internals = parser as unknown as ReusableParser;
+  const internals = sharedParser as unknown as ReusableParser;
   const guard: { problem: string | null } = { problem: null };
   watchSaxParser(internals.saxParser, (found) => {
     guard.problem ??= found;
@@ -91,7 +90,7 @@ export function parseXmlBody(text: string, maxFields: number): FieldRecord {
   let result: unknown;
   let parseError: unknown;
   try {
-    parser.parseString(text, (error, value: unknown) => {
+    sharedParser.parseString(text, (error, value: unknown) => {
       if (error !== null) parseError ??= error;
       else result ??= value;
     });
