@@ -3,6 +3,11 @@
  * the router, measured interleaved in one run with autocannon on loopback (no pipelining,
  * bounded in time). Every request carries a new action id, so the router does its full work
  * (a dedupe claim and commit, and an emit) on each. Prints a table; returns the results.
+ *
+ * Each target is measured in many short slices, taken in turn with the others, and its
+ * requests/s is all its requests over all its measured time. This shared machine's speed
+ * changes from one second to the next by a quarter or more: a few long cells, one per target,
+ * each catch a different speed, while many short ones in turn catch the same mix.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
@@ -18,12 +23,28 @@ export interface Measurement {
   p99: number;
 }
 
-// More rounds narrow the medians on a noisy machine: BENCH_ROUNDS=15 npm run bench.
+// A round is one slice of every target in every format: 30 rounds of 0.5 s slices give each
+// target 15 s per format. More rounds narrow the ratios further: BENCH_ROUNDS=90 npm run bench.
 export const HTTP_SETTINGS = {
-  rounds: Number(process.env['BENCH_ROUNDS'] ?? 5),
-  secondsPerCell: Number(process.env['BENCH_DURATION'] ?? 3),
+  rounds: Number(process.env['BENCH_ROUNDS'] ?? 30),
+  secondsPerSlice: Number(process.env['BENCH_SLICE_SECONDS'] ?? 0.5),
   connections: 20,
 } as const;
+
+/** One slice as autocannon reports it with skipAggregateResult: histograms still encoded. */
+interface Slice {
+  totalCompletedRequests: number;
+  /** Seconds. */
+  duration: number;
+  non2xx: number;
+  errors: number;
+}
+
+// autocannon exports aggregateResult, which merges the latency histograms of runs made with
+// skipAggregateResult; @types/autocannon does not declare it.
+const { aggregateResult } = autocannon as unknown as {
+  aggregateResult: (results: readonly Slice[], options: autocannon.Options) => autocannon.Result;
+};
 
 function startTarget(target: Target): Promise<{ child: ChildProcess; port: number }> {
   const child = fork(path.join(__dirname, 'targets.ts'), [], {
@@ -37,13 +58,19 @@ function startTarget(target: Target): Promise<{ child: ChildProcess; port: numbe
   );
 }
 
-async function measure(port: number, format: Format, seconds: number): Promise<Measurement> {
-  let counter = 0;
-  const result = await autocannon({
+// Every request a new action id, across all slices and targets.
+let counter = 0;
+
+function autocannonOptions(port: number, format: Format, seconds: number): autocannon.Options {
+  return {
     url: `http://127.0.0.1:${port}`,
     connections: HTTP_SETTINGS.connections,
     pipelining: 1,
     duration: seconds,
+    // autocannon only notices the end of the duration on a sample tick (every second by
+    // default), which would stretch a half-second slice to a whole one.
+    sampleInt: 100,
+    skipAggregateResult: true,
     requests: [
       {
         setupRequest: (request) => {
@@ -62,19 +89,23 @@ async function measure(port: number, format: Format, seconds: number): Promise<M
         },
       },
     ],
-  });
-  if (result.non2xx > 0 || result.errors > 0) {
-    throw new Error(`${format} on port ${port}: ${result.non2xx} non-2xx answers, ${result.errors} errors`);
-  }
-  return { rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99 };
+  };
 }
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1
-    ? (sorted[middle] as number)
-    : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
+async function measureSlice(port: number, format: Format, seconds: number): Promise<Slice> {
+  const slice = (await autocannon(autocannonOptions(port, format, seconds))) as unknown as Slice;
+  if (slice.non2xx > 0 || slice.errors > 0) {
+    throw new Error(`${format} on port ${port}: ${slice.non2xx} non-2xx answers, ${slice.errors} errors`);
+  }
+  return slice;
+}
+
+/** All slices of one target and format as one measurement: latencies merged, rps overall. */
+function combine(port: number, format: Format, slices: readonly Slice[]): Measurement {
+  const merged = aggregateResult(slices, autocannonOptions(port, format, HTTP_SETTINGS.secondsPerSlice));
+  const requests = slices.reduce((sum, slice) => sum + slice.totalCompletedRequests, 0);
+  const seconds = slices.reduce((sum, slice) => sum + slice.duration, 0);
+  return { rps: Math.round(requests / seconds), p50: merged.latency.p50, p99: merged.latency.p99 };
 }
 
 export type HttpResults = Record<Format, Record<Target, Measurement> & { ratio: number; p99Ratio: number }>;
@@ -82,29 +113,24 @@ export type HttpResults = Record<Format, Record<Target, Measurement> & { ratio: 
 export async function runHttpBenchmark(): Promise<HttpResults> {
   const servers = await Promise.all(TARGETS.map(async (target) => [target, await startTarget(target)] as const));
   try {
-    const samples = new Map<string, Measurement[]>();
-    for (const [, { port }] of servers) for (const format of FORMATS) await measure(port, format, 1); // warm-up
+    const slices = new Map<string, Slice[]>();
+    for (const [, { port }] of servers) for (const format of FORMATS) await measureSlice(port, format, 1); // warm-up
     for (let round = 0; round < HTTP_SETTINGS.rounds; round += 1) {
       // Every other round in reverse order, so that no target always runs just after another.
       const order = round % 2 === 0 ? servers : [...servers].reverse();
       for (const format of FORMATS) {
         for (const [target, { port }] of order) {
           const key = `${format}/${target}`;
-          samples.set(key, [...(samples.get(key) ?? []), await measure(port, format, HTTP_SETTINGS.secondsPerCell)]);
+          const slice = await measureSlice(port, format, HTTP_SETTINGS.secondsPerSlice);
+          slices.set(key, [...(slices.get(key) ?? []), slice]);
         }
       }
     }
     const results = {} as HttpResults;
     for (const format of FORMATS) {
       const row = {} as Record<Target, Measurement>;
-      for (const target of TARGETS) {
-        const runs = samples.get(`${format}/${target}`) ?? [];
-        row[target] = {
-          rps: Math.round(median(runs.map((run) => run.rps))),
-          p50: median(runs.map((run) => run.p50)),
-          p99: median(runs.map((run) => run.p99)),
-        };
-      }
+      for (const [target, { port }] of servers)
+        row[target] = combine(port, format, slices.get(`${format}/${target}`) ?? []);
       results[format] = {
         ...row,
         ratio: Number((row.router.rps / row.express.rps).toFixed(3)),
