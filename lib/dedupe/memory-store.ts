@@ -1,8 +1,9 @@
+import { KeyTable, SlotState } from './key-table';
 import { positiveInteger } from './optional-module';
 import type { ClaimResult, DedupeStore } from './store';
 
 export interface MemoryStoreOptions {
-  /** Keys kept at most; the oldest go first. Default 100,000 (about 25 MB). */
+  /** Keys kept at most; the oldest go first. Default 100,000 (10–13 MB, outside the JavaScript heap). */
   readonly maxKeys?: number;
   /** How long a handled key is remembered, in ms. Default 7 days. */
   readonly maxAgeMs?: number;
@@ -10,36 +11,25 @@ export interface MemoryStoreOptions {
   readonly leaseMs?: number;
 }
 
-interface Entry {
-  readonly key: string;
-  state: 'in-flight' | 'handled';
-  expiresAt: number;
-}
-
 const PRUNE_EVERY = 256;
 
 const DEFAULTS = { maxKeys: 100_000, maxAgeMs: 7 * 24 * 60 * 60 * 1000, leaseMs: 5 * 60 * 1000 };
+
+const STATE_NAMES = { [SlotState.inFlight]: 'in-flight', [SlotState.handled]: 'handled' } as const;
 
 /**
  * The default store: one process, bounded by count and age. It forgets on restart, so a
  * postback handled just before a crash, whose answer never reached impact.com, is handled
  * again on the retry; a durable store closes that gap.
  *
- * Keys are evicted oldest claim first, through a queue of entries in claim order. Not by
- * iterating the Map from its front: V8 leaves a deleted Map entry as a hole until the table is
- * rebuilt, and an iterator steps over every hole, so once the store was full each eviction
- * walked tens of thousands of them (up to 40 µs per postback in a benchmark). The ring is sized
- * to the keys held and never reallocated once the store is full.
+ * Keys are evicted oldest claim first. They are held in a KeyTable, outside what the garbage
+ * collector traces, in claim order.
  */
 export class MemoryStore implements DedupeStore {
   readonly maxKeys: number;
   readonly maxAgeMs: number;
   readonly leaseMs: number;
-  private readonly entries = new Map<string, Entry>();
-  /** Entries in claim order: a ring of `count` slots from `head`; an entry no longer in `entries` is stale. */
-  private ring: (Entry | undefined)[] = new Array<Entry | undefined>(1024).fill(undefined);
-  private head = 0;
-  private count = 0;
+  private readonly table = new KeyTable();
   private writes = 0;
 
   constructor(options: MemoryStoreOptions = {}) {
@@ -50,80 +40,47 @@ export class MemoryStore implements DedupeStore {
 
   /** Keys held now, in flight or handled. */
   get size(): number {
-    return this.entries.size;
+    return this.table.size;
   }
 
   claim(key: string): ClaimResult {
     const now = Date.now();
-    const entry = this.entries.get(key);
-    if (entry !== undefined && entry.expiresAt > now) return entry.state;
-    this.add({ key, state: 'in-flight', expiresAt: now + this.leaseMs }, now);
+    const slot = this.table.find(key);
+    if (slot >= 0) {
+      const state = this.table.stateOf(slot);
+      if (this.table.expiryOf(slot) > now && state !== SlotState.free) return STATE_NAMES[state];
+      // Expired: claimed anew, as the newest key.
+      this.table.remove(slot);
+    }
+    this.add(key, SlotState.inFlight, now + this.leaseMs, now);
     return 'claimed';
   }
 
   commit(key: string): void {
     const now = Date.now();
-    const entry = this.entries.get(key);
-    if (entry === undefined) {
-      this.add({ key, state: 'handled', expiresAt: now + this.maxAgeMs }, now);
-      return;
-    }
+    const slot = this.table.find(key);
     // Updated in place: the key keeps its place in the eviction order, that of its claim a
     // moment before.
-    entry.state = 'handled';
-    entry.expiresAt = now + this.maxAgeMs;
+    if (slot >= 0) this.table.update(slot, SlotState.handled, now + this.maxAgeMs);
+    else this.add(key, SlotState.handled, now + this.maxAgeMs, now);
   }
 
   release(key: string): void {
-    if (this.entries.get(key)?.state === 'in-flight') this.entries.delete(key);
-  }
-
-  private add(entry: Entry, now: number): void {
-    this.entries.set(entry.key, entry);
-    if (this.count === this.ring.length) this.makeRoom();
-    this.ring[(this.head + this.count) % this.ring.length] = entry;
-    this.count += 1;
-    this.prune(now);
-  }
-
-  private isLive(entry: Entry): boolean {
-    return this.entries.get(entry.key) === entry;
+    const slot = this.table.find(key);
+    if (slot >= 0 && this.table.stateOf(slot) === SlotState.inFlight) this.table.remove(slot);
   }
 
   /**
-   * Drops the oldest keys past maxKeys, and expired keys from the front of the ring (the
-   * oldest claims); expiry is checked only every PRUNE_EVERY writes. Entries released or
-   * replaced since their claim are dropped from the ring as they come up.
+   * Adds the newest key, then drops the oldest past maxKeys, and expired keys from the front
+   * (the oldest claims); expiry is checked only every PRUNE_EVERY writes.
    */
-  private prune(now: number): void {
+  private add(key: string, state: SlotState, expiresAt: number, now: number): void {
+    this.table.add(key, state, expiresAt);
     this.writes += 1;
     const checkExpiry = this.writes % PRUNE_EVERY === 0;
-    while (this.count > 0) {
-      const oldest = this.ring[this.head] as Entry;
-      const live = this.isLive(oldest);
-      if (live && this.entries.size <= this.maxKeys && !(checkExpiry && oldest.expiresAt <= now)) break;
-      if (live) this.entries.delete(oldest.key);
-      this.ring[this.head] = undefined;
-      this.head = (this.head + 1) % this.ring.length;
-      this.count -= 1;
+    for (let oldest = this.table.oldest(); oldest >= 0; oldest = this.table.oldest()) {
+      if (this.table.size <= this.maxKeys && !(checkExpiry && this.table.expiryOf(oldest) <= now)) break;
+      this.table.remove(oldest);
     }
-  }
-
-  /**
-   * The ring is full: keeps its live entries in order, and doubles it only when they fill more
-   * than half of it, so released and replaced entries never make it grow. Full store or not,
-   * this runs at most once per ring's length of writes.
-   */
-  private makeRoom(): void {
-    const live: Entry[] = [];
-    for (let i = 0; i < this.count; i += 1) {
-      const entry = this.ring[(this.head + i) % this.ring.length];
-      if (entry !== undefined && this.isLive(entry)) live.push(entry);
-    }
-    const capacity = live.length * 2 > this.ring.length ? this.ring.length * 2 : this.ring.length;
-    this.ring = new Array<Entry | undefined>(capacity).fill(undefined);
-    for (const [index, entry] of live.entries()) this.ring[index] = entry;
-    this.head = 0;
-    this.count = live.length;
   }
 }
