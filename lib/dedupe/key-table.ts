@@ -3,6 +3,8 @@ import { hash } from 'node:crypto';
 /** What a slot holds: nothing (removed), a claim in flight, or a handled key. */
 export const SlotState = { free: 0, inFlight: 1, handled: 2 } as const;
 export type SlotState = (typeof SlotState)[keyof typeof SlotState];
+/** The state of a slot that holds a key: any slot `find` returns. */
+export type HeldState = Exclude<SlotState, typeof SlotState.free>;
 
 /** A key as nine 32-bit words: 256 bits of digest, then a tag saying where they came from. */
 const WORDS = 9;
@@ -31,7 +33,7 @@ for (let value = 0; value < 64; value += 1) BASE64URL[BASE64URL_ALPHABET.charCod
  * with the number of their prefix. Any other key is hashed with SHA-256 and tagged 0. Two keys
  * are the same if their digests and tags are: exact for decoded keys (only the canonical
  * base64url spelling is decoded), and as sure as SHA-256 for hashed ones, which the dedupe key
- * itself already rests on. Decoding costs a tenth of hashing: a hash was 2 µs per postback.
+ * itself already rests on. Decoding a key took 0.6 µs, hashing one 1.7 µs.
  *
  * Slots form a ring in the order of adding, so the oldest slot is always at the head. A
  * removed slot stays in the ring as free until it reaches the head or the ring is compacted.
@@ -80,7 +82,7 @@ export class KeyTable {
   }
 
   /** Adds `key` as the newest slot; it must not be held. */
-  add(key: string, state: SlotState, expiresAt: number): void {
+  add(key: string, state: HeldState, expiresAt: number): void {
     this.digestOf(key);
     if (this.used === this.capacity) this.compact();
     const slot = (this.head + this.used) % this.capacity;
@@ -92,15 +94,16 @@ export class KeyTable {
     this.indexSlot(slot);
   }
 
-  stateOf(slot: number): SlotState {
-    return this.states[slot] as SlotState;
+  /** The state of a slot `find` returned: removed slots are never found. */
+  stateOf(slot: number): HeldState {
+    return this.states[slot] as HeldState;
   }
 
   expiryOf(slot: number): number {
     return this.expiries[slot] as number;
   }
 
-  update(slot: number, state: SlotState, expiresAt: number): void {
+  update(slot: number, state: HeldState, expiresAt: number): void {
     this.states[slot] = state;
     this.expiries[slot] = expiresAt;
   }

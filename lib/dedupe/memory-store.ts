@@ -1,4 +1,4 @@
-import { KeyTable, SlotState } from './key-table';
+import { type HeldState, KeyTable, SlotState } from './key-table';
 import { positiveInteger } from './optional-module';
 import type { ClaimResult, DedupeStore } from './store';
 
@@ -47,8 +47,7 @@ export class MemoryStore implements DedupeStore {
     const now = Date.now();
     const slot = this.table.find(key);
     if (slot >= 0) {
-      const state = this.table.stateOf(slot);
-      if (this.table.expiryOf(slot) > now && state !== SlotState.free) return STATE_NAMES[state];
+      if (this.table.expiryOf(slot) > now) return STATE_NAMES[this.table.stateOf(slot)];
       // Expired: claimed anew, as the newest key.
       this.table.remove(slot);
     }
@@ -74,7 +73,7 @@ export class MemoryStore implements DedupeStore {
    * Adds the newest key, then drops the oldest past maxKeys, and expired keys from the front
    * (the oldest claims); expiry is checked only every PRUNE_EVERY writes.
    */
-  private add(key: string, state: SlotState, expiresAt: number, now: number): void {
+  private add(key: string, state: HeldState, expiresAt: number, now: number): void {
     this.table.add(key, state, expiresAt);
     this.writes += 1;
     const checkExpiry = this.writes % PRUNE_EVERY === 0;

@@ -64,8 +64,8 @@ function operations(keys: number, maxLength: number): fc.Arbitrary<Operation[]> 
 /**
  * Keys in every form the store tells apart: the router's own (a prefix and a base64url
  * SHA-256, which the store decodes rather than hashes), the same digest under another route,
- * a spelling of it that is not canonical base64url, more prefixes than the store numbers, and
- * plain text (hashed).
+ * a spelling of it that is not canonical base64url, more prefixes than the store numbers, one
+ * character too few to decode, and plain text (hashed).
  */
 function keyOf(index: number): string {
   const digest = createHash('sha256')
@@ -106,7 +106,7 @@ function runAgainstModel(maxKeys: number, sequence: readonly Operation[]): void 
     }
     expect(store.size).to.equal(model.size);
   }
-  // Every key the model holds is still there, in its state; none it dropped is.
+  // Every key the model holds is still there, in its state; with the sizes equal, no other is.
   for (let index = 0; index <= 8000; index += 1) {
     const key = keyOf(index);
     const expected = model.peek(key);
