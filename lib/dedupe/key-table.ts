@@ -65,7 +65,7 @@ export class KeyTable {
   find(key: string): number {
     this.digestOf(key);
     const { digest, digests, index, mask } = this;
-    for (let bucket = (digest[0] as number) & mask; ; bucket = (bucket + 1) & mask) {
+    for (let bucket = homeBucket(digest, 0, mask); ; bucket = (bucket + 1) & mask) {
       const entry = index[bucket] as number;
       if (entry === 0) return -1;
       const slot = entry - 1;
@@ -171,7 +171,7 @@ export class KeyTable {
 
   private indexSlot(slot: number): void {
     const { index, mask } = this;
-    let bucket = (this.digests[slot * WORDS] as number) & mask;
+    let bucket = homeBucket(this.digests, slot * WORDS, mask);
     while (index[bucket] !== 0) bucket = (bucket + 1) & mask;
     index[bucket] = slot + 1;
   }
@@ -179,12 +179,12 @@ export class KeyTable {
   /** Takes a slot out of the index, moving later entries back so that no probe meets a gap. */
   private unindexSlot(slot: number): void {
     const { index, mask, digests } = this;
-    let gap = (digests[slot * WORDS] as number) & mask;
+    let gap = homeBucket(digests, slot * WORDS, mask);
     while (index[gap] !== slot + 1) gap = (gap + 1) & mask;
     index[gap] = 0;
     for (let bucket = (gap + 1) & mask; index[bucket] !== 0; bucket = (bucket + 1) & mask) {
       const entry = index[bucket] as number;
-      const home = (digests[(entry - 1) * WORDS] as number) & mask;
+      const home = homeBucket(digests, (entry - 1) * WORDS, mask);
       // The entry may fill the gap if the gap lies on its probe path, from home to here.
       if (((bucket - home) & mask) >= ((bucket - gap) & mask)) {
         index[gap] = entry;
@@ -223,4 +223,22 @@ export class KeyTable {
     this.used = kept;
     for (let slot = 0; slot < kept; slot += 1) this.indexSlot(slot);
   }
+}
+
+/**
+ * The index bucket a key starts its probe from, mixed from all nine words. The router's
+ * digests are uniform in every word, but a caller's own key of the same form need not be
+ * (`actions:AAAA…AU`, `actions:AAAA…Ak`, 256 bits mostly zero): taken from the first word,
+ * such keys all started at one bucket and every claim walked past all the others. With 50,000
+ * of them held, a claim and commit took 1,081 µs instead of 3.7 µs.
+ */
+function homeBucket(words: Int32Array, at: number, mask: number): number {
+  let mixed = 0;
+  for (let word = 0; word < WORDS; word += 1) {
+    mixed = Math.imul(mixed ^ (words[at + word] as number), 0x9e3779b1);
+    // A product's low bits depend only on its factors' low bits: fold the high ones down.
+    mixed ^= mixed >>> 16;
+  }
+  mixed = Math.imul(mixed, 0x85ebca6b);
+  return (mixed ^ (mixed >>> 13)) & mask;
 }

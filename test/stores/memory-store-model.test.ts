@@ -65,7 +65,8 @@ function operations(keys: number, maxLength: number): fc.Arbitrary<Operation[]> 
  * Keys in every form the store tells apart: the router's own (a prefix and a base64url
  * SHA-256, which the store decodes rather than hashes), the same digest under another route,
  * a spelling of it that is not canonical base64url, more prefixes than the store numbers, one
- * character too few to decode, and plain text (hashed).
+ * character too few to decode, the router's form around 256 bits that are mostly zero (decoded
+ * too, and crowding the index unless all their bits choose the bucket), and plain text (hashed).
  */
 function keyOf(index: number): string {
   const digest = createHash('sha256')
@@ -86,6 +87,11 @@ function keyOf(index: number): string {
       return `route${index % 97}:${digest}`;
     case 5:
       return `actions:${digest.slice(1)}`;
+    case 6: {
+      const sparse = Buffer.alloc(32);
+      sparse.writeUInt32BE(index >> 3, 28);
+      return `actions:${sparse.toString('base64url')}`;
+    }
     default:
       return `k${index}`;
   }
