@@ -55,7 +55,7 @@ export async function runStageBenchmark(): Promise<StageResults> {
     .add('parse JSON (strict reader, as for any other layout)', () => readJsonBody(json, 100))
     .add('parse XML (xml2js, guarded)', () => parseXmlBody(xml, 100))
     .add('normalise fields', () => normalizeFields(record, index))
-    .add('dedupe key (canonical bytes + SHA-256)', () => dedupeKey('actions', normalized.canonical))
+    .add('dedupe key (canonical text + SHA-256)', () => dedupeKey('actions', normalized.canonical))
     .add('build frozen event', () =>
       buildEvent('actions', normalizeFields(record, index), record, {
         receivedAt: new Date(),

@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import type { FieldValue } from '../lib/body/field-record';
 import { dedupeKey } from '../lib/dedupe/dedupe-key';
 
-/** The canonical text as a string, hashed by Node's own UTF-8 encoder: what the bytes must equal. */
+/** The canonical text written plainly, recursively, as the format describes it. */
 function referenceText(value: FieldValue): string {
   if (typeof value === 'string') return `s${value.length}:${value}`;
   if (Array.isArray(value)) return `a${value.length}:${(value as readonly FieldValue[]).map(referenceText).join('')}`;
@@ -32,7 +32,7 @@ const fieldValue = fc.letrec<{ value: FieldValue }>((tie) => ({
 const canonical = fc.uniqueArray(fc.tuple(text, fieldValue), { selector: ([name]) => name, maxLength: 12 });
 
 describe('dedupe key', () => {
-  it('hashes the same bytes as the canonical text written as a string, for any names and values', () => {
+  it('is the SHA-256 of the canonical text as the format describes it, for any names and values', () => {
     fc.assert(
       fc.property(canonical, (entries) => {
         const names = entries.map(([name]) => name);

@@ -2,7 +2,6 @@ import { hash } from 'node:crypto';
 import type { FieldValue } from '../body/field-record';
 import type { PostbackRoute } from '../events';
 import type { CanonicalFields } from '../fields/normalize-fields';
-import { CanonicalBytes } from './canonical-bytes';
 
 /**
  * The dedupe key of a postback: its route plus a SHA-256 over its canonical fields (known
@@ -12,18 +11,37 @@ import { CanonicalBytes } from './canonical-bytes';
  */
 export function dedupeKey(route: PostbackRoute, canonical: CanonicalFields): string {
   const { names, values } = canonical;
-  const order = sortedOrder(names);
-  bytes.reset();
-  bytes.tag('o', names.length);
-  for (const index of order) {
-    bytes.counted(names[index] as string);
-    bytes.value(values[index] as FieldValue);
+  let text = `o${names.length}:`;
+  for (const index of sortedOrder(names)) {
+    const name = names[index] as string;
+    text += `${name.length}:${name}` + canonicalValue(values[index] as FieldValue);
   }
-  // One-shot hash: no Hash object (and its native context) per request.
-  return `${route}:${hash('sha256', bytes.view(), 'base64url')}`;
+  // Built by concatenation and encoded by Node (lone surrogates become U+FFFD): writing the
+  // UTF-8 in a JavaScript loop into a reused buffer instead cost 0.9–1.8% more instructions
+  // per postback. One-shot hash: no Hash object (and its native context) per request.
+  return `${route}:${hash('sha256', text, 'base64url')}`;
 }
 
-const bytes = new CanonicalBytes();
+/**
+ * A value in the canonical text: a string as `s<length>:<text>`, a list as `a<count>:` and its
+ * items, a record as `o<count>:` and, in sorted key order, `<length>:<key>` and the value.
+ * Lengths count UTF-16 code units. Every string is length-prefixed and every structure
+ * tagged, so no two different values give the same text.
+ */
+function canonicalValue(value: FieldValue): string {
+  if (typeof value === 'string') return `s${value.length}:${value}`;
+  if (Array.isArray(value)) {
+    const items = value as readonly FieldValue[];
+    let text = `a${items.length}:`;
+    for (const item of items) text += canonicalValue(item);
+    return text;
+  }
+  const record = value as Readonly<Record<string, FieldValue>>;
+  const keys = Object.keys(record).sort();
+  let text = `o${keys.length}:`;
+  for (const key of keys) text += `${key.length}:${key}` + canonicalValue(record[key] as FieldValue);
+  return text;
+}
 
 // A template's fields arrive in the same order on every postback, so the last order worked out
 // is kept and reused while the names match (mostly the very same strings, as field-names caches
