@@ -11,8 +11,6 @@ import { parseJsonBody, readJsonBody } from '../dist/body/parse-json';
 import { parseUrlEncoded } from '../dist/body/parse-urlencoded';
 import { parseXmlBody } from '../dist/body/parse-xml';
 import { dedupeKey } from '../dist/dedupe/dedupe-key';
-import { MemoryStore } from '../dist/dedupe/memory-store';
-import { SqliteStore } from '../dist/dedupe/sqlite-store';
 import { runListeners } from '../dist/delivery/call-listeners';
 import { buildEvent } from '../dist/fields/build-event';
 import { compileFieldIndex } from '../dist/fields/field-names';
@@ -20,6 +18,9 @@ import { ACTION_FIELDS } from '../dist/fields/field-specs';
 import { normalizeFields } from '../dist/fields/normalize-fields';
 import { compileAllowList } from '../dist/ip/allow-list';
 import { resolveClientIp } from '../dist/ip/client-ip';
+import { MemoryStore } from '../dist/stores/memory-store';
+import { SqliteStore } from '../dist/stores/sqlite-store';
+import type { BeginResult } from '../dist/stores/store';
 import { encode, TRACKED_ACTION } from '../test/helpers/fixtures';
 
 export type StageResults = Record<string, number>;
@@ -34,10 +35,8 @@ export async function runStageBenchmark(): Promise<StageResults> {
   const normalized = normalizeFields(record, index);
   // Full, as it is after the first 100,000 postbacks: from then on every claim evicts a key.
   const memory = new MemoryStore();
-  for (let key = 0; key < memory.maxKeys; key += 1) {
-    memory.claim(`full${key}`);
-    memory.commit(`full${key}`);
-  }
+  const journalRecord = { status: 'PENDING', payout: '27.75' };
+  for (let key = 0; key < memory.maxKeys; key += 1) handled(memory.begin(`full${key}`, `action:${key}`), journalRecord);
   const dir = mkdtempSync(path.join(tmpdir(), 'impact-bench-'));
   const sqlite = new SqliteStore({ path: path.join(dir, 'bench.db') });
   const emitter = new EventEmitter();
@@ -66,15 +65,13 @@ export async function runStageBenchmark(): Promise<StageResults> {
         key: 'k',
       }),
     )
-    .add('MemoryStore claim + commit (full: 100,000 keys)', () => {
+    .add('MemoryStore begin + commit with a record (full: 100,000 keys and records)', () => {
       counter += 1;
-      memory.claim(`k${counter}`);
-      memory.commit(`k${counter}`);
+      handled(memory.begin(`k${counter}`, `action:${counter}`), journalRecord);
     })
-    .add('SqliteStore claim + commit (fsync)', () => {
+    .add('SqliteStore begin + commit with a record (two fsyncs)', () => {
       counter += 1;
-      sqlite.claim(`k${counter}`);
-      sqlite.commit(`k${counter}`);
+      handled(sqlite.begin(`k${counter}`, `action:${counter}`), journalRecord);
     })
     .add('emit (one listener, as the router calls it)', () => {
       const failures = runListeners(emitter, 'action', [normalized]);
@@ -89,6 +86,15 @@ export async function runStageBenchmark(): Promise<StageResults> {
     results[task.name] = Math.round(throughput?.throughput?.mean ?? throughput?.hz ?? 0);
   }
   return results;
+}
+
+/** Commits a claim a synchronous store gave, as the router does once listeners succeeded. */
+function handled(
+  result: BeginResult<undefined> | Promise<BeginResult<undefined>>,
+  record: Record<string, string>,
+): void {
+  if (typeof result !== 'object' || result instanceof Promise) throw new Error('expected a synchronous claim');
+  void result.commit(record);
 }
 
 export function printStageTable(results: StageResults): void {

@@ -18,8 +18,11 @@ import { resolveClientIp } from './ip/client-ip';
 import { normalizeOptions, type PostbackRouterOptions } from './options';
 import { compileTokenCheck, TOKEN_HEADER, TOKEN_QUERY_PARAM } from './token';
 
-/** The object createPostbackRouter returns: a typed event emitter with an Express middleware. */
-export interface PostbackRouter extends TypedEventEmitter<PostbackEventMap> {
+/**
+ * The object createPostbackRouter returns: a typed event emitter with an Express middleware.
+ * `T` is what listeners get as `ctx.transaction`, set by the store.
+ */
+export interface PostbackRouter<T = undefined> extends TypedEventEmitter<PostbackEventMap<T>> {
   /**
    * Mount it where impact.com should send: `app.use('/impact', postbacks.router)`. It serves
    * /actions, /clearing, /inquiries and /catalog below that path and passes anything else on.
@@ -44,7 +47,7 @@ class PostbackReceiver extends EventEmitter {
  * Creates the postback receiver. Options are checked here, once: a mistake throws a TypeError
  * naming the option. Nothing throws at request time; every outcome is an HTTP answer.
  */
-export function createPostbackRouter(options: PostbackRouterOptions): PostbackRouter {
+export function createPostbackRouter<T = undefined>(options: PostbackRouterOptions<T>): PostbackRouter<T> {
   const settings = normalizeOptions(options);
   const emitter = new PostbackReceiver();
   const fieldIndexes: Readonly<Record<PostbackRoute, FieldIndex>> = {
@@ -72,7 +75,7 @@ export function createPostbackRouter(options: PostbackRouterOptions): PostbackRo
     });
   }
 
-  const deliver = createDeliverer(emitter, settings.store, settings.listenerTimeout, reportError);
+  const deliver = createDeliverer(emitter, settings.store, settings, reportError);
 
   /** Takes the secret out of the fields (it must never reach `raw` or a log) and checks it. */
   function checkSecret(query: FieldRecord, req: Request): void {
@@ -181,5 +184,5 @@ export function createPostbackRouter(options: PostbackRouterOptions): PostbackRo
       res.destroy();
     });
   };
-  return emitter as unknown as PostbackRouter;
+  return emitter as unknown as PostbackRouter<T>;
 }

@@ -84,11 +84,54 @@ export interface Rejection {
   readonly path: string;
 }
 
-/** Every event the router emits, with its listener arguments. */
-export interface PostbackEventMap {
-  action: [event: ActionEvent];
-  inquiry: [event: InquiryEvent];
-  catalog: [event: CatalogEvent];
+/** The last state the journal recorded for an action, before the postback being delivered. */
+export interface ActionState {
+  /** The status as last known (a postback without one keeps the earlier status). */
+  readonly status: string | null;
+  readonly payout: string | null;
+  readonly amount: string | null;
+  readonly currency: string | null;
+  /** Which kind of postback recorded it. */
+  readonly trigger: ActionEvent['trigger'];
+  /** The dedupe key of the postback that recorded it. */
+  readonly key: string;
+  readonly receivedAt: Date;
+}
+
+/** The last state the journal recorded for an inquiry, before the postback being delivered. */
+export interface InquiryState {
+  readonly state: InquiryEvent['state'];
+  readonly resolutionStatus: string | null;
+  readonly expectedPayout: string | null;
+  readonly finalPayout: string | null;
+  readonly currency: string | null;
+  readonly key: string;
+  readonly receivedAt: Date;
+}
+
+/**
+ * The second argument of every delivery listener.
+ * - `previous`: the journal's last state of this action or inquiry before this postback, or null
+ *   on first sight (always null for catalog postbacks, which have no subject).
+ * - `transaction`: with PostgresStore, the client of the open transaction that records this
+ *   postback: what a listener writes through it commits with the postback's record, or rolls
+ *   back with it. `undefined` with the other stores.
+ */
+export interface DeliveryContext<S, T> {
+  readonly previous: S | null;
+  readonly transaction: T;
+}
+
+/** Every event the router emits, with its listener arguments; `T` is the store's transaction type. */
+export interface PostbackEventMap<T = undefined> {
+  action: [event: ActionEvent, ctx: DeliveryContext<ActionState, T>];
+  inquiry: [event: InquiryEvent, ctx: DeliveryContext<InquiryState, T>];
+  catalog: [event: CatalogEvent, ctx: DeliveryContext<never, T>];
+  /**
+   * A lifecycle postback that would move an action back from a final status (APPROVED or
+   * REVERSED) to PENDING: a late copy of an older state. Not emitted as `action`; answered 2xx.
+   */
+  stale: [event: ActionEvent, ctx: DeliveryContext<ActionState, T>];
   /** A postback already handled arrived again; it was answered as a success and not re-emitted. */
   duplicate: [event: PostbackEvent];
   rejected: [rejection: Rejection];
@@ -98,7 +141,7 @@ export interface PostbackEventMap {
 
 export type PostbackEventName = keyof PostbackEventMap;
 
-export type PostbackListener<K extends PostbackEventName> = (...args: PostbackEventMap[K]) => unknown;
+export type PostbackListener<K extends PostbackEventName, T = undefined> = (...args: PostbackEventMap<T>[K]) => unknown;
 
 /** The listener methods of an EventEmitter, typed by one event map. */
 export interface TypedEventEmitter<M extends Record<keyof M, unknown[]>> {

@@ -3,6 +3,9 @@ export type { PostbackRouterOptions, SuccessResponse } from './options';
 export type {
   ActionEvent,
   ActionFields,
+  ActionState,
+  DeliveryContext,
+  InquiryState,
   CatalogEvent,
   CatalogFields,
   FieldValue,
@@ -28,7 +31,16 @@ export {
   type PostbackErrorCode,
   type PostbackErrorDetails,
 } from './errors';
-export type { ClaimResult, DedupeStore } from './dedupe/store';
-export { MemoryStore, type MemoryStoreOptions } from './dedupe/memory-store';
-export { SqliteStore, type SqliteStoreOptions } from './dedupe/sqlite-store';
-export { RedisStore, type RedisClientLike, type RedisStoreOptions } from './dedupe/redis-store';
+export type { Ordering } from './journal/journal';
+export type { BeginResult, JournalRecord, PostbackStore, StoreClaim } from './stores/store';
+export { MemoryStore, type MemoryStoreOptions } from './stores/memory-store';
+export { SqliteStore, type SqliteStoreOptions } from './stores/sqlite-store';
+export { RedisStore, type RedisClientLike, type RedisStoreOptions } from './stores/redis-store';
+export {
+  PostgresStore,
+  type PgClient,
+  type PgPool,
+  type PgPoolClient,
+  type PgQueryResult,
+  type PostgresStoreOptions,
+} from './stores/postgres-store';

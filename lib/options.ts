@@ -1,6 +1,7 @@
 import bytes from 'bytes';
-import { MemoryStore } from './dedupe/memory-store';
-import type { DedupeStore } from './dedupe/store';
+import type { Ordering } from './journal/journal';
+import { MemoryStore } from './stores/memory-store';
+import type { PostbackStore } from './stores/store';
 import { ALL_FIELD_NAMES, type KnownFieldName } from './fields/field-specs';
 import { compileAllowList, type IpMatcher } from './ip/allow-list';
 import type { ProxyTrust } from './ip/client-ip';
@@ -16,7 +17,8 @@ export interface SuccessResponse {
   readonly contentType?: string;
 }
 
-export interface PostbackRouterOptions {
+/** `T`: what listeners get as `ctx.transaction`, set by the store (undefined but with PostgresStore). */
+export interface PostbackRouterOptions<T = undefined> {
   /** IP addresses and CIDR ranges impact.com sends from. Required. */
   readonly allowedIps: readonly string[];
   /**
@@ -35,8 +37,13 @@ export interface PostbackRouterOptions {
   readonly successResponse?: SuccessResponse;
   /** How long listeners may take before the answer is 503, in ms. Default 10,000. */
   readonly listenerTimeout?: number;
-  /** Where handled postbacks are remembered. Default: a new MemoryStore. */
-  readonly store?: DedupeStore;
+  /** Where handled postbacks and the journal are kept. Default: a new MemoryStore. */
+  readonly store?: PostbackStore<T>;
+  /**
+   * `'final-states'` (default): a lifecycle PENDING for an action known as APPROVED or REVERSED
+   * is emitted as `stale`, not `action`. `'none'`: every postback is emitted as `action`.
+   */
+  readonly ordering?: Ordering;
 }
 
 export interface NormalizedOptions {
@@ -48,7 +55,8 @@ export interface NormalizedOptions {
   readonly maxFields: number;
   readonly successResponse: Readonly<Required<Pick<SuccessResponse, 'status'>> & SuccessResponse> | null;
   readonly listenerTimeout: number;
-  readonly store: DedupeStore;
+  readonly store: PostbackStore<unknown>;
+  readonly ordering: Ordering;
 }
 
 const OPTION_NAMES = [
@@ -61,6 +69,7 @@ const OPTION_NAMES = [
   'successResponse',
   'listenerTimeout',
   'store',
+  'ordering',
 ] as const;
 
 const MAX_LIMIT = 10 * 1024 * 1024;
@@ -83,6 +92,7 @@ export function normalizeOptions(input: unknown): NormalizedOptions {
     successResponse: normalizeSuccessResponse(options['successResponse']),
     listenerTimeout: integerIn('listenerTimeout', options['listenerTimeout'], 10_000, 1, MAX_TIMER),
     store: normalizeStore(options['store']),
+    ordering: normalizeOrdering(options['ordering']),
   };
 }
 
@@ -191,17 +201,24 @@ function normalizeSuccessResponse(value: unknown): NormalizedOptions['successRes
   });
 }
 
-function normalizeStore(value: unknown): DedupeStore {
+function normalizeStore(value: unknown): PostbackStore<unknown> {
   if (value === undefined) return new MemoryStore();
-  const methods = ['claim', 'commit', 'release'] as const;
   if (
     typeof value !== 'object' ||
     value === null ||
-    methods.some((method) => typeof (value as Record<string, unknown>)[method] !== 'function')
+    typeof (value as Record<string, unknown>)['begin'] !== 'function'
   ) {
-    throw new TypeError('option store must have claim, commit and release methods');
+    throw new TypeError(
+      'option store must be a store such as new MemoryStore(), new SqliteStore(...), new RedisStore(...) or new PostgresStore(...) (an object with a begin method)',
+    );
   }
-  return value as DedupeStore;
+  return value as PostbackStore<unknown>;
+}
+
+function normalizeOrdering(value: unknown): Ordering {
+  if (value === undefined) return 'final-states';
+  if (value === 'final-states' || value === 'none') return value;
+  throw new TypeError(`option ordering must be "final-states" or "none", got ${JSON.stringify(value)}`);
 }
 
 function integerIn(name: string, value: unknown, fallback: number, min: number, max: number): number {

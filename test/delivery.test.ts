@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { expect } from 'chai';
 import request from 'supertest';
-import { MemoryStore, type ClaimResult, type DedupeStore } from '../lib';
+import { MemoryStore, type BeginResult, type PostbackStore, type StoreClaim } from '../lib';
 import { createApp, errorCode } from './helpers/create-app';
 import { TRACKED_ACTION } from './helpers/fixtures';
 import { send } from './helpers/send';
@@ -215,25 +215,28 @@ describe('acknowledgement and delivery', () => {
   });
 
   describe('with a store that fails', () => {
-    class FailingStore implements DedupeStore {
-      constructor(private readonly failing: 'claim' | 'commit') {}
+    class FailingStore implements PostbackStore {
+      constructor(private readonly failing: 'begin' | 'commit') {}
       readonly memory = new MemoryStore();
-      claim(key: string): Promise<ClaimResult> {
-        return this.failing === 'claim'
-          ? Promise.reject(new Error('store down'))
-          : Promise.resolve(this.memory.claim(key));
-      }
-      commit(key: string): void {
-        if (this.failing === 'commit') throw new Error('store down');
-        this.memory.commit(key);
-      }
-      release(key: string): void {
-        this.memory.release(key);
+      begin(key: string, subject: string | null): Promise<BeginResult<undefined>> {
+        if (this.failing === 'begin') return Promise.reject(new Error('store down'));
+        const claim = this.memory.begin(key, subject);
+        if (typeof claim === 'string') return Promise.resolve(claim);
+        const failingCommit: StoreClaim<undefined> = {
+          previous: claim.previous,
+          transaction: undefined,
+          transactional: false,
+          commit: () => {
+            throw new Error('store down');
+          },
+          release: () => claim.release('failed'),
+        };
+        return Promise.resolve(failingCommit);
       }
     }
 
     it('answers 503 and emits nothing when claiming fails', async () => {
-      const { app, events } = createApp({ store: new FailingStore('claim') });
+      const { app, events } = createApp({ store: new FailingStore('begin') });
       const res = await request(app).get('/impact/actions?ActionId=1').expect(503);
       expect(errorCode(res.text)).to.equal('store.failed');
       expect(events.action).to.deep.equal([]);
@@ -248,7 +251,7 @@ describe('acknowledgement and delivery', () => {
     });
 
     it('answers 503 postback.in_flight when another process holds the key', async () => {
-      const busy: DedupeStore = { claim: () => 'in-flight', commit: () => undefined, release: () => undefined };
+      const busy: PostbackStore = { begin: () => 'in-flight' };
       const { app, events } = createApp({ store: busy });
       const res = await request(app).get('/impact/actions?ActionId=1').expect(503);
       expect(errorCode(res.text)).to.equal('postback.in_flight');
@@ -258,35 +261,52 @@ describe('acknowledgement and delivery', () => {
 });
 
 describe('MemoryStore', () => {
-  it('answers claimed, in-flight and handled', () => {
+  /** Claims and commits a key, as the router does for a postback handled. */
+  function handle(store: MemoryStore, key: string): void {
+    const claim = store.begin(key, null);
+    if (typeof claim === 'string') throw new Error(`${key} was not claimed: ${claim}`);
+    void claim.commit(null);
+  }
+
+  it('answers a claim, in-flight and handled', () => {
     const store = new MemoryStore();
-    expect(store.claim('a')).to.equal('claimed');
-    expect(store.claim('a')).to.equal('in-flight');
-    store.commit('a');
-    expect(store.claim('a')).to.equal('handled');
-    expect(store.claim('b')).to.equal('claimed');
-    store.release('b');
-    expect(store.claim('b')).to.equal('claimed');
+    const first = store.begin('a', null);
+    expect(first).to.be.an('object');
+    expect(store.begin('a', null)).to.equal('in-flight');
+    void (first as StoreClaim<undefined>).commit(null);
+    expect(store.begin('a', null)).to.equal('handled');
+    const other = store.begin('b', null) as StoreClaim<undefined>;
+    void other.release('failed');
+    expect(store.begin('b', null)).to.be.an('object');
   });
 
   it('keeps at most maxKeys, forgetting the oldest first', () => {
     const store = new MemoryStore({ maxKeys: 3 });
-    for (const key of ['a', 'b', 'c', 'd']) {
-      store.claim(key);
-      store.commit(key);
-    }
+    for (const key of ['a', 'b', 'c', 'd']) handle(store, key);
     expect(store.size).to.equal(3);
-    expect(store.claim('a')).to.equal('claimed');
-    expect(store.claim('d')).to.equal('handled');
+    expect(store.begin('a', null)).to.be.an('object');
+    expect(store.begin('d', null)).to.equal('handled');
   });
 
   it('forgets handled keys after maxAgeMs and lets a stale claim go after leaseMs', async () => {
     const store = new MemoryStore({ maxAgeMs: 20, leaseMs: 20 });
-    store.claim('handled');
-    store.commit('handled');
-    store.claim('abandoned');
+    handle(store, 'handled');
+    store.begin('abandoned', null);
     await sleep(30);
-    expect(store.claim('handled')).to.equal('claimed');
-    expect(store.claim('abandoned')).to.equal('claimed');
+    expect(store.begin('handled', null)).to.be.an('object');
+    expect(store.begin('abandoned', null)).to.be.an('object');
+  });
+
+  it('keeps journal records like its keys: at most maxKeys, the oldest written first to go', () => {
+    const store = new MemoryStore({ maxKeys: 10 });
+    for (let index = 0; index < 40; index += 1) {
+      const claim = store.begin(`k${index}`, `action:${index}`) as StoreClaim<undefined>;
+      void claim.commit({ status: 'PENDING', payout: String(index) });
+    }
+    const previous = (subject: string) => (store.begin(`probe:${subject}`, subject) as StoreClaim<undefined>).previous;
+    // The bound is kept within a tenth over maxKeys: the newest ten always stay.
+    for (let index = 30; index < 40; index += 1)
+      expect(previous(`action:${index}`)).to.deep.equal({ status: 'PENDING', payout: String(index) });
+    expect(previous('action:0')).to.equal(null);
   });
 });

@@ -84,10 +84,11 @@ describe('options', () => {
       ['a body with 204', { successResponse: { status: 204, body: 'x' } }, /must be empty with status 204/],
       ['a listenerTimeout of 0', { listenerTimeout: 0 }, /option listenerTimeout must be an integer/],
       [
-        'a store without claim',
-        { store: { commit() {}, release() {} } },
-        /option store must have claim, commit and release/,
+        'a store without begin (the interface of earlier versions)',
+        { store: { claim() {}, commit() {}, release() {} } },
+        /option store must be a store such as new MemoryStore\(\).*\(an object with a begin method\)/,
       ],
+      ['an unknown ordering', { ordering: 'strict' }, /option ordering must be "final-states" or "none", got "strict"/],
     ];
     for (const [name, options, message] of bad) {
       it(`throw a TypeError for ${name}`, () => {

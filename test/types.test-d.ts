@@ -6,7 +6,7 @@ import {
   createPostbackRouter,
   MemoryStore,
   type ActionEvent,
-  type DedupeStore,
+  type PostbackStore,
   type InquiryEvent,
   type PostbackError,
   type PostbackEvent,
@@ -58,9 +58,13 @@ createPostbackRouter({ allowedIps: ['::1'], fields: { user: 'userId' } });
 // @ts-expect-error trustProxy: true is not allowed
 createPostbackRouter({ allowedIps: ['::1'], trustProxy: true });
 
-const custom: DedupeStore = {
-  claim: async () => 'claimed' as const,
-  commit: () => undefined,
-  release: async () => undefined,
+const custom: PostbackStore = {
+  begin: async () => ({
+    previous: null,
+    transaction: undefined,
+    transactional: false,
+    commit: () => undefined,
+    release: async () => undefined,
+  }),
 };
 createPostbackRouter({ allowedIps: ['::1'], store: custom, fields: { user: 'subId1' }, trustProxy: ['10.0.0.0/8'] });

@@ -17,14 +17,15 @@ export interface Recorded {
   readonly action: ActionEvent[];
   readonly inquiry: InquiryEvent[];
   readonly catalog: CatalogEvent[];
+  readonly stale: ActionEvent[];
   readonly duplicate: PostbackEvent[];
   readonly rejected: Rejection[];
   readonly error: PostbackError[];
 }
 
-export interface TestApp {
+export interface TestApp<T = undefined> {
   readonly app: Express;
-  readonly postbacks: PostbackRouter;
+  readonly postbacks: PostbackRouter<T>;
   readonly events: Recorded;
 }
 
@@ -37,17 +38,29 @@ export interface CreateAppOptions {
 }
 
 /** An Express app with the router mounted at /impact and every event recorded. */
-export function createApp(options: Partial<PostbackRouterOptions> = {}, setup: CreateAppOptions = {}): TestApp {
+export function createApp<T = undefined>(
+  options: Partial<PostbackRouterOptions<T>> = {},
+  setup: CreateAppOptions = {},
+): TestApp<T> {
   const app = express();
   app.disable('x-powered-by');
   for (const middleware of setup.before ?? []) app.use(middleware);
-  const postbacks = createPostbackRouter({ allowedIps: LOOPBACK, ...options });
-  const events: Recorded = { action: [], inquiry: [], catalog: [], duplicate: [], rejected: [], error: [] };
+  const postbacks = createPostbackRouter<T>({ allowedIps: LOOPBACK, ...options });
+  const events: Recorded = {
+    action: [],
+    inquiry: [],
+    catalog: [],
+    stale: [],
+    duplicate: [],
+    rejected: [],
+    error: [],
+  };
   if (setup.listen !== false) {
     postbacks.on('action', (event) => void events.action.push(event));
     postbacks.on('inquiry', (event) => void events.inquiry.push(event));
     postbacks.on('catalog', (event) => void events.catalog.push(event));
   }
+  postbacks.on('stale', (event) => void events.stale.push(event));
   postbacks.on('duplicate', (event) => void events.duplicate.push(event));
   postbacks.on('rejected', (rejection) => void events.rejected.push(rejection));
   postbacks.on('error', (error) => void events.error.push(error));

@@ -1,6 +1,9 @@
+import { randomUUID } from 'node:crypto';
 import net from 'node:net';
+import pg from 'pg';
 
 export const REDIS_URL = process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379';
+export const DATABASE_URL = process.env['DATABASE_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
 
 /** True when something answers PING at REDIS_URL within a second. */
 async function redisAnswers(url: string): Promise<boolean> {
@@ -18,17 +21,75 @@ async function redisAnswers(url: string): Promise<boolean> {
   });
 }
 
-let available: Promise<boolean> | undefined;
+/** True when PostgreSQL at DATABASE_URL answers a query within two seconds. */
+async function postgresAnswers(url: string): Promise<boolean> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2000 });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    await client.query('SELECT 1');
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+const available = new Map<string, Promise<boolean>>();
 
 /**
- * Skips the calling suite, with a visible message, when no Redis answers; with REQUIRE_REDIS=1
- * (set by .ci/run) a missing Redis fails instead.
+ * Skips the calling suite, with a visible message, when the service does not answer; with
+ * REQUIRE_<NAME>=1 (set by .ci/run) a missing service fails instead.
  */
-export async function requireRedis(context: Mocha.Context): Promise<void> {
-  available ??= redisAnswers(REDIS_URL);
-  if (await available) return;
-  const message = `no Redis answers at ${REDIS_URL} (set REDIS_URL)`;
-  if (process.env['REQUIRE_REDIS'] === '1') throw new Error(`${message}, and REQUIRE_REDIS=1 makes that a failure`);
-  console.log(`    SKIPPED: ${message}; REQUIRE_REDIS=1 turns this skip into a failure`);
+async function requireService(
+  context: Mocha.Context,
+  name: 'REDIS' | 'POSTGRES',
+  variable: string,
+  url: string,
+  answers: (url: string) => Promise<boolean>,
+): Promise<void> {
+  let probe = available.get(name);
+  if (probe === undefined) {
+    probe = answers(url);
+    available.set(name, probe);
+  }
+  if (await probe) return;
+  const message = `no ${name === 'REDIS' ? 'Redis' : 'PostgreSQL'} answers at ${url} (set ${variable})`;
+  if (process.env[`REQUIRE_${name}`] === '1') {
+    throw new Error(`${message}, and REQUIRE_${name}=1 makes that a failure`);
+  }
+  console.log(`    SKIPPED: ${message}; REQUIRE_${name}=1 turns this skip into a failure`);
   context.skip();
+}
+
+export async function requireRedis(context: Mocha.Context): Promise<void> {
+  await requireService(context, 'REDIS', 'REDIS_URL', REDIS_URL, redisAnswers);
+}
+
+export async function requirePostgres(context: Mocha.Context): Promise<void> {
+  await requireService(context, 'POSTGRES', 'DATABASE_URL', DATABASE_URL, postgresAnswers);
+}
+
+/** A schema of its own for one test or suite, dropped with everything in it by `drop`. */
+export interface TestSchema {
+  readonly name: string;
+  /** A pool on the test database, for the test's own queries; ended by `drop`. */
+  readonly pool: pg.Pool;
+  drop(): Promise<void>;
+}
+
+export async function createTestSchema(): Promise<TestSchema> {
+  const name = `test_${randomUUID().replaceAll('-', '').slice(0, 16)}`;
+  const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 4 });
+  pool.on('error', () => undefined);
+  await pool.query(`CREATE SCHEMA "${name}"`);
+  return {
+    name,
+    pool,
+    drop: async () => {
+      await pool.query(`DROP SCHEMA IF EXISTS "${name}" CASCADE`);
+      await pool.end();
+    },
+  };
 }

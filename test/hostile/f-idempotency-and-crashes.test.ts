@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { expect } from 'chai';
 import request from 'supertest';
-import { MemoryStore, type ClaimResult, type DedupeStore } from '../../lib';
+import { MemoryStore, type BeginResult, type PostbackStore } from '../../lib';
 import { createApp, errorCode } from '../helpers/create-app';
 import { TRACKED_ACTION } from '../helpers/fixtures';
 import { send } from '../helpers/send';
@@ -72,11 +72,20 @@ describe('hostile F: idempotency, ordering, failure and crash', () => {
     expect(events.duplicate).to.have.length(3);
   });
 
-  it('F46: a reversal that overtakes the tracked action is emitted, not dropped, and so is the late original', async () => {
+  it('F46: a reversal that overtakes the tracked action is emitted, and the late original comes as stale, crediting nothing', async () => {
     const { app, events } = createApp();
     await send(app, '/impact/actions', 'json', REVERSED).expect(200);
     await send(app, '/impact/actions', 'json', TRACKED_ACTION).expect(200);
+    expect(events.action.map((event) => event.status)).to.deep.equal(['REVERSED']);
+    expect(events.stale.map((event) => [event.status, event.payout])).to.deep.equal([['PENDING', '27.75']]);
+  });
+
+  it('F46: with ordering "none", the late original is emitted as an action after all', async () => {
+    const { app, events } = createApp({ ordering: 'none' });
+    await send(app, '/impact/actions', 'json', REVERSED).expect(200);
+    await send(app, '/impact/actions', 'json', TRACKED_ACTION).expect(200);
     expect(events.action.map((event) => event.status)).to.deep.equal(['REVERSED', 'PENDING']);
+    expect(events.stale).to.deep.equal([]);
   });
 
   it('F47: the key covers the whole content, so a different payload is never taken for a repeat', async () => {
@@ -90,14 +99,12 @@ describe('hostile F: idempotency, ordering, failure and crash', () => {
   it('F48: with the store down no 2xx and no emit; after it recovers a resend is credited once', async () => {
     let down = true;
     const memory = new MemoryStore();
-    const flaky: DedupeStore = {
-      claim: async (key): Promise<ClaimResult> => {
+    const flaky: PostbackStore = {
+      begin: async (key, subject): Promise<BeginResult<undefined>> => {
         await sleep(5);
         if (down) throw new Error('ECONNREFUSED');
-        return memory.claim(key);
+        return memory.begin(key, subject);
       },
-      commit: (key) => memory.commit(key),
-      release: (key) => memory.release(key),
     };
     const { app, events } = createApp({ store: flaky });
     const res = await send(app, '/impact/actions', 'json', TRACKED_ACTION).expect(503);

@@ -1,4 +1,3 @@
-import { once } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
@@ -7,26 +6,64 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { expect } from 'chai';
 import request from 'supertest';
-import { MemoryStore, RedisStore, SqliteStore, type ClaimResult, type DedupeStore } from '../../lib';
-import { loadOptionalModule } from '../../lib/dedupe/optional-module';
+import {
+  MemoryStore,
+  PostgresStore,
+  RedisStore,
+  SqliteStore,
+  type ActionState,
+  type BeginResult,
+  type PgClient,
+  type PostbackStore,
+  type StoreClaim,
+} from '../../lib';
+import { loadOptionalModule } from '../../lib/stores/optional-module';
 import { createApp, errorCode } from '../helpers/create-app';
-import { REDIS_URL, requireRedis } from '../helpers/services';
+import {
+  createTestSchema,
+  DATABASE_URL,
+  REDIS_URL,
+  requirePostgres,
+  requireRedis,
+  type TestSchema,
+} from '../helpers/services';
 
 interface StoreSettings {
   readonly leaseMs?: number;
   readonly retentionMs?: number;
+  readonly lockTimeoutMs?: number;
 }
+
+type AnyStore = PostbackStore<unknown>;
+type AnyClaim = StoreClaim<unknown>;
 
 interface StoreKind {
   readonly name: string;
-  /** Runs before the suite; may skip it (Redis absent). */
+  /** Runs before the suite; may skip it (service absent). */
   readonly before?: (context: Mocha.Context) => Promise<void>;
-  /** A store; `peer` stores share the same backing data through another connection. */
-  readonly create: (settings?: StoreSettings) => DedupeStore;
+  /** A store; stores made by one kind share their data, each through its own connection. */
+  readonly create: (settings?: StoreSettings) => AnyStore;
   readonly close: () => Promise<void>;
+  /**
+   * Makes a claim's holder vanish as a crash would, and waits until another may take it: a
+   * lease store waits out its lease (the store must be made with leaseMs 150), PostgreSQL loses
+   * the claim's connection.
+   */
+  readonly abandon: (claim: AnyClaim) => Promise<void>;
   /** A store whose backend is down; undefined where there is no backend to lose. */
-  readonly broken?: () => Promise<{ store: DedupeStore; stop: () => Promise<void> }>;
+  readonly broken?: () => Promise<{ store: AnyStore; stop: () => Promise<void> }>;
 }
+
+/** A port where nothing listens. */
+async function closedPort(): Promise<number> {
+  const probe = net.createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const { port } = probe.address() as net.AddressInfo;
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}
+
+const waitOutLease = async (): Promise<void> => sleep(250);
 
 function memoryKind(): StoreKind {
   let shared: MemoryStore | undefined;
@@ -44,6 +81,7 @@ function memoryKind(): StoreKind {
       return shared;
     },
     close: async () => undefined,
+    abandon: waitOutLease,
   };
 }
 
@@ -66,6 +104,7 @@ function sqliteKind(): StoreKind {
       for (const store of opened.splice(0)) store.close();
       await rm(dir, { recursive: true, force: true });
     },
+    abandon: waitOutLease,
     broken: async () => {
       const store = new SqliteStore({ path: path.join(dir, 'broken.db') });
       store.close();
@@ -93,75 +132,157 @@ function redisKind(): StoreKind {
     close: async () => {
       await Promise.all(opened.splice(0).map((store) => store.close()));
     },
+    abandon: waitOutLease,
     broken: async () => {
-      // A port where nothing listens: Redis is down.
-      const probe = net.createServer();
-      await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-      const { port } = probe.address() as net.AddressInfo;
-      await new Promise((resolve) => probe.close(resolve));
-      const store = new RedisStore({ url: `redis://127.0.0.1:${port}`, commandTimeoutMs: 300 });
+      const store = new RedisStore({ url: `redis://127.0.0.1:${await closedPort()}`, commandTimeoutMs: 300 });
       return { store, stop: () => store.close() };
     },
   };
 }
 
-for (const kind of [memoryKind(), sqliteKind(), redisKind()]) {
+function postgresKind(): StoreKind {
+  const opened: PostgresStore[] = [];
+  let schema: TestSchema | undefined;
+  return {
+    name: 'PostgresStore',
+    before: async (context) => {
+      await requirePostgres(context);
+      schema = await createTestSchema();
+    },
+    create: (settings = {}) => {
+      if (schema === undefined) throw new Error('no schema');
+      const store = new PostgresStore({
+        connectionString: DATABASE_URL,
+        schema: schema.name,
+        // Leases do not exist here; a store with its own retention gets tables of its own.
+        tablePrefix: settings.retentionMs === undefined ? 'impact_postbacks_' : `t${randomUUID().slice(0, 8)}_`,
+        ...(settings.retentionMs === undefined ? {} : { retentionMs: settings.retentionMs }),
+        ...(settings.lockTimeoutMs === undefined ? {} : { lockTimeoutMs: settings.lockTimeoutMs }),
+      });
+      opened.push(store);
+      return store;
+    },
+    close: async () => {
+      await Promise.all(opened.splice(0).map((store) => store.close()));
+      await schema?.drop();
+    },
+    abandon: async (claim) => {
+      // As if the process died: its connection goes, and PostgreSQL rolls its transaction back.
+      const client = claim.transaction as PgClient;
+      const { rows } = await client.query('SELECT pg_backend_pid() AS pid');
+      await schema?.pool.query('SELECT pg_terminate_backend($1)', [(rows[0] as { pid: number }).pid]);
+      // The dead connection is still checked out of this process's pool: let it go.
+      await claim.release('timeout');
+    },
+    broken: async () => {
+      const store = new PostgresStore({ connectionString: `postgres://postgres@127.0.0.1:${await closedPort()}/test` });
+      return { store, stop: () => store.close() };
+    },
+  };
+}
+
+function claimOf(result: BeginResult<unknown>): AnyClaim {
+  if (typeof result === 'string') throw new Error(`expected a claim, got ${result}`);
+  return result;
+}
+
+for (const kind of [memoryKind(), sqliteKind(), redisKind(), postgresKind()]) {
   describe(`store conformance: ${kind.name}`, function () {
-    this.timeout(20_000);
+    this.timeout(30_000);
     before(async function () {
       await kind.before?.(this);
     });
     after(async () => kind.close());
 
-    it('answers claimed, in-flight and handled, and forgets a released claim', async () => {
-      const store = kind.create();
+    it('answers a claim, then in-flight, then handled once committed; a released key is claimed again', async () => {
+      const store = kind.create({ lockTimeoutMs: 200 });
       const key = randomUUID();
-      expect(await store.claim(key)).to.equal('claimed');
-      expect(await store.claim(key)).to.equal('in-flight');
-      await store.commit(key);
-      expect(await store.claim(key)).to.equal('handled');
+      const claim = claimOf(await store.begin(key, null));
+      expect(await store.begin(key, null)).to.equal('in-flight');
+      await claim.commit(null);
+      expect(await store.begin(key, null)).to.equal('handled');
       const other = randomUUID();
-      expect(await store.claim(other)).to.equal('claimed');
-      await store.release(other);
-      expect(await store.claim(other)).to.equal('claimed');
+      await claimOf(await store.begin(other, null)).release('failed');
+      await claimOf(await store.begin(other, null)).release('failed');
     });
 
     it('gives exactly one claim per key to many concurrent callers on separate connections', async () => {
-      const callers = Array.from({ length: 8 }, () => kind.create());
-      const keys = Array.from({ length: 25 }, () => randomUUID());
+      const callers = Array.from({ length: 4 }, () => kind.create({ lockTimeoutMs: 300 }));
+      const keys = Array.from({ length: 10 }, () => randomUUID());
       const results = await Promise.all(
         keys.flatMap((key) =>
           callers
-            .flatMap((store) => [store.claim(key), store.claim(key)])
+            .flatMap((store) => [store.begin(key, null), store.begin(key, null)])
             .map(async (pending) => [key, await pending] as const),
         ),
       );
       for (const key of keys) {
         const answers = results.filter(([candidate]) => candidate === key).map(([, answer]) => answer);
         expect(
-          answers.filter((answer) => answer === 'claimed'),
+          answers.filter((answer) => typeof answer === 'object'),
           key,
         ).to.have.length(1);
-        expect(answers.filter((answer) => answer === 'in-flight')).to.have.length(15);
+        expect(answers.filter((answer) => answer === 'in-flight')).to.have.length(7);
       }
+      for (const [, answer] of results) if (typeof answer === 'object') await answer.release('failed');
     });
 
-    it('lets another caller take over a claim after its lease runs out', async () => {
-      const store = kind.create({ leaseMs: 150 });
+    it('holds a subject: another key of it gets no claim until the first commits, then sees its record', async () => {
+      const store = kind.create({ lockTimeoutMs: 3000 });
+      const subject = `action:${randomUUID()}`;
+      const first = claimOf(await store.begin(randomUUID(), subject));
+      expect(first.previous).to.equal(null);
+      const secondKey = randomUUID();
+      let committed = false;
+      const second = Promise.resolve(store.begin(secondKey, subject)).then((result) => {
+        // A store that does not wait may only refuse while the first holds the subject.
+        if (!committed) expect(result).to.equal('in-flight');
+        return result;
+      });
+      await sleep(100);
+      const record = { status: 'PENDING', payout: '10.00' };
+      committed = true;
+      await first.commit(record);
+      const answer = await second;
+      const claim = claimOf(answer === 'in-flight' ? await store.begin(secondKey, subject) : answer);
+      expect(claim.previous).to.deep.equal(record);
+      await claim.commit({ status: 'APPROVED', payout: '8.00' });
+      const third = claimOf(await store.begin(randomUUID(), subject));
+      expect(third.previous).to.deep.equal({ status: 'APPROVED', payout: '8.00' });
+      await third.release('failed');
+    });
+
+    it('keeps the record when a claim commits without one, and gives the subject up on release', async () => {
+      const store = kind.create({ lockTimeoutMs: 300 });
+      const subject = `inquiry:${randomUUID()}`;
+      await claimOf(await store.begin(randomUUID(), subject)).commit({ state: 'created' });
+      await claimOf(await store.begin(randomUUID(), subject)).commit(null);
+      await claimOf(await store.begin(randomUUID(), subject)).release('failed');
+      const claim = claimOf(await store.begin(randomUUID(), subject));
+      expect(claim.previous).to.deep.equal({ state: 'created' });
+      await claim.release('failed');
+    });
+
+    it('lets another caller take a key and subject over once the claim holder is gone', async () => {
+      const store = kind.create({ leaseMs: 150, lockTimeoutMs: 3000 });
       const key = randomUUID();
-      expect(await store.claim(key)).to.equal('claimed');
-      await sleep(250);
-      expect(await store.claim(key)).to.equal('claimed');
+      const subject = `action:${randomUUID()}`;
+      await kind.abandon(claimOf(await store.begin(key, subject)));
+      const claim = claimOf(await store.begin(key, subject));
+      await claim.commit(null);
+      expect(await store.begin(key, subject)).to.equal('handled');
     });
 
-    it('forgets a handled key after its retention', async () => {
+    it('forgets a handled key and its record after the retention', async () => {
       const store = kind.create({ retentionMs: 150 });
       const key = randomUUID();
-      await store.claim(key);
-      await store.commit(key);
-      expect(await store.claim(key)).to.equal('handled');
+      const subject = `action:${randomUUID()}`;
+      await claimOf(await store.begin(key, subject)).commit({ status: 'PENDING' });
+      expect(await store.begin(key, subject)).to.equal('handled');
       await sleep(250);
-      expect(await store.claim(key)).to.equal('claimed');
+      const claim = claimOf(await store.begin(key, subject));
+      expect(claim.previous).to.equal(null);
+      await claim.release('failed');
     });
 
     if (kind.broken !== undefined) {
@@ -172,7 +293,7 @@ for (const kind of [memoryKind(), sqliteKind(), redisKind()]) {
           const started = Date.now();
           let failure: unknown;
           try {
-            await store.claim(randomUUID());
+            await store.begin(randomUUID(), 'action:1');
           } catch (error) {
             failure = error;
           }
@@ -204,6 +325,47 @@ for (const kind of [memoryKind(), sqliteKind(), redisKind()]) {
       expect(calls).to.equal(1);
       expect(events.duplicate).to.have.length(10);
     });
+
+    it('gives listeners the previous state across a modification: PENDING 10.00, then PENDING 8.00 sees 10.00', async () => {
+      const { app, postbacks } = createApp({ store: kind.create() }, { listen: false });
+      const seen: (ActionState | null)[] = [];
+      postbacks.on('action', (_event, ctx) => void seen.push(ctx.previous));
+      const id = randomUUID();
+      const action = (payout: string) =>
+        `/impact/actions?ActionId=${id}&Status=PENDING&Payout=${payout}&Amount=100.00&Currency=EUR`;
+      await request(app).get(action('10.00')).expect(200);
+      await request(app).get(action('8.00')).expect(200);
+      expect(seen[0]).to.equal(null);
+      expect(seen[1]).to.include({
+        status: 'PENDING',
+        payout: '10.00',
+        amount: '100.00',
+        currency: 'EUR',
+        trigger: 'lifecycle',
+      });
+      expect(seen[1]?.key).to.match(/^actions:/);
+      expect(seen[1]?.receivedAt).to.be.instanceOf(Date);
+    });
+
+    it('applies two postbacks of one action sent at once one after the other, each seeing the other', async () => {
+      const { app, postbacks } = createApp({ store: kind.create({ lockTimeoutMs: 5000 }) }, { listen: false });
+      const seen: [string | undefined, string | null | undefined][] = [];
+      postbacks.on('action', async (event, ctx) => {
+        await sleep(30);
+        seen.push([event.payout, ctx.previous?.payout]);
+      });
+      const id = randomUUID();
+      await Promise.all(
+        ['1.00', '2.00', '3.00'].map((payout) =>
+          request(app).get(`/impact/actions?ActionId=${id}&Status=PENDING&Payout=${payout}`).expect(200),
+        ),
+      );
+      // Whatever the order, each saw the one applied just before it.
+      expect(seen).to.have.length(3);
+      expect(seen[0]?.[1]).to.equal(undefined);
+      expect(seen[1]?.[1]).to.equal(seen[0]?.[0]);
+      expect(seen[2]?.[1]).to.equal(seen[1]?.[0]);
+    });
   });
 }
 
@@ -214,20 +376,22 @@ describe('SqliteStore', () => {
   });
   afterEach(async () => rm(dir, { recursive: true, force: true }));
 
-  it('remembers handled keys across a close and reopen, in WAL mode', () => {
+  it('remembers handled keys and the journal across a close and reopen, in WAL mode', () => {
     const file = path.join(dir, 'keys.db');
     const first = new SqliteStore({ path: file });
-    first.claim('a');
-    first.commit('a');
+    void claimOf(first.begin('a', 'action:1') as BeginResult<unknown>).commit({ status: 'APPROVED' });
     first.close();
     const second = new SqliteStore({ path: file });
-    expect(second.claim('a')).to.equal('handled');
+    expect(second.begin('a', 'action:1')).to.equal('handled');
+    expect(claimOf(second.begin('b', 'action:1') as BeginResult<unknown>).previous).to.deep.equal({
+      status: 'APPROVED',
+    });
     const db = (second as unknown as { db: { pragma(source: string, options: { simple: true }): unknown } }).db;
     expect(db.pragma('journal_mode', { simple: true })).to.equal('wal');
     second.close();
   });
 
-  it('finds a key through the primary key index, and prunes by the expiry index', () => {
+  it('finds keys and subjects through their primary keys, and prunes by the expiry indexes', () => {
     const store = new SqliteStore({ path: path.join(dir, 'plan.db'), retentionMs: 1 });
     const db = (store as unknown as { db: { prepare(sql: string): { all(...args: unknown[]): { detail: string }[] } } })
       .db;
@@ -240,20 +404,27 @@ describe('SqliteStore', () => {
     expect(plan('SELECT state FROM postback_keys WHERE key = ?', 'k')).to.match(
       /SEARCH postback_keys USING PRIMARY KEY \(key=\?\)/,
     );
+    expect(plan('SELECT record FROM postback_journal WHERE subject = ?', 's')).to.match(
+      /SEARCH postback_journal USING PRIMARY KEY \(subject=\?\)/,
+    );
     expect(plan('DELETE FROM postback_keys WHERE expires_at <= ?', 0)).to.match(/postback_keys_expires_at/);
-    store.claim('x');
-    store.commit('x');
+    expect(plan('DELETE FROM postback_journal WHERE expires_at <= ?', 0)).to.match(/postback_journal_expires_at/);
+    void claimOf(store.begin('x', 'action:x') as BeginResult<unknown>).commit({ status: 'PENDING' });
     const deadline = Date.now() + 5;
     while (Date.now() <= deadline) {
       // wait past the 1 ms retention
     }
-    expect(store.prune()).to.equal(1);
+    expect(store.prune()).to.equal(2);
     store.close();
   });
 
   it('checks its options, naming them', () => {
     expect(() => new SqliteStore({ path: '' })).to.throw(TypeError, /option path/);
     expect(() => new SqliteStore({ path: path.join(dir, 'x.db'), leaseMs: 0 })).to.throw(TypeError, /option leaseMs/);
+    expect(() => new SqliteStore({ path: path.join(dir, 'x.db'), lockTimeoutMs: -1 })).to.throw(
+      TypeError,
+      /option lockTimeoutMs/,
+    );
   });
 });
 
@@ -262,19 +433,21 @@ describe('RedisStore', () => {
     await requireRedis(this);
   });
 
-  it('uses the key prefix, and releases only its own claim', async () => {
+  it('uses the key prefix for keys, journal and locks, and releases only its own claim', async () => {
     const prefix = `impact-postbacks-test:${randomUUID()}:`;
     const mine = new RedisStore({ url: REDIS_URL, keyPrefix: prefix, leaseMs: 100 });
     const theirs = new RedisStore({ url: REDIS_URL, keyPrefix: prefix, leaseMs: 10_000 });
     try {
-      expect(await mine.claim('k')).to.equal('claimed');
+      const lapsed = claimOf(await mine.begin('k', 'action:1'));
       await sleep(200);
-      expect(await theirs.claim('k')).to.equal('claimed');
-      await mine.release('k');
-      expect(await mine.claim('k')).to.equal('in-flight');
-      await theirs.commit('k');
+      const current = claimOf(await theirs.begin('k', 'action:1'));
+      await lapsed.release('failed');
+      expect(await mine.begin('k', 'action:1')).to.equal('in-flight');
+      await current.commit({ status: 'PENDING' });
       const raw = (theirs as unknown as { client: { get(key: string): Promise<string | null> } }).client;
       expect(await raw.get(`${prefix}k`)).to.equal('handled');
+      expect(JSON.parse((await raw.get(`${prefix}journal:action:1`)) ?? 'null')).to.deep.equal({ status: 'PENDING' });
+      expect(await raw.get(`${prefix}lock:action:1`)).to.equal(null);
     } finally {
       await Promise.all([mine.close(), theirs.close()]);
     }
@@ -314,8 +487,8 @@ describe('RedisStore', () => {
     const store = new RedisStore({ url: `redis://127.0.0.1:${port}`, commandTimeoutMs: 300 });
     try {
       const started = Date.now();
-      const outcome = await store.claim('k').then(
-        (value: ClaimResult) => value,
+      const outcome = await store.begin('k', null).then(
+        (value) => value,
         (error: unknown) => error,
       );
       expect(outcome).to.be.instanceOf(Error);
@@ -327,7 +500,8 @@ describe('RedisStore', () => {
     // QUIT goes unanswered too: the store must drop the connection rather than leave it open.
     expect(accepted).to.have.length(1);
     const [connection] = accepted;
-    if (connection !== undefined && !connection.destroyed) await once(connection, 'close');
+    if (connection !== undefined && !connection.destroyed)
+      await new Promise((resolve) => connection.once('close', resolve));
   });
 
   it('needs a url or a client', () => {

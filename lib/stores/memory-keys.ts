@@ -1,41 +1,36 @@
 import { type HeldState, KeyTable, SlotState } from './key-table';
-import { positiveInteger } from './optional-module';
-import type { ClaimResult, DedupeStore } from './store';
 
-export interface MemoryStoreOptions {
-  /** Keys kept at most; the oldest go first. Default 100,000 (10–13 MB, outside the JavaScript heap). */
-  readonly maxKeys?: number;
-  /** How long a handled key is remembered, in ms. Default 7 days. */
-  readonly maxAgeMs?: number;
-  /** How long a claim holds without commit or release before another may take it, in ms. Default 5 minutes. */
-  readonly leaseMs?: number;
+/** What a claim of a key finds: free (now claimed), held by a claim, or committed before. */
+export type KeyClaim = 'claimed' | 'in-flight' | 'handled';
+
+export interface MemoryKeysSettings {
+  readonly maxKeys: number;
+  readonly maxAgeMs: number;
+  readonly leaseMs: number;
 }
 
 const PRUNE_EVERY = 256;
 
-const DEFAULTS = { maxKeys: 100_000, maxAgeMs: 7 * 24 * 60 * 60 * 1000, leaseMs: 5 * 60 * 1000 };
-
 const STATE_NAMES = { [SlotState.inFlight]: 'in-flight', [SlotState.handled]: 'handled' } as const;
 
 /**
- * The default store: one process, bounded by count and age. It forgets on restart, so a
- * postback handled just before a crash, whose answer never reached impact.com, is handled
- * again on the retry; a durable store closes that gap.
+ * MemoryStore's dedupe keys: one process, bounded by count and age. A claim neither committed
+ * nor released lapses after the lease.
  *
  * Keys are evicted oldest claim first. They are held in a KeyTable, outside what the garbage
  * collector traces, in claim order.
  */
-export class MemoryStore implements DedupeStore {
+export class MemoryKeys {
   readonly maxKeys: number;
   readonly maxAgeMs: number;
   readonly leaseMs: number;
   private readonly table = new KeyTable();
   private writes = 0;
 
-  constructor(options: MemoryStoreOptions = {}) {
-    this.maxKeys = positiveInteger('maxKeys', options.maxKeys ?? DEFAULTS.maxKeys);
-    this.maxAgeMs = positiveInteger('maxAgeMs', options.maxAgeMs ?? DEFAULTS.maxAgeMs);
-    this.leaseMs = positiveInteger('leaseMs', options.leaseMs ?? DEFAULTS.leaseMs);
+  constructor(settings: MemoryKeysSettings) {
+    this.maxKeys = settings.maxKeys;
+    this.maxAgeMs = settings.maxAgeMs;
+    this.leaseMs = settings.leaseMs;
   }
 
   /** Keys held now, in flight or handled. */
@@ -43,7 +38,14 @@ export class MemoryStore implements DedupeStore {
     return this.table.size;
   }
 
-  claim(key: string): ClaimResult {
+  /** Whether the key is held, and how, without claiming it. */
+  peek(key: string): 'free' | 'in-flight' | 'handled' {
+    const slot = this.table.find(key);
+    if (slot < 0 || this.table.expiryOf(slot) <= Date.now()) return 'free';
+    return STATE_NAMES[this.table.stateOf(slot)];
+  }
+
+  claim(key: string): KeyClaim {
     const now = Date.now();
     const slot = this.table.find(key);
     if (slot >= 0) {

@@ -1,11 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { loadOptionalModule, positiveInteger } from './optional-module';
-import type { ClaimResult, DedupeStore } from './store';
+import { BUSY, retryWhileBusy } from './retry-while-busy';
+import type { BeginResult, JournalRecord, PostbackStore, StoreClaim } from './store';
 
 /** The ioredis calls this store makes; any ioredis 5 or 6 client fits. */
 export interface RedisClientLike {
   eval(script: string, numberOfKeys: number, ...args: (string | number)[]): Promise<unknown>;
-  set(key: string, value: string, expiry: 'PX', milliseconds: number): Promise<unknown>;
   quit(): Promise<unknown>;
 }
 
@@ -14,8 +14,10 @@ interface StoreSettings {
   readonly keyPrefix?: string;
   /** How long a claim holds before another process may take it over, in ms. Default 60 s. */
   readonly leaseMs?: number;
-  /** How long a handled key is kept, in ms. Default 90 days. */
+  /** How long a handled key and a journal record are kept, in ms. Default 90 days. */
   readonly retentionMs?: number;
+  /** How long a postback waits for another process holding its action, in ms. Default 5,000. */
+  readonly lockTimeoutMs?: number;
   /** A Redis call slower than this fails (the router answers 503), in ms. Default 2,000. */
   readonly commandTimeoutMs?: number;
 }
@@ -34,43 +36,93 @@ interface OwnedClient extends RedisClientLike {
 
 type RedisConstructor = new (url: string, options: Record<string, unknown>) => OwnedClient;
 
-// Atomic claim: SET NX with a lease; if the key exists, report what it holds.
-const CLAIM = `
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 'claimed' end
-if redis.call('GET', KEYS[1]) == 'handled' then return 'handled' end
-return 'in-flight'
+// One atomic claim: the key with a lease (SET NX PX), and the subject with the same token and
+// lease, unless it is held; then the subject's journal record. KEYS: the dedupe key, and with a
+// subject its lock and its record. ARGV: token, lease.
+const BEGIN = `
+local state = redis.call('GET', KEYS[1])
+if state == 'handled' then return {'handled'} end
+if state then return {'in-flight'} end
+if #KEYS == 3 and not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {'${BUSY}'} end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if #KEYS == 3 then
+  local record = redis.call('GET', KEYS[3])
+  if record then return {'claimed', record} end
+end
+return {'claimed'}
 `;
 
-// Release only our own claim: after a lease ran out another process may hold the key.
-const RELEASE = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
+// The key handled for the retention, the record (if any) kept as long, and the subject given up
+// if this claim still holds it. ARGV: token, retention, record or ''.
+const COMMIT = `
+redis.call('SET', KEYS[1], 'handled', 'PX', ARGV[2])
+if #KEYS == 3 then
+  if ARGV[3] ~= '' then redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[2]) end
+  if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+end
+return 1
 `;
+
+// Gives up only this claim's own key and subject: after a lease ran out another process may
+// hold them. ARGV: token.
+const RELEASE = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+if #KEYS == 3 and redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+return 1
+`;
+
+/** Runs one of the store's scripts on its keys, connected and bounded by the command timeout. */
+type RunScript = (script: string, keys: readonly string[], args: readonly (string | number)[]) => Promise<unknown>;
+
+class RedisClaim implements StoreClaim<undefined> {
+  readonly transaction = undefined;
+  readonly transactional = false;
+
+  constructor(
+    private readonly run: RunScript,
+    private readonly retentionMs: number,
+    private readonly keys: readonly string[],
+    private readonly token: string,
+    readonly previous: JournalRecord | null,
+  ) {}
+
+  async commit(record: JournalRecord | null): Promise<void> {
+    await this.run(COMMIT, this.keys, [this.token, this.retentionMs, record === null ? '' : JSON.stringify(record)]);
+  }
+
+  async release(): Promise<void> {
+    await this.run(RELEASE, this.keys, [this.token]);
+  }
+}
 
 const DAY = 24 * 60 * 60 * 1000;
 
 /**
- * A store in Redis, shared by every instance behind a load balancer. A claim is `SET NX` with
- * a lease, so a claim held by a process that died is taken over once the lease runs out; a
- * commit keeps the key for the retention. A Redis that is down or slow makes calls fail
- * quickly, and the router answers 503 so impact.com retries. Keep the lease longer than the
- * router's listenerTimeout and than your listeners ever take.
+ * A store in Redis, shared by every instance behind a load balancer. A claim is one Lua script:
+ * the key and the subject (the action) taken with a lease (`SET NX PX`), so a claim held by a
+ * process that died is taken over once the lease runs out, and the subject's journal record
+ * read; a commit keeps the key and the record for the retention. A Redis that is down or slow
+ * makes calls fail quickly, and the router answers 503 so impact.com retries. Keep the lease
+ * longer than the router's listenerTimeout and than your listeners ever take.
+ *
+ * Keys: `<prefix><route>:<digest>` per postback, `<prefix>journal:<subject>` per action or
+ * inquiry, and `<prefix>lock:<subject>` while one is being handled.
  */
-export class RedisStore implements DedupeStore {
+export class RedisStore implements PostbackStore {
   readonly keyPrefix: string;
   readonly leaseMs: number;
   readonly retentionMs: number;
+  readonly lockTimeoutMs: number;
   readonly commandTimeoutMs: number;
   private readonly client: RedisClientLike;
   private readonly owned: OwnedClient | null;
-  /** The token of each claim this process holds, so it releases only its own. */
-  private readonly claims = new Map<string, string>();
   private ready: Promise<void> | null = null;
 
   constructor(options: RedisStoreOptions) {
     this.keyPrefix = options.keyPrefix ?? 'impact-postbacks:';
     this.leaseMs = positiveInteger('leaseMs', options.leaseMs ?? 60_000);
     this.retentionMs = positiveInteger('retentionMs', options.retentionMs ?? 90 * DAY);
+    this.lockTimeoutMs = positiveInteger('lockTimeoutMs', options.lockTimeoutMs ?? 5000);
     this.commandTimeoutMs = positiveInteger('commandTimeoutMs', options.commandTimeoutMs ?? 2000);
     if (options.client !== undefined) {
       this.client = options.client;
@@ -97,28 +149,30 @@ export class RedisStore implements DedupeStore {
     }
   }
 
-  async claim(key: string): Promise<ClaimResult> {
-    await this.connected();
+  async begin(key: string, subject: string | null): Promise<BeginResult<undefined>> {
+    const keys =
+      subject === null
+        ? [this.keyPrefix + key]
+        : [this.keyPrefix + key, `${this.keyPrefix}lock:${subject}`, `${this.keyPrefix}journal:${subject}`];
     const token = `in-flight:${randomUUID()}`;
-    const result = await this.call(this.client.eval(CLAIM, 1, this.keyPrefix + key, token, this.leaseMs));
-    if (result === 'claimed') this.claims.set(key, token);
-    if (result === 'claimed' || result === 'handled' || result === 'in-flight') return result;
-    throw new Error(`unexpected answer from Redis: ${String(result)}`);
+    const attempt = async (): Promise<BeginResult<undefined> | typeof BUSY> => {
+      const answer = await this.run(BEGIN, keys, [token, this.leaseMs]);
+      const [state, record] = Array.isArray(answer) ? (answer as unknown[]) : [];
+      if (state === 'claimed') {
+        const previous = typeof record === 'string' ? (JSON.parse(record) as JournalRecord) : null;
+        return new RedisClaim(this.run, this.retentionMs, keys, token, previous);
+      }
+      if (state === 'handled' || state === 'in-flight' || state === BUSY) return state;
+      throw new Error(`unexpected answer from Redis: ${String(answer)}`);
+    };
+    const first = await attempt();
+    return first === BUSY ? retryWhileBusy(attempt, this.lockTimeoutMs) : first;
   }
 
-  async commit(key: string): Promise<void> {
-    this.claims.delete(key);
+  private readonly run: RunScript = async (script, keys, args) => {
     await this.connected();
-    await this.call(this.client.set(this.keyPrefix + key, 'handled', 'PX', this.retentionMs));
-  }
-
-  async release(key: string): Promise<void> {
-    const token = this.claims.get(key);
-    this.claims.delete(key);
-    if (token === undefined) return;
-    await this.connected();
-    await this.call(this.client.eval(RELEASE, 1, this.keyPrefix + key, token));
-  }
+    return this.call(this.client.eval(script, keys.length, ...keys, ...args));
+  };
 
   /**
    * Closes the connection if the store opened it: QUIT, then a disconnect in any case. QUIT

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { expect } from 'chai';
 import fc from 'fast-check';
-import { MemoryStore } from '../../lib/dedupe/memory-store';
+import { MemoryKeys } from '../../lib/stores/memory-keys';
 
 /** The eviction rule written plainly: keys kept in claim order, the oldest claim goes first. */
 class ModelStore {
@@ -99,7 +99,7 @@ function keyOf(index: number): string {
 }
 
 function runAgainstModel(maxKeys: number, sequence: readonly Operation[]): void {
-  const store = new MemoryStore({ maxKeys });
+  const store = new MemoryKeys({ maxKeys, maxAgeMs: 7 * 24 * 3600_000, leaseMs: 5 * 60_000 });
   const model = new ModelStore(maxKeys);
   for (const [kind, index] of sequence) {
     const key = keyOf(index);
@@ -117,7 +117,7 @@ function runAgainstModel(maxKeys: number, sequence: readonly Operation[]): void 
   for (const [key, state] of model.held()) expect(store.claim(key), `held ${key}`).to.equal(state);
 }
 
-describe('MemoryStore against a plain model of its eviction order', () => {
+describe('MemoryStore keys against a plain model of its eviction order', () => {
   it('answers every claim as the model does, through evictions, releases and re-claims', () => {
     fc.assert(fc.property(fc.integer({ min: 1, max: 12 }), operations(40, 3000), runAgainstModel), { numRuns: 60 });
   });

@@ -1,0 +1,119 @@
+import type { ActionEvent, ActionState, InquiryEvent, InquiryState, PostbackEvent } from '../events';
+import { isoText } from '../fields/values';
+import type { JournalRecord } from '../stores/store';
+
+/**
+ * How postbacks of one action are ordered: `final-states` keeps a late PENDING from undoing an
+ * APPROVED or REVERSED action; `none` delivers every postback as it comes.
+ */
+export type Ordering = 'final-states' | 'none';
+
+// impact.com: PENDING → APPROVED or REVERSED, and no modification after either (the Partner
+// API's Action states; shared/impact/partner-actions-api.md).
+const FINAL_STATUSES: ReadonlySet<string> = new Set(['APPROVED', 'REVERSED']);
+
+/** What the journal keeps a record of: one action (both routes) or one inquiry; catalog: nothing. */
+export function subjectOf(event: PostbackEvent): string | null {
+  switch (event.kind) {
+    case 'action':
+      return `action:${event.actionId}`;
+    case 'inquiry':
+      return `inquiry:${event.inquiryId}`;
+    case 'catalog':
+      return null;
+  }
+}
+
+/**
+ * True for a lifecycle postback with status PENDING for an action the journal knows as
+ * APPROVED or REVERSED: impact.com retried an older postback after a newer one got through.
+ * Clearing postbacks are never stale: clearing comes after the final state by definition.
+ */
+export function isStale(event: PostbackEvent, previous: JournalRecord | null, ordering: Ordering): boolean {
+  if (ordering === 'none' || previous === null || event.kind !== 'action' || event.trigger !== 'lifecycle') {
+    return false;
+  }
+  const status = previous['status'];
+  return event.status === 'PENDING' && typeof status === 'string' && FINAL_STATUSES.has(status);
+}
+
+/**
+ * The record the journal keeps once the event is delivered. A field the postback does not carry
+ * keeps its earlier value (a template without {Status} must not erase a known final status).
+ */
+export function recordOf(event: PostbackEvent, previous: JournalRecord | null): JournalRecord | null {
+  switch (event.kind) {
+    case 'action':
+      return actionRecord(event, previous);
+    case 'inquiry':
+      return inquiryRecord(event, previous);
+    case 'catalog':
+      return null;
+  }
+}
+
+function actionRecord(event: ActionEvent, previous: JournalRecord | null): JournalRecord {
+  return {
+    status: event.status ?? text(previous?.['status']),
+    payout: event.payout ?? text(previous?.['payout']),
+    amount: event.amount ?? text(previous?.['amount']),
+    currency: event.currency ?? text(previous?.['currency']),
+    trigger: event.trigger,
+    key: event.meta.key,
+    receivedAt: isoText(event.meta.receivedAt),
+  };
+}
+
+function inquiryRecord(event: InquiryEvent, previous: JournalRecord | null): JournalRecord {
+  return {
+    state: event.state,
+    resolutionStatus: event.resolutionStatus ?? text(previous?.['resolutionStatus']),
+    expectedPayout: event.expectedPayout ?? text(previous?.['expectedPayout']),
+    finalPayout: event.finalPayout ?? text(previous?.['finalPayout']),
+    currency: event.currency ?? text(previous?.['currency']),
+    key: event.meta.key,
+    receivedAt: isoText(event.meta.receivedAt),
+  };
+}
+
+/**
+ * The state listeners see as `ctx.previous`, read from a stored record. A durable store's record
+ * was written by some version of this package or edited by hand, so every field is checked: one
+ * that does not fit reads as null (a date as the epoch) rather than failing the delivery.
+ */
+export function stateOf(event: PostbackEvent, record: JournalRecord | null): ActionState | InquiryState | null {
+  if (record === null) return null;
+  switch (event.kind) {
+    case 'action':
+      return Object.freeze({
+        status: text(record['status']),
+        payout: text(record['payout']),
+        amount: text(record['amount']),
+        currency: text(record['currency']),
+        trigger: record['trigger'] === 'clearing' ? 'clearing' : 'lifecycle',
+        key: text(record['key']) ?? '',
+        receivedAt: dateOf(record['receivedAt']),
+      } satisfies ActionState);
+    case 'inquiry':
+      return Object.freeze({
+        state: record['state'] === 'resolved' ? 'resolved' : 'created',
+        resolutionStatus: text(record['resolutionStatus']),
+        expectedPayout: text(record['expectedPayout']),
+        finalPayout: text(record['finalPayout']),
+        currency: text(record['currency']),
+        key: text(record['key']) ?? '',
+        receivedAt: dateOf(record['receivedAt']),
+      } satisfies InquiryState);
+    case 'catalog':
+      return null;
+  }
+}
+
+function text(value: unknown): string | null {
+  return typeof value === 'string' ? value : null;
+}
+
+function dateOf(value: unknown): Date {
+  const date = new Date(typeof value === 'string' ? value : 0);
+  return Number.isNaN(date.getTime()) ? new Date(0) : date;
+}

@@ -1,0 +1,221 @@
+import { randomUUID } from 'node:crypto';
+import { loadOptionalModule, positiveInteger } from './optional-module';
+import { BUSY, retryWhileBusy } from './retry-while-busy';
+import type { BeginResult, JournalRecord, PostbackStore, StoreClaim } from './store';
+
+export interface SqliteStoreOptions {
+  /** The database file; created if missing. `:memory:` works but is not durable. */
+  readonly path: string;
+  /** How long a handled key and a journal record are kept, in ms. Default 90 days. */
+  readonly retentionMs?: number;
+  /** How long a claim holds before another process may take it, in ms. Default 5 minutes. */
+  readonly leaseMs?: number;
+  /** How long a postback waits for another process holding its action, in ms. Default 5,000. */
+  readonly lockTimeoutMs?: number;
+  /** How often expired keys and records are deleted, in ms. Default 1 hour. */
+  readonly pruneIntervalMs?: number;
+}
+
+interface Statement {
+  run(...params: unknown[]): { changes: number };
+  get(...params: unknown[]): unknown;
+}
+
+interface Database {
+  pragma(source: string): unknown;
+  exec(source: string): unknown;
+  prepare(source: string): Statement;
+  transaction<A extends unknown[], R>(fn: (...args: A) => R): { readonly immediate: (...args: A) => R };
+  close(): unknown;
+}
+
+type DatabaseConstructor = new (path: string) => Database;
+
+const IN_FLIGHT = 0;
+const HANDLED = 1;
+const DAY = 24 * 60 * 60 * 1000;
+/** The second transaction of a claim: commit (the key handled, the record written) or release. */
+type Finish = (
+  key: string,
+  subject: string | null,
+  holder: string,
+  record: JournalRecord | null,
+  handled: boolean,
+  now: number,
+) => void;
+
+class SqliteClaim implements StoreClaim<undefined> {
+  readonly transaction = undefined;
+  readonly transactional = false;
+
+  constructor(
+    private readonly finish: Finish,
+    private readonly key: string,
+    private readonly subject: string | null,
+    /** This claim's token on the subject's row, so that it gives up only its own hold. */
+    private readonly holder: string,
+    readonly previous: JournalRecord | null,
+  ) {}
+
+  commit(record: JournalRecord | null): void {
+    this.finish(this.key, this.subject, this.holder, record, true, Date.now());
+  }
+
+  release(): void {
+    this.finish(this.key, this.subject, this.holder, null, false, Date.now());
+  }
+}
+
+/**
+ * A durable store in one SQLite file (better-sqlite3 12, WAL mode), shared by every process on
+ * one machine. It survives restarts, so a postback handled just before a crash stays handled,
+ * and the journal with it. A claim is one `BEGIN IMMEDIATE` transaction that takes the key and
+ * holds the subject (the action) with a lease, so two processes never both claim a key, nor
+ * apply two postbacks of one action at once; a commit is a second transaction. Primary keys
+ * keep both a single index probe at millions of rows; expired rows are pruned on a timer.
+ *
+ * SQLite's driver is synchronous and its transactions cannot stay open while listeners await,
+ * so claims are not transactions the host can write in (`ctx.transaction` is undefined).
+ */
+export class SqliteStore implements PostbackStore {
+  readonly retentionMs: number;
+  readonly leaseMs: number;
+  readonly lockTimeoutMs: number;
+  private readonly db: Database;
+  private readonly claimTransaction: (
+    key: string,
+    subject: string | null,
+    now: number,
+  ) => BeginResult<undefined> | typeof BUSY;
+  private readonly pruneTransaction: (now: number) => number;
+  private readonly pruneTimer: NodeJS.Timeout;
+
+  constructor(options: SqliteStoreOptions) {
+    if (typeof options.path !== 'string' || options.path === '') {
+      throw new TypeError('option path must name the SQLite database file');
+    }
+    this.retentionMs = positiveInteger('retentionMs', options.retentionMs ?? 90 * DAY);
+    this.leaseMs = positiveInteger('leaseMs', options.leaseMs ?? 5 * 60 * 1000);
+    this.lockTimeoutMs = positiveInteger('lockTimeoutMs', options.lockTimeoutMs ?? 5000);
+    const pruneIntervalMs = positiveInteger('pruneIntervalMs', options.pruneIntervalMs ?? 60 * 60 * 1000);
+    const Sqlite = loadOptionalModule('better-sqlite3', 'SqliteStore', 'better-sqlite3@12') as DatabaseConstructor;
+
+    this.db = new Sqlite(options.path);
+    this.db.pragma('journal_mode = WAL');
+    // FULL: a commit is on disk before the router answers 2xx, so a power cut cannot undo it.
+    this.db.pragma('synchronous = FULL');
+    // Other processes on the same file wait for a write lock instead of failing at once.
+    this.db.pragma('busy_timeout = 5000');
+    this.db.exec(`
+      CREATE TABLE IF NOT EXISTS postback_keys (
+        key TEXT PRIMARY KEY,
+        state INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+      ) WITHOUT ROWID;
+      CREATE INDEX IF NOT EXISTS postback_keys_expires_at ON postback_keys (expires_at);
+      CREATE TABLE IF NOT EXISTS postback_journal (
+        subject TEXT PRIMARY KEY,
+        record TEXT,
+        held_by TEXT,
+        held_until INTEGER NOT NULL DEFAULT 0,
+        expires_at INTEGER NOT NULL
+      ) WITHOUT ROWID;
+      CREATE INDEX IF NOT EXISTS postback_journal_expires_at ON postback_journal (expires_at);
+    `);
+
+    const keyState = this.db.prepare('SELECT state, expires_at FROM postback_keys WHERE key = ?');
+    const takeKey = this.db.prepare(`
+      INSERT INTO postback_keys (key, state, expires_at) VALUES (?, ${IN_FLIGHT}, ?)
+      ON CONFLICT (key) DO UPDATE SET state = ${IN_FLIGHT}, expires_at = excluded.expires_at
+    `);
+    const subjectRow = this.db.prepare('SELECT record, held_until, expires_at FROM postback_journal WHERE subject = ?');
+    // A subject seen for the first time gets a row that only holds it, and expires with the lease.
+    const holdSubject = this.db.prepare(`
+      INSERT INTO postback_journal (subject, record, held_by, held_until, expires_at)
+      VALUES (@subject, NULL, @holder, @until, @until)
+      ON CONFLICT (subject) DO UPDATE SET held_by = @holder, held_until = @until
+    `);
+    this.claimTransaction = this.db.transaction((key: string, subject: string | null, now: number) => {
+      const found = keyState.get(key) as { state: number; expires_at: number } | undefined;
+      if (found !== undefined && found.expires_at > now) return found.state === HANDLED ? 'handled' : 'in-flight';
+      const holder = randomUUID();
+      let previous: JournalRecord | null = null;
+      if (subject !== null) {
+        const row = subjectRow.get(subject) as
+          { record: string | null; held_until: number; expires_at: number } | undefined;
+        if (row !== undefined && row.held_until > now) return BUSY;
+        if (row?.record != null && row.expires_at > now) previous = JSON.parse(row.record) as JournalRecord;
+        holdSubject.run({ subject, holder, until: now + this.leaseMs });
+      }
+      takeKey.run(key, now + this.leaseMs);
+      return new SqliteClaim(finish, key, subject, holder, previous);
+    }).immediate;
+
+    const commitKey = this.db.prepare(
+      `INSERT INTO postback_keys (key, state, expires_at) VALUES (?, ${HANDLED}, ?)
+       ON CONFLICT (key) DO UPDATE SET state = ${HANDLED}, expires_at = excluded.expires_at`,
+    );
+    const releaseKey = this.db.prepare(`DELETE FROM postback_keys WHERE key = ? AND state = ${IN_FLIGHT}`);
+    // Written even if this claim's lease ran out and another process holds the subject now
+    // (keep leaseMs longer than listeners take); the hold is given up only if it is this claim's.
+    const writeRecord = this.db.prepare(`
+      INSERT INTO postback_journal (subject, record, held_by, held_until, expires_at)
+      VALUES (@subject, @record, NULL, 0, @expires)
+      ON CONFLICT (subject) DO UPDATE SET record = @record, expires_at = @expires,
+        held_by = CASE WHEN held_by = @holder THEN NULL ELSE held_by END,
+        held_until = CASE WHEN held_by = @holder THEN 0 ELSE held_until END
+    `);
+    const unholdSubject = this.db.prepare(
+      'UPDATE postback_journal SET held_by = NULL, held_until = 0 WHERE subject = ? AND held_by = ?',
+    );
+    const finish: Finish = this.db.transaction(
+      (
+        key: string,
+        subject: string | null,
+        holder: string,
+        record: JournalRecord | null,
+        handled: boolean,
+        now: number,
+      ) => {
+        if (handled) commitKey.run(key, now + this.retentionMs);
+        else releaseKey.run(key);
+        if (subject === null) return;
+        if (record !== null) {
+          writeRecord.run({ subject, record: JSON.stringify(record), holder, expires: now + this.retentionMs });
+        } else unholdSubject.run(subject, holder);
+      },
+    ).immediate;
+
+    const pruneKeys = this.db.prepare('DELETE FROM postback_keys WHERE expires_at <= ?');
+    const pruneJournal = this.db.prepare(
+      'DELETE FROM postback_journal WHERE expires_at <= @now AND held_until <= @now',
+    );
+    this.pruneTransaction = this.db.transaction(
+      (now: number) => pruneKeys.run(now).changes + pruneJournal.run({ now }).changes,
+    ).immediate;
+    this.pruneTimer = setInterval(() => {
+      try {
+        this.prune();
+      } catch {
+        // A busy or closed database is pruned next time.
+      }
+    }, pruneIntervalMs);
+    this.pruneTimer.unref();
+  }
+
+  begin(key: string, subject: string | null): BeginResult<undefined> | Promise<BeginResult<undefined>> {
+    const result = this.claimTransaction(key, subject, Date.now());
+    if (result !== BUSY) return result;
+    return retryWhileBusy(() => this.claimTransaction(key, subject, Date.now()), this.lockTimeoutMs);
+  }
+
+  /** Deletes expired keys and journal records now; returns how many. */
+  prune(): number {
+    return this.pruneTransaction(Date.now());
+  }
+
+  close(): void {
+    clearInterval(this.pruneTimer);
+    this.db.close();
+  }
+}
