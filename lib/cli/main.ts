@@ -5,6 +5,7 @@
  */
 import { parseArgs } from 'node:util';
 import { deliverPostback, errorCodeOf } from './deliver';
+import { migrate, MigrateUsageError } from './migrate';
 import { SCENARIOS, scenarioSteps, type ScenarioName } from './scenarios';
 import { buildTemplate, formatTemplate, KINDS, TEMPLATE_FORMATS, type Kind, type TemplateFormat } from './templates';
 
@@ -17,6 +18,7 @@ Commands:
   templates   print what to paste into impact.com's Event Notifications screen
   send        play postbacks as impact.com would send them (a simulator)
   check       send one harmless postback per route and format, and report what is accepted
+  migrate     create PostgresStore's tables in a PostgreSQL database, or print their DDL
 
 Run "impact-postbacks <command> --help" for a command's options.`,
   templates: `Usage: impact-postbacks templates --url <base URL> [options]
@@ -57,6 +59,22 @@ Options:
   --help                show this help
 
 Exit code 1 if any route and format was not accepted.`,
+  migrate: `Usage: impact-postbacks migrate [--database-url <url>] [options]
+
+Creates PostgresStore's tables (dedupe keys and the action journal) and its claim function,
+unless they are in place; or prints their DDL for your own migrations. Safe to run again, and
+while routers run. A store creates them on its first claim too, if its user may.
+
+Options:
+  --database-url <url>  the database, such as postgres://app@db.internal:5432/shop
+                        (default: the DATABASE_URL environment variable, which keeps a
+                        password out of the process list)
+  --schema <name>       the schema of the tables (default: public)
+  --table-prefix <p>    prefix of the table names (default: impact_postbacks_)
+  --print               print the DDL instead of applying it (no database needed)
+  --help                show this help
+
+Exit code 1 if the database could not be reached or refused the DDL.`,
 };
 
 function oneOf<T extends string>(name: string, value: string | undefined, allowed: readonly T[], fallback?: T): T {
@@ -214,6 +232,32 @@ async function check(args: string[]): Promise<number> {
   return failed === 0 ? 0 : 1;
 }
 
+async function runMigrate(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      'database-url': { type: 'string' },
+      schema: { type: 'string' },
+      'table-prefix': { type: 'string' },
+      print: { type: 'boolean' },
+      help: { type: 'boolean' },
+    },
+    strict: true,
+  });
+  if (values.help === true) return help('migrate');
+  try {
+    return await migrate({
+      databaseUrl: values['database-url'] ?? process.env['DATABASE_URL'],
+      schema: values.schema,
+      tablePrefix: values['table-prefix'],
+      print: values.print === true,
+    });
+  } catch (error) {
+    if (error instanceof MigrateUsageError) throw new UsageError(error.message);
+    throw error;
+  }
+}
+
 function help(command: string): number {
   console.log(HELP[command] ?? HELP['main']);
   return 0;
@@ -229,6 +273,8 @@ async function main(argv: string[]): Promise<number> {
         return await send(args);
       case 'check':
         return await check(args);
+      case 'migrate':
+        return await runMigrate(args);
       case undefined:
       case '--help':
       case '-h':

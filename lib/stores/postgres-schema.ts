@@ -115,7 +115,11 @@ export function schemaPresentSql(names: PostgresNames): string {
     AND to_regprocedure(${quote(`${begin}(text, text, integer, bigint)`)}) IS NOT NULL AS ready`;
 }
 
-/** Serialises concurrent migrations of one schema and prefix: CREATE ... IF NOT EXISTS races otherwise. */
-export function migrationLockSql(names: PostgresNames): string {
-  return `SELECT pg_advisory_xact_lock(hashtextextended('${lockNamespace(names)}migrate', 0))`;
+/**
+ * A session lock that serialises concurrent migrations of one schema and prefix (CREATE ... IF
+ * NOT EXISTS races otherwise); a connection that dies lets it go.
+ */
+export function migrationLockSql(names: PostgresNames): { readonly lock: string; readonly unlock: string } {
+  const id = `hashtextextended('${lockNamespace(names)}migrate', 0)`;
+  return { lock: `SELECT pg_advisory_lock(${id})`, unlock: `SELECT pg_advisory_unlock(${id})` };
 }

@@ -322,21 +322,32 @@ export class PostgresStore<T extends PgClient = PgClient> implements PostbackSto
   }
 }
 
-/** Applies the DDL through the pool unless it is in place; used by the store and by `migrate`. */
+/**
+ * Applies the DDL through the pool unless it is in place; used by the store and by `migrate`.
+ * Checked again under the migration lock: an instance that waited for another's migration must
+ * not run the DDL again, as CREATE INDEX locks its table against the claims running by then.
+ * The lock is a session lock and the second check its own transaction: a transaction that began
+ * before the other's DDL committed can still miss it in its catalog lookups.
+ */
 export async function applySchema(pool: PgPool, names: PostgresNames, boundMs: number): Promise<'created' | 'present'> {
   const connection = new Connection(await pool.connect(), boundMs);
-  try {
+  const present = async (): Promise<boolean> => {
     const { rows } = await connection.query(schemaPresentSql(names));
-    if ((rows[0] as { ready?: unknown } | undefined)?.ready === true) {
-      connection.giveBack();
-      return 'present';
+    return (rows[0] as { ready?: unknown } | undefined)?.ready === true;
+  };
+  try {
+    let result: 'created' | 'present' = 'present';
+    if (!(await present())) {
+      await connection.query(migrationLockSql(names).lock);
+      if (!(await present())) {
+        // Several statements in one query string run as one transaction.
+        await connection.query(schemaSql(names));
+        result = 'created';
+      }
+      await connection.query(migrationLockSql(names).unlock);
     }
-    await connection.query('BEGIN');
-    await connection.query(migrationLockSql(names));
-    await connection.query(schemaSql(names));
-    await connection.query('COMMIT');
     connection.giveBack();
-    return 'created';
+    return result;
   } catch (error) {
     connection.close();
     throw error;

@@ -9,11 +9,15 @@ export interface ChildServer {
   kill(): Promise<void>;
 }
 
-const SCRIPT = path.resolve(__dirname, '../fixtures/crash-server.ts');
+/** The router servers of the crash tests, in test/fixtures. */
+export type ChildScript = 'crash-server' | 'pg-ledger-server';
 
-/** Starts the crash-test server in a child process and waits until it listens. */
-export async function startChildServer(env: Record<string, string>): Promise<ChildServer> {
-  const child = spawn(process.execPath, ['--import', 'tsx', SCRIPT], {
+/** Starts a crash-test server in a child process and waits until it listens. */
+export async function startChildServer(
+  env: Record<string, string>,
+  script: ChildScript = 'crash-server',
+): Promise<ChildServer> {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.resolve(__dirname, `../fixtures/${script}.ts`)], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

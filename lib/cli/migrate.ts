@@ -1,0 +1,61 @@
+import { loadOptionalModule } from '../stores/optional-module';
+import { checkNames, schemaSql } from '../stores/postgres-schema';
+import { applySchema, type PgPool } from '../stores/postgres-store';
+
+export interface MigrateOptions {
+  readonly databaseUrl: string | undefined;
+  readonly schema: string | undefined;
+  readonly tablePrefix: string | undefined;
+  readonly print: boolean;
+}
+
+/** A mistake in the command line: exit code 2. */
+export class MigrateUsageError extends Error {}
+
+/** How long one statement of the migration may take before it is given up, in ms. */
+const STATEMENT_BOUND_MS = 30_000;
+
+/**
+ * `impact-postbacks migrate`: prints PostgresStore's DDL, or applies it unless this version's
+ * tables and function are in place (the same check the store makes on its first claim).
+ */
+export async function migrate(options: MigrateOptions): Promise<number> {
+  let names;
+  try {
+    names = checkNames(options.schema ?? 'public', options.tablePrefix ?? 'impact_postbacks_');
+  } catch (error) {
+    throw new MigrateUsageError(
+      (error as Error).message.replace(/^option (\w+)/, (_, name: string) => `--${kebab(name)}`),
+    );
+  }
+  if (options.print) {
+    console.log(schemaSql(names));
+    return 0;
+  }
+  if (options.databaseUrl === undefined || options.databaseUrl === '') {
+    throw new MigrateUsageError('--database-url is required (or set DATABASE_URL), or --print to print the DDL');
+  }
+  const pg = loadOptionalModule('pg', 'migrate', 'pg') as {
+    Pool: new (config: Record<string, unknown>) => PgPool & { on(event: 'error', listener: () => void): unknown };
+  };
+  const pool = new pg.Pool({ connectionString: options.databaseUrl, max: 1, connectionTimeoutMillis: 5000 });
+  pool.on('error', () => undefined);
+  try {
+    const result = await applySchema(pool, names, STATEMENT_BOUND_MS);
+    console.log(
+      result === 'created'
+        ? `created ${names.tablePrefix}keys, ${names.tablePrefix}journal and their claim function in schema ${names.schema}`
+        : `already in place in schema ${names.schema}: ${names.tablePrefix}keys, ${names.tablePrefix}journal and their claim function`,
+    );
+    return 0;
+  } catch (error) {
+    console.error(`impact-postbacks: migrate failed: ${error instanceof Error ? error.message : String(error)}`);
+    return 1;
+  } finally {
+    await pool.end().catch(() => undefined);
+  }
+}
+
+function kebab(name: string): string {
+  return name.replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`);
+}
