@@ -1,15 +1,27 @@
 import express, { type Express } from 'express';
-import { createPostbackRouter, type PostbackEvent, type PostbackRouter, type Rejection } from 'impact-postbacks';
-import { Ledger } from './ledger';
+import {
+  createPostbackRouter,
+  PostgresStore,
+  type PostbackEvent,
+  type PostbackRouter,
+  type Rejection,
+} from 'impact-postbacks';
+import { Pool, type PoolClient } from 'pg';
+import { MemoryLedger, type Ledger } from './ledger';
 import { renderPage, type LoggedPostback } from './page';
+import { PostgresLedger } from './postgres-ledger';
 
 export type { LoggedPostback } from './page';
 
 export interface ExampleApp {
   readonly app: Express;
-  readonly postbacks: PostbackRouter;
-  readonly ledger: Ledger;
+  readonly postbacks: PostbackRouter<unknown>;
+  readonly ledger: Ledger<unknown>;
   readonly log: LoggedPostback[];
+  /** Which store and ledger it runs on. */
+  readonly storage: 'memory' | 'postgres';
+  /** Ends the database pool, if any. */
+  close(): Promise<void>;
 }
 
 export interface ExampleOptions {
@@ -17,6 +29,13 @@ export interface ExampleOptions {
   readonly allowedIps?: readonly string[];
   /** Where log lines go; console by default. */
   readonly print?: (line: string) => void;
+  /**
+   * A PostgreSQL database: the router then runs on PostgresStore, and the ledger is a table
+   * written in the store's transaction. Without it, both live in memory.
+   */
+  readonly databaseUrl?: string;
+  /** The schema for the store's and the ledger's tables. Default `public`. */
+  readonly schema?: string;
 }
 
 function summarise(event: PostbackEvent): string {
@@ -32,21 +51,48 @@ function summarise(event: PostbackEvent): string {
 
 /**
  * A small cashback site: it mounts the router at /impact (loopback only by default), credits
- * the user named by subId1, adjusts and reverses, marks cleared actions, tracks inquiries, and
- * shows balances and the last 50 postbacks at /.
+ * the user named by subId1 with the difference each postback makes (ctx.previous), marks
+ * cleared actions, tracks inquiries, and shows balances and the last 50 postbacks at /.
  */
-export function createExampleApp(options: ExampleOptions = {}): ExampleApp {
+export async function createExampleApp(options: ExampleOptions = {}): Promise<ExampleApp> {
   const print =
     options.print ??
     ((line: string) => {
       console.log(line);
     });
+  const allowedIps = options.allowedIps ?? ['127.0.0.1', '::1'];
+  const log: LoggedPostback[] = [];
   const app = express();
   app.disable('x-powered-by');
-  const postbacks = createPostbackRouter({ allowedIps: options.allowedIps ?? ['127.0.0.1', '::1'] });
-  const ledger = new Ledger();
-  const log: LoggedPostback[] = [];
 
+  if (options.databaseUrl === undefined) {
+    const ledger = new MemoryLedger();
+    const postbacks = createPostbackRouter({ allowedIps });
+    wire(postbacks, ledger, log, print);
+    serve(app, postbacks, ledger, log);
+    return { app, postbacks, ledger, log, storage: 'memory', close: () => Promise.resolve() };
+  }
+
+  const schema = options.schema ?? 'public';
+  const pool = new Pool({ connectionString: options.databaseUrl });
+  // A broken idle connection is dropped by the pool; the event must not end the process.
+  pool.on('error', () => undefined);
+  const ledger = new PostgresLedger(pool, schema);
+  await ledger.createTables();
+  // The pool's own client type, so that listeners see ctx.transaction as pg's PoolClient.
+  const postbacks = createPostbackRouter({ allowedIps, store: new PostgresStore<PoolClient>({ pool, schema }) });
+  wire(postbacks, ledger, log, print);
+  serve(app, postbacks, ledger, log);
+  return { app, postbacks, ledger, log, storage: 'postgres', close: () => pool.end() };
+}
+
+/** Subscribes the ledger and the log to the router's events. */
+function wire<T>(
+  postbacks: PostbackRouter<T>,
+  ledger: Ledger<T>,
+  log: LoggedPostback[],
+  print: (line: string) => void,
+): void {
   const record = (event: PostbackEvent, status: string): void => {
     const entry: LoggedPostback = {
       at: event.meta.receivedAt.toISOString(),
@@ -62,16 +108,20 @@ export function createExampleApp(options: ExampleOptions = {}): ExampleApp {
       `${entry.at} ${entry.format.padEnd(5)} ${status.padEnd(9)} ${entry.summary}${entry.warnings.length > 0 ? ` (${entry.warnings.join('; ')})` : ''}`,
     );
   };
-  postbacks.on('action', (event) => {
-    ledger.applyAction(event);
+  postbacks.on('action', async (event, ctx) => {
+    await ledger.applyAction(event, ctx);
     record(event, event.status ?? 'handled');
   });
-  postbacks.on('inquiry', (event) => {
-    ledger.applyInquiry(event);
+  postbacks.on('inquiry', async (event, ctx) => {
+    await ledger.applyInquiry(event, ctx);
     record(event, event.state);
   });
   postbacks.on('catalog', (event) => {
     record(event, 'handled');
+  });
+  postbacks.on('stale', (event, ctx) => {
+    // A late copy of an older state: the action is already final, nothing is credited.
+    record(event, `stale (already ${ctx.previous?.status ?? 'final'})`);
   });
   postbacks.on('duplicate', (event) => {
     record(event, 'duplicate');
@@ -82,13 +132,18 @@ export function createExampleApp(options: ExampleOptions = {}): ExampleApp {
   postbacks.on('error', (error) => {
     print(`error ${error.code}: ${error.message}`);
   });
+}
 
+function serve<T>(app: Express, postbacks: PostbackRouter<T>, ledger: Ledger<T>, log: readonly LoggedPostback[]): void {
   app.use('/impact', postbacks.router);
-  app.get('/', (_req, res) => {
-    res.type('html').send(renderPage(ledger.balances(), ledger.allInquiries(), log));
+  app.get('/', (_req, res, next) => {
+    Promise.all([ledger.balances(), ledger.inquiries()]).then(([balances, inquiries]) => {
+      res.type('html').send(renderPage(balances, inquiries, log));
+    }, next);
   });
-  app.get('/balances.json', (_req, res) => {
-    res.json({ balances: ledger.balances(), postbacks: log });
+  app.get('/balances.json', (_req, res, next) => {
+    ledger.balances().then((balances) => {
+      res.json({ balances, postbacks: log });
+    }, next);
   });
-  return { app, postbacks, ledger, log };
 }

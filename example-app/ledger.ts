@@ -1,8 +1,8 @@
-import type { ActionEvent, InquiryEvent } from 'impact-postbacks';
+import type { ActionEvent, ActionState, DeliveryContext, InquiryEvent, InquiryState } from 'impact-postbacks';
 
 /** Exact money in cents from impact.com's decimal strings ("12.50" → 1250). */
-export function toCents(amount: string | undefined): number {
-  if (amount === undefined) return 0;
+export function toCents(amount: string | null | undefined): number {
+  if (amount === undefined || amount === null) return 0;
   const [whole = '0', fraction = ''] = amount.replace('-', '').split('.');
   const cents = Number(whole) * 100 + Number(fraction.padEnd(2, '0').slice(0, 2));
   return amount.startsWith('-') ? -cents : cents;
@@ -14,11 +14,24 @@ export function formatCents(cents: number): string {
   return `${sign}${Math.floor(absolute / 100)}.${String(absolute % 100).padStart(2, '0')}`;
 }
 
-interface ActionRecord {
-  readonly user: string;
-  credited: number;
-  status: string;
-  cleared: boolean;
+/** What an action in a given state is worth to its user: its payout, or nothing once reversed. */
+export function worthCents(status: string | null | undefined, payout: string | null | undefined): number {
+  return status === 'REVERSED' ? 0 : toCents(payout);
+}
+
+/**
+ * What one postback moves: the difference between what the action is worth now and what it was
+ * worth in the state the journal recorded before (ctx.previous). Tracked: its payout; modified:
+ * the change; reversed: minus all that was credited. A field the postback lacks keeps its value.
+ */
+export function creditCents(event: ActionEvent, previous: ActionState | null): number {
+  const status = event.status ?? previous?.status;
+  const payout = event.payout ?? previous?.payout;
+  return worthCents(status, payout) - worthCents(previous?.status, previous?.payout);
+}
+
+export function userOf(event: ActionEvent): string {
+  return event.subId1 ?? event.customerId ?? '(unknown)';
 }
 
 export interface UserBalance {
@@ -28,44 +41,70 @@ export interface UserBalance {
   readonly actions: number;
 }
 
-/**
- * The example's cashback ledger. Each action credits its user with its current payout: a
- * tracked action credits it, a modification moves the balance to the new payout, a reversal
- * takes back all that was credited, and clearing marks the money as paid out. Because every
- * update sets the action to its latest payout (instead of adding deltas blindly), replaying a
- * postback changes nothing: the ledger is idempotent, as the router's README asks.
- */
-export class Ledger {
-  private readonly actions = new Map<string, ActionRecord>();
-  private readonly inquiries = new Map<string, InquiryEvent>();
+export interface InquiryRow {
+  readonly inquiryId: string;
+  readonly state: string;
+  readonly resolutionStatus: string;
+  readonly expectedPayout: string;
+}
 
-  applyAction(event: ActionEvent): void {
-    const user = event.subId1 ?? event.customerId ?? '(unknown)';
-    const record = this.actions.get(event.actionId) ?? { user, credited: 0, status: '', cleared: false };
-    const target = event.status === 'REVERSED' ? 0 : toCents(event.payout);
-    record.credited = target;
-    record.status = event.status ?? record.status;
-    if (event.trigger === 'clearing') record.cleared = true;
-    this.actions.set(event.actionId, record);
+/**
+ * The example's cashback ledger: one entry per postback, crediting the difference from the
+ * previous state, so that a user's balance is the sum of the entries. `T` is the transaction
+ * the router's store gives listeners (with PostgresStore, entries are written in it).
+ */
+export interface Ledger<T> {
+  applyAction(event: ActionEvent, ctx: DeliveryContext<ActionState, T>): void | Promise<void>;
+  applyInquiry(event: InquiryEvent, ctx: DeliveryContext<InquiryState, T>): void | Promise<void>;
+  balances(): Promise<UserBalance[]>;
+  inquiries(): Promise<InquiryRow[]>;
+}
+
+interface ActionEntry {
+  user: string;
+  cents: number;
+  cleared: boolean;
+}
+
+/**
+ * The ledger in memory, for the example without a database. Exactly once within one process
+ * (the default MemoryStore's journal supplies ctx.previous); a restart forgets everything.
+ */
+export class MemoryLedger implements Ledger<undefined> {
+  private readonly actions = new Map<string, ActionEntry>();
+  private readonly inquiryRows = new Map<string, InquiryRow>();
+
+  applyAction(event: ActionEvent, ctx: DeliveryContext<ActionState, undefined>): void {
+    const entry = this.actions.get(event.actionId) ?? { user: userOf(event), cents: 0, cleared: false };
+    entry.cents += creditCents(event, ctx.previous);
+    if (event.trigger === 'clearing') entry.cleared = true;
+    this.actions.set(event.actionId, entry);
   }
 
   applyInquiry(event: InquiryEvent): void {
-    this.inquiries.set(event.inquiryId, event);
+    this.inquiryRows.set(event.inquiryId, {
+      inquiryId: event.inquiryId,
+      state: event.state,
+      resolutionStatus: event.resolutionStatus ?? '',
+      expectedPayout: event.expectedPayout ?? '',
+    });
   }
 
-  balances(): UserBalance[] {
+  balances(): Promise<UserBalance[]> {
     const byUser = new Map<string, { pendingCents: number; clearedCents: number; actions: number }>();
-    for (const record of this.actions.values()) {
-      const entry = byUser.get(record.user) ?? { pendingCents: 0, clearedCents: 0, actions: 0 };
-      if (record.cleared) entry.clearedCents += record.credited;
-      else entry.pendingCents += record.credited;
-      entry.actions += 1;
-      byUser.set(record.user, entry);
+    for (const entry of this.actions.values()) {
+      const balance = byUser.get(entry.user) ?? { pendingCents: 0, clearedCents: 0, actions: 0 };
+      if (entry.cleared) balance.clearedCents += entry.cents;
+      else balance.pendingCents += entry.cents;
+      balance.actions += 1;
+      byUser.set(entry.user, balance);
     }
-    return [...byUser].map(([user, entry]) => ({ user, ...entry })).sort((a, b) => a.user.localeCompare(b.user));
+    return Promise.resolve(
+      [...byUser].map(([user, balance]) => ({ user, ...balance })).sort((a, b) => a.user.localeCompare(b.user)),
+    );
   }
 
-  allInquiries(): InquiryEvent[] {
-    return [...this.inquiries.values()];
+  inquiries(): Promise<InquiryRow[]> {
+    return Promise.resolve([...this.inquiryRows.values()]);
   }
 }

@@ -1,5 +1,4 @@
-import type { InquiryEvent } from 'impact-postbacks';
-import { formatCents, type UserBalance } from './ledger';
+import { formatCents, type InquiryRow, type UserBalance } from './ledger';
 
 export interface LoggedPostback {
   readonly at: string;
@@ -17,7 +16,7 @@ function escapeHtml(text: string): string {
 /** The example's one page: balances, inquiries and the last 50 postbacks; it refreshes itself. */
 export function renderPage(
   balances: readonly UserBalance[],
-  inquiries: readonly InquiryEvent[],
+  inquiries: readonly InquiryRow[],
   log: readonly LoggedPostback[],
 ): string {
   const balanceRows = balances
@@ -29,7 +28,7 @@ export function renderPage(
   const inquiryRows = inquiries
     .map(
       (inquiry) =>
-        `<tr><td>${escapeHtml(inquiry.inquiryId)}</td><td>${inquiry.state}</td><td>${escapeHtml(inquiry.resolutionStatus ?? '')}</td><td>${escapeHtml(inquiry.expectedPayout ?? '')}</td></tr>`,
+        `<tr><td>${escapeHtml(inquiry.inquiryId)}</td><td>${escapeHtml(inquiry.state)}</td><td>${escapeHtml(inquiry.resolutionStatus)}</td><td>${escapeHtml(inquiry.expectedPayout)}</td></tr>`,
     )
     .join('');
   const logRows = log

@@ -19,7 +19,7 @@ describe('example app in a real browser', function () {
 
   it('shows the balances after a simulated lifecycle', async () => {
     const { chromium } = await import('playwright-core');
-    const { app } = createExampleApp({ print: () => undefined });
+    const { app } = await createExampleApp({ print: () => undefined });
     const server = await startServer(app);
     const browser = await chromium.launch({
       executablePath: CHROMIUM,

@@ -2,10 +2,15 @@
  * Compile-only: `npm run typecheck` fails if a line marked @ts-expect-error compiles, or if a
  * line without it does not. Nothing here runs.
  */
+import { Pool, type PoolClient } from 'pg';
 import {
   createPostbackRouter,
   MemoryStore,
+  PostgresStore,
   type ActionEvent,
+  type ActionState,
+  type InquiryState,
+  type PgClient,
   type PostbackStore,
   type InquiryEvent,
   type PostbackError,
@@ -68,3 +73,39 @@ const custom: PostbackStore = {
   }),
 };
 createPostbackRouter({ allowedIps: ['::1'], store: custom, fields: { user: 'subId1' }, trustProxy: ['10.0.0.0/8'] });
+
+// The second argument: ctx.previous by event kind, ctx.transaction by store.
+postbacks.on('action', (_action, ctx) => {
+  const previous: ActionState | null = ctx.previous;
+  const none: undefined = ctx.transaction;
+  // @ts-expect-error MemoryStore gives no transaction
+  const client: PgClient = ctx.transaction;
+  return [previous, none, client];
+});
+postbacks.on('inquiry', (_inquiry, ctx) => {
+  const state: 'created' | 'resolved' | undefined = ctx.previous?.state;
+  const previous: InquiryState | null = ctx.previous;
+  // @ts-expect-error an inquiry's previous state has no action trigger
+  ctx.previous?.trigger;
+  return [state, previous];
+});
+postbacks.on('stale', (event: ActionEvent, ctx) => [event.status, ctx.previous?.status]);
+
+const withPostgres = createPostbackRouter({
+  allowedIps: ['::1'],
+  store: new PostgresStore<PoolClient>({ pool: new Pool(), schema: 'shop' }),
+});
+withPostgres.on('action', async (action, ctx) => {
+  const client: PoolClient = ctx.transaction;
+  await client.query('INSERT INTO ledger (action_id) VALUES ($1)', [action.actionId]);
+});
+const plain = createPostbackRouter({
+  allowedIps: ['::1'],
+  store: new PostgresStore({ connectionString: 'postgres://localhost/shop' }),
+});
+plain.on('action', async (_action, ctx) => {
+  const { rows } = await ctx.transaction.query('SELECT 1');
+  return rows;
+});
+// @ts-expect-error a store is given a connection string or a pool, not both
+new PostgresStore({ connectionString: 'postgres://localhost/shop', pool: new Pool() });
