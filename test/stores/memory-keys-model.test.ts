@@ -67,7 +67,9 @@ function operations(keys: number, maxLength: number): fc.Arbitrary<Operation[]> 
  * SHA-256, which the store decodes rather than hashes), the same digest under another route,
  * a spelling of it that is not canonical base64url, more prefixes than the store numbers, one
  * character too few to decode, the router's form around 256 bits that are mostly zero (decoded
- * too, and crowding the index unless all their bits choose the bucket), and plain text (hashed).
+ * too, and crowding the index unless all their bits choose the bucket), and plain text: up to
+ * 32 Latin-1 characters held as they are (among them two that differ only by a trailing NUL,
+ * and one of exactly 32), longer or wider ones hashed.
  */
 function keyOf(index: number): string {
   const digest = createHash('sha256')
@@ -93,8 +95,18 @@ function keyOf(index: number): string {
       sparse.writeUInt32BE(index >> 3, 28);
       return `actions:${sparse.toString('base64url')}`;
     }
-    default:
-      return `k${index}`;
+    default: {
+      const group = index >> 3;
+      const base = Math.floor(group / 5);
+      const plain = [
+        `k${base}`,
+        `k${base}\u0000`,
+        `\u00ff${base}`.padEnd(32, '.'),
+        `\u0101${base}`,
+        `k${base}`.padEnd(33, '.'),
+      ];
+      return plain[group % 5] as string;
+    }
   }
 }
 
