@@ -5,7 +5,7 @@ import { addField, type FieldRecord, type FieldValue } from './body/field-record
 import { parseUrlEncoded, queryStringOf } from './body/parse-urlencoded';
 import { dedupeKey } from './dedupe/dedupe-key';
 import { callListeners } from './delivery/call-listeners';
-import { createDeliverer } from './delivery/deliver';
+import { createDirectDelivery } from './delivery/direct';
 import { PostbackError } from './errors';
 import type { PostbackEventMap, PostbackRoute, TypedEventEmitter } from './events';
 import { buildEvent } from './fields/build-event';
@@ -75,7 +75,7 @@ export function createPostbackRouter<T = undefined>(options: PostbackRouterOptio
     });
   }
 
-  const deliver = createDeliverer(emitter, settings.store, settings, reportError);
+  const deliver = createDirectDelivery(emitter, settings.store, settings, reportError);
 
   /** Takes the secret out of the fields (it must never reach `raw` or a log) and checks it. */
   function checkSecret(query: FieldRecord, req: Request): void {

@@ -1,8 +1,8 @@
 import type { EventEmitter } from 'node:events';
 import { PostbackError } from '../errors';
 import type { PostbackEvent } from '../events';
-import { isStale, recordOf, stateOf, subjectOf, type Ordering } from '../journal/journal';
-import type { BeginResult, JournalRecord, PostbackStore, StoreClaim } from '../stores/store';
+import { isStale, recordOf, stateOf, type Ordering } from '../journal/journal';
+import type { JournalRecord, StoreClaim } from '../stores/store';
 import { isThenable, runListeners, withTimeout } from './call-listeners';
 import { testHooks } from './test-hooks';
 
@@ -18,12 +18,12 @@ export interface DeliverySettings {
   readonly ordering: Ordering;
 }
 
-type Maybe<T> = T | Promise<T>;
+export type Maybe<T> = T | Promise<T>;
 
-const TIMED_OUT = Symbol('timed out');
-const DELIVERED: DeliveryOutcome = Object.freeze({ kind: 'delivered' });
-const DUPLICATE: DeliveryOutcome = Object.freeze({ kind: 'duplicate' });
-const STALE: DeliveryOutcome = Object.freeze({ kind: 'stale' });
+export const TIMED_OUT = Symbol('timed out');
+export const DELIVERED: DeliveryOutcome = Object.freeze({ kind: 'delivered' });
+export const DUPLICATE: DeliveryOutcome = Object.freeze({ kind: 'duplicate' });
+export const STALE: DeliveryOutcome = Object.freeze({ kind: 'stale' });
 
 /**
  * A delivery that went asynchronous: `answer` settles when the sender can be answered, `ended`
@@ -31,147 +31,36 @@ const STALE: DeliveryOutcome = Object.freeze({ kind: 'stale' });
  * store without transactions run past the timeout: their work is being done, so the claim is
  * kept until they finish).
  */
-class Pending {
+export class Pending {
   constructor(
     readonly answer: Promise<DeliveryOutcome>,
     readonly ended: Promise<unknown>,
   ) {}
 }
 
-function failed(error: PostbackError): DeliveryOutcome {
+export function failed(error: PostbackError): DeliveryOutcome {
   return { kind: 'failed', error };
 }
 
-function ignore(): void {
+export function ignore(): void {
   // A promise whose outcome is reported elsewhere.
 }
 
 /**
- * Hands each postback to the host exactly once, as one unit of work the store opens
- * (`store.begin`): claim its key and its subject (the action or inquiry) and read the journal,
- * run the listeners with `(event, { previous, transaction })`, then commit (the key as handled
- * and the subject's new record, together with what listeners wrote through a transactional
- * store) or release (so impact.com's retry is handled).
+ * Delivers one claimed postback, whichever way it came (a request answered directly, or a row
+ * of the inbox): runs the listeners with `(event, { previous, transaction })`, then commits the
+ * claim (the key, the subject's new record and what listeners wrote through a transactional
+ * store) or releases it. A lifecycle PENDING for an action the journal knows as APPROVED or
+ * REVERSED is emitted as `stale` instead (ordering 'final-states'), and committed.
  *
- * Postbacks of one subject (or, without one, copies of one key) are applied one after the other
- * in this process: a later one waits, up to the listener timeout, for the earlier one's unit to
- * end, so `ctx.previous` is exact and a copy of a postback being handled becomes a duplicate.
- * Across processes the store keeps them apart.
- *
- * A lifecycle PENDING for an action the journal knows as APPROVED or REVERSED is emitted as
- * `stale` instead (ordering 'final-states'), committed and answered 2xx.
- *
- * When the store and the listeners answer synchronously (the memory and SQLite stores), nothing
- * here waits: no timer is armed, no promise made, and nothing needs tracking.
+ * With synchronous listeners and a synchronous store the outcome comes back at once.
  */
-export function createDeliverer<T>(
+export function createClaimApplier<T>(
   emitter: EventEmitter,
-  store: PostbackStore<T>,
   settings: DeliverySettings,
   reportError: (error: PostbackError) => void,
 ) {
   const { listenerTimeout: timeoutMs, ordering } = settings;
-  /** Units in this process that went asynchronous, by subject (by key when there is none). */
-  const busy = new Map<string, Promise<void>>();
-
-  function hold(lock: string, ended: Promise<unknown>): void {
-    const settled = ended.then(ignore, ignore);
-    busy.set(lock, settled);
-    void settled.then(() => {
-      if (busy.get(lock) === settled) busy.delete(lock);
-    });
-  }
-
-  /**
-   * Delivers one postback. With a synchronous store and listeners the outcome comes back at
-   * once, not as a promise, so the answer is written in the same turn of the event loop.
-   */
-  return function deliver(eventName: string, event: PostbackEvent): Maybe<DeliveryOutcome> {
-    const subject = subjectOf(event);
-    const lock = subject ?? event.meta.key;
-    // Mostly empty: with a synchronous store and listeners no unit ever waits.
-    const earlier = busy.size === 0 ? undefined : busy.get(lock);
-    if (earlier !== undefined) return deliverAfter(earlier, lock, eventName, event, subject);
-    return start(lock, eventName, event, subject);
-  };
-
-  /**
-   * Waits for the earlier unit of the subject, up to the listener timeout; then begins whatever
-   * happened: the store keeps a subject whose unit still runs held (answering 'in-flight'), and
-   * frees it once its lease lapses, should a listener never finish.
-   */
-  async function deliverAfter(
-    earlier: Promise<void>,
-    lock: string,
-    eventName: string,
-    event: PostbackEvent,
-    subject: string | null,
-  ): Promise<DeliveryOutcome> {
-    const deadline = Date.now() + timeoutMs;
-    // Several may wait for one unit; the first to wake takes the subject, the others wait again.
-    for (let waiting: Promise<void> | undefined = earlier; waiting !== undefined; waiting = busy.get(lock)) {
-      const left = deadline - Date.now();
-      if (left <= 0 || (await withTimeout(waiting, left, TIMED_OUT)) === TIMED_OUT) break;
-    }
-    return start(lock, eventName, event, subject);
-  }
-
-  function start(
-    lock: string,
-    eventName: string,
-    event: PostbackEvent,
-    subject: string | null,
-  ): Maybe<DeliveryOutcome> {
-    let begun: Maybe<BeginResult<T>>;
-    try {
-      begun = store.begin(event.meta.key, subject);
-    } catch (error) {
-      return storeUnavailable(error);
-    }
-    const next = isThenable(begun)
-      ? beginLater(Promise.resolve(begun), eventName, event)
-      : afterBegin(begun, eventName, event);
-    if (!(next instanceof Pending)) return next;
-    hold(lock, next.ended);
-    return next.answer;
-  }
-
-  /** A store that answers later: bounded by the listener timeout; a claim that comes too late is given up. */
-  function beginLater(begun: Promise<BeginResult<T>>, eventName: string, event: PostbackEvent): Pending {
-    let late = false;
-    let ended: Promise<unknown> | undefined;
-    const answer = withTimeout(begun, timeoutMs, TIMED_OUT).then(
-      (result) => {
-        if (result === TIMED_OUT) {
-          late = true;
-          return storeUnavailable(new Error(`the store did not answer within ${timeoutMs} ms`));
-        }
-        const next = afterBegin(result, eventName, event);
-        if (!(next instanceof Pending)) return next;
-        ended = next.ended;
-        return next.answer;
-      },
-      (error: unknown) => storeUnavailable(error),
-    );
-    void begun.then((result) => {
-      if (late && typeof result === 'object') void release(result, 'failed');
-    }, ignore);
-    return new Pending(
-      answer,
-      answer.then(() => ended),
-    );
-  }
-
-  function afterBegin(result: BeginResult<T>, eventName: string, event: PostbackEvent): DeliveryOutcome | Pending {
-    if (result === 'handled') return DUPLICATE;
-    if (result === 'in-flight') return inFlight();
-    if (testHooks.afterClaim === null) return deliverClaimed(result, eventName, event);
-    const hooked = testHooks.afterClaim(event.meta.key).then(() => deliverClaimed(result, eventName, event));
-    return new Pending(
-      hooked.then((next) => (next instanceof Pending ? next.answer : next)),
-      hooked.then((next) => (next instanceof Pending ? next.ended : undefined)),
-    );
-  }
 
   function deliverClaimed(claim: StoreClaim<T>, eventName: string, event: PostbackEvent): DeliveryOutcome | Pending {
     const stale = isStale(event, claim.previous, ordering);
@@ -285,25 +174,15 @@ export function createDeliverer<T>(
     reportError(new PostbackError('store.failed', 'the store failed to release a postback', { cause }));
   }
 
-  function storeUnavailable(cause: unknown): DeliveryOutcome {
-    const error = new PostbackError('store.failed', 'the store is unavailable; retry later', { cause });
-    reportError(error);
-    return failed(error);
-  }
-
-  function inFlight(): DeliveryOutcome {
-    return failed(
-      new PostbackError('postback.in_flight', 'the same postback or action is being handled right now; retry later'),
-    );
-  }
+  return deliverClaimed;
 }
 
 /** Applies `next` at once to a value, or once a promise of it resolves. */
-function then<A, B>(value: Maybe<A>, next: (value: A) => Maybe<B>): Maybe<B> {
+export function then<A, B>(value: Maybe<A>, next: (value: A) => Maybe<B>): Maybe<B> {
   return isThenable(value) ? Promise.resolve(value).then(next) : next(value);
 }
 
-function pendingIfAsync(outcome: Maybe<DeliveryOutcome>): DeliveryOutcome | Pending {
+export function pendingIfAsync(outcome: Maybe<DeliveryOutcome>): DeliveryOutcome | Pending {
   if (!isThenable(outcome)) return outcome;
   const answer = Promise.resolve(outcome);
   return new Pending(answer, answer);
