@@ -94,7 +94,7 @@ function handled(
   record: Record<string, string>,
 ): void {
   if (typeof result !== 'object' || result instanceof Promise) throw new Error('expected a synchronous claim');
-  void result.commit(record);
+  void result.commit(record, 'delivered');
 }
 
 export function printStageTable(results: StageResults): void {

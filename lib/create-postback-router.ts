@@ -4,14 +4,16 @@ import { createBodyReader } from './body/read-body';
 import { addField, type FieldRecord, type FieldValue } from './body/field-record';
 import { parseUrlEncoded, queryStringOf } from './body/parse-urlencoded';
 import { dedupeKey } from './dedupe/dedupe-key';
-import { callListeners } from './delivery/call-listeners';
+import { callListeners, withTimeout } from './delivery/call-listeners';
 import { createDirectDelivery } from './delivery/direct';
+import { createInboxDelivery, type PostbackInbox } from './delivery/inbox';
 import { PostbackError } from './errors';
-import type { PostbackEventMap, PostbackRoute, TypedEventEmitter } from './events';
+import type { PostbackEvent, PostbackEventMap, PostbackRoute, TypedEventEmitter } from './events';
 import { buildEvent } from './fields/build-event';
 import { compileFieldIndex, type FieldIndex } from './fields/field-names';
 import { ACTION_FIELDS, CATALOG_FIELDS, INQUIRY_FIELDS } from './fields/field-specs';
 import { normalizeFields } from './fields/normalize-fields';
+import { rebuildEvent } from './fields/stored-event';
 import { requestPath } from './http/request-path';
 import { sendError, sendSuccess } from './http/respond';
 import { resolveClientIp } from './ip/client-ip';
@@ -28,6 +30,14 @@ export interface PostbackRouter<T = undefined> extends TypedEventEmitter<Postbac
    * /actions, /clearing, /inquiries and /catalog below that path and passes anything else on.
    */
   readonly router: RequestHandler;
+  /** With `delivery: 'inbox'`: the stored postbacks, to look into and retry; null otherwise. */
+  readonly inbox: PostbackInbox | null;
+  /**
+   * Shuts down: new postbacks are answered 503 (`router.closed`, with `Connection: close`);
+   * postbacks being handled, and with `delivery: 'inbox'` the rows being delivered, finish, up
+   * to `timeoutMs` (default: the listener timeout); then the store is closed. Twice is harmless.
+   */
+  close(options?: { readonly timeoutMs?: number }): Promise<void>;
 }
 
 /** impact.com gives each event kind its own URL, and nothing in a request says which kind it is. */
@@ -39,8 +49,10 @@ const ROUTE_EVENTS: Readonly<Record<PostbackRoute, 'action' | 'inquiry' | 'catal
 };
 
 class PostbackReceiver extends EventEmitter {
-  // Assigned right after construction: the middleware needs the emitter.
+  // Assigned right after construction: these need the emitter.
   router!: RequestHandler;
+  inbox!: PostbackInbox | null;
+  close!: (options?: { readonly timeoutMs?: number }) => Promise<void>;
 }
 
 /**
@@ -65,17 +77,37 @@ export function createPostbackRouter<T = undefined>(options: PostbackRouterOptio
     void callListeners(emitter, 'error', [error]);
   }
 
-  /** Emits a notification (`rejected`, `duplicate`) without letting a listener's failure escape. */
-  function notify(eventName: 'rejected' | 'duplicate', argument: unknown): void {
+  /** Emits a notification (`rejected`, `duplicate`, `dead`) without letting a listener's failure escape. */
+  function notify(eventName: 'rejected' | 'duplicate' | 'dead', ...args: readonly unknown[]): void {
     if (emitter.listenerCount(eventName) === 0) return;
-    void callListeners(emitter, eventName, [argument]).then((failures) => {
+    void callListeners(emitter, eventName, args).then((failures) => {
       for (const failure of failures) {
         reportError(new PostbackError('listener.failed', `a "${eventName}" listener failed`, { cause: failure }));
       }
     });
   }
 
-  const deliver = createDirectDelivery(emitter, settings.store, settings, reportError);
+  const inboxDelivery =
+    settings.delivery.mode === 'inbox'
+      ? createInboxDelivery(
+          emitter,
+          settings.delivery.inbox,
+          { ...settings, ...settings.delivery },
+          reportError,
+          (eventName, args) => {
+            notify(eventName, ...args);
+          },
+          (row) => rebuildEvent(row, fieldIndexes),
+          (event) => ROUTE_EVENTS[event.meta.route],
+        )
+      : null;
+  const deliver =
+    inboxDelivery === null
+      ? createDirectDelivery(emitter, settings.store, settings, reportError)
+      : (_eventName: string, event: PostbackEvent) => inboxDelivery.arrive(event);
+  /** Requests being handled now, so that close() can wait for them. */
+  const handling = new Set<Promise<void>>();
+  let closing: Promise<void> | null = null;
 
   /** Takes the secret out of the fields (it must never reach `raw` or a log) and checks it. */
   function checkSecret(query: FieldRecord, req: Request): void {
@@ -109,6 +141,7 @@ export function createPostbackRouter<T = undefined>(options: PostbackRouterOptio
     let ip: string | null = null;
     let bodyRead = false;
     try {
+      if (closing !== null) throw new PostbackError('router.closed', 'this receiver is shutting down; retry later');
       ip = resolveClientIp(req.socket.remoteAddress, req.headers['x-forwarded-for'], settings.proxyTrust);
       // Checked before anything else is read: a refused sender costs no parsing.
       if (ip === null || !settings.isAllowedIp(ip)) {
@@ -179,10 +212,28 @@ export function createPostbackRouter<T = undefined>(options: PostbackRouterOptio
       return;
     }
     // Handled here, not by Express: Express 4 does not catch rejected promises.
-    handle(route, req, res, path).catch((error: unknown) => {
+    const handled = handle(route, req, res, path).catch((error: unknown) => {
       reportError(new PostbackError('internal', 'the answer could not be written', { cause: error }));
       res.destroy();
     });
+    handling.add(handled);
+    void handled.finally(() => handling.delete(handled));
+  };
+  emitter.inbox = inboxDelivery?.admin ?? null;
+  emitter.close = (closeOptions = {}) => {
+    closing ??= (async () => {
+      const timeoutMs = closeOptions.timeoutMs ?? settings.listenerTimeout;
+      const deadline = Date.now() + timeoutMs;
+      const inboxStopped = inboxDelivery?.stop(timeoutMs);
+      await withTimeout(Promise.all([...handling]), timeoutMs, undefined);
+      await inboxStopped;
+      await withTimeout(
+        Promise.resolve(settings.store.close?.()),
+        Math.max(0, deadline - Date.now()) + 1000,
+        undefined,
+      );
+    })();
+    return closing;
   };
   return emitter as unknown as PostbackRouter<T>;
 }

@@ -25,6 +25,7 @@ export const ERROR_STATUS = {
   'listener.missing': 503,
   'store.failed': 503,
   'postback.in_flight': 503,
+  'router.closed': 503,
   internal: 500,
 } as const;
 

@@ -134,6 +134,11 @@ export interface PostbackEventMap<T = undefined> {
   stale: [event: ActionEvent, ctx: DeliveryContext<ActionState, T>];
   /** A postback already handled arrived again; it was answered as a success and not re-emitted. */
   duplicate: [event: PostbackEvent];
+  /**
+   * With `delivery: 'inbox'`: a stored postback failed `maxAttempts` times and will not be tried
+   * again until `postbacks.inbox.retry()`. The event is null if the row no longer builds one.
+   */
+  dead: [event: PostbackEvent | null, error: PostbackError];
   rejected: [rejection: Rejection];
   /** A listener failed or timed out, or the store failed. Never thrown when nobody listens. */
   error: [error: PostbackError];

@@ -32,7 +32,21 @@ export {
   type PostbackErrorDetails,
 } from './errors';
 export type { Ordering } from './journal/journal';
-export type { BeginResult, JournalRecord, PostbackStore, StoreClaim } from './stores/store';
+export type {
+  BeginResult,
+  InboxClaim,
+  InboxEntry,
+  InboxQuery,
+  InboxRow,
+  InboxStats,
+  InboxStatus,
+  InboxStore,
+  JournalRecord,
+  PostbackStore,
+  StoreClaim,
+  StoreInbox,
+} from './stores/store';
+export type { InboxItem, PostbackInbox } from './delivery/inbox';
 export { MemoryStore, type MemoryStoreOptions } from './stores/memory-store';
 export { SqliteStore, type SqliteStoreOptions } from './stores/sqlite-store';
 export { RedisStore, type RedisClientLike, type RedisStoreOptions } from './stores/redis-store';

@@ -1,7 +1,7 @@
 import bytes from 'bytes';
 import type { Ordering } from './journal/journal';
 import { MemoryStore } from './stores/memory-store';
-import type { PostbackStore } from './stores/store';
+import type { PostbackStore, StoreInbox } from './stores/store';
 import { ALL_FIELD_NAMES, type KnownFieldName } from './fields/field-specs';
 import { compileAllowList, type IpMatcher } from './ip/allow-list';
 import type { ProxyTrust } from './ip/client-ip';
@@ -44,7 +44,33 @@ export interface PostbackRouterOptions<T = undefined> {
    * is emitted as `stale`, not `action`. `'none'`: every postback is emitted as `action`.
    */
   readonly ordering?: Ordering;
+  /**
+   * `'direct'` (default): impact.com's request waits while listeners run, and is answered by
+   * their outcome. `'inbox'`: the postback is stored and answered at once, then delivered from
+   * the store's inbox with retries (SqliteStore or PostgresStore).
+   */
+  readonly delivery?: 'direct' | 'inbox';
+  /** With `delivery: 'inbox'`: attempts after which a stored postback is dead. Default 12. */
+  readonly maxAttempts?: number;
+  /**
+   * With `delivery: 'inbox'`: the wait before attempt n + 1 is `baseMs × 2^(n − 1)`, at most
+   * `maxMs`, less a random part of up to half. Default `{ baseMs: 1000, maxMs: 3_600_000 }`.
+   */
+  readonly backoff?: { readonly baseMs?: number; readonly maxMs?: number };
+  /** With `delivery: 'inbox'`: how many stored postbacks are delivered at once. Default 4. */
+  readonly concurrency?: number;
 }
+
+/** How postbacks reach the listeners, with what the inbox needs. */
+export type DeliveryMode =
+  | { readonly mode: 'direct' }
+  | {
+      readonly mode: 'inbox';
+      readonly inbox: StoreInbox<unknown>;
+      readonly maxAttempts: number;
+      readonly backoff: { readonly baseMs: number; readonly maxMs: number };
+      readonly concurrency: number;
+    };
 
 export interface NormalizedOptions {
   readonly isAllowedIp: IpMatcher;
@@ -57,6 +83,7 @@ export interface NormalizedOptions {
   readonly listenerTimeout: number;
   readonly store: PostbackStore<unknown>;
   readonly ordering: Ordering;
+  readonly delivery: DeliveryMode;
 }
 
 const OPTION_NAMES = [
@@ -70,6 +97,10 @@ const OPTION_NAMES = [
   'listenerTimeout',
   'store',
   'ordering',
+  'delivery',
+  'maxAttempts',
+  'backoff',
+  'concurrency',
 ] as const;
 
 const MAX_LIMIT = 10 * 1024 * 1024;
@@ -82,6 +113,7 @@ const MAX_TIMER = 2 ** 31 - 1;
  */
 export function normalizeOptions(input: unknown): NormalizedOptions {
   const options = asOptionsObject(input);
+  const store = normalizeStore(options['store']);
   return {
     isAllowedIp: compileAllowList(validateRangeList('allowedIps', options['allowedIps'])),
     proxyTrust: normalizeTrustProxy(options['trustProxy']),
@@ -91,8 +123,9 @@ export function normalizeOptions(input: unknown): NormalizedOptions {
     maxFields: integerIn('maxFields', options['maxFields'], 100, 1, 1000),
     successResponse: normalizeSuccessResponse(options['successResponse']),
     listenerTimeout: integerIn('listenerTimeout', options['listenerTimeout'], 10_000, 1, MAX_TIMER),
-    store: normalizeStore(options['store']),
+    store,
     ordering: normalizeOrdering(options['ordering']),
+    delivery: normalizeDelivery(options, store),
   };
 }
 
@@ -213,6 +246,46 @@ function normalizeStore(value: unknown): PostbackStore<unknown> {
     );
   }
   return value as PostbackStore<unknown>;
+}
+
+const INBOX_OPTIONS = ['maxAttempts', 'backoff', 'concurrency'] as const;
+
+function normalizeDelivery(options: Record<string, unknown>, store: PostbackStore<unknown>): DeliveryMode {
+  const delivery = options['delivery'];
+  if (delivery === undefined || delivery === 'direct') {
+    const stray = INBOX_OPTIONS.find((name) => options[name] !== undefined);
+    if (stray !== undefined) throw new TypeError(`option ${stray} applies only with delivery: 'inbox'`);
+    return { mode: 'direct' };
+  }
+  if (delivery !== 'inbox') {
+    throw new TypeError(`option delivery must be "direct" or "inbox", got ${JSON.stringify(delivery)}`);
+  }
+  const inbox = (store as { inbox?: unknown }).inbox;
+  if (typeof inbox !== 'object' || inbox === null || typeof (inbox as Record<string, unknown>)['add'] !== 'function') {
+    throw new TypeError(
+      "option delivery: 'inbox' needs a store that keeps an inbox, SqliteStore or PostgresStore: an inbox must be durable " +
+        '(MemoryStore forgets on restart) and store a postback with its key in one transaction (RedisStore cannot)',
+    );
+  }
+  const backoff = options['backoff'];
+  if (backoff !== undefined && (typeof backoff !== 'object' || backoff === null || Array.isArray(backoff))) {
+    throw new TypeError('option backoff must be an object such as { baseMs: 1000, maxMs: 3600000 }');
+  }
+  const { baseMs, maxMs } = (backoff ?? {}) as Record<string, unknown>;
+  const normalizedBackoff = {
+    baseMs: integerIn('backoff.baseMs', baseMs, 1000, 1, MAX_TIMER),
+    maxMs: integerIn('backoff.maxMs', maxMs, 3_600_000, 1, MAX_TIMER),
+  };
+  if (normalizedBackoff.maxMs < normalizedBackoff.baseMs) {
+    throw new TypeError('option backoff.maxMs must not be less than backoff.baseMs');
+  }
+  return {
+    mode: 'inbox',
+    inbox: inbox as StoreInbox<unknown>,
+    maxAttempts: integerIn('maxAttempts', options['maxAttempts'], 12, 1, 1000),
+    backoff: normalizedBackoff,
+    concurrency: integerIn('concurrency', options['concurrency'], 4, 1, 1000),
+  };
 }
 
 function normalizeOrdering(value: unknown): Ordering {

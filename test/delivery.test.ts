@@ -265,7 +265,7 @@ describe('MemoryStore', () => {
   function handle(store: MemoryStore, key: string): void {
     const claim = store.begin(key, null);
     if (typeof claim === 'string') throw new Error(`${key} was not claimed: ${claim}`);
-    void claim.commit(null);
+    void claim.commit(null, 'delivered');
   }
 
   it('answers a claim, in-flight and handled', () => {
@@ -273,7 +273,7 @@ describe('MemoryStore', () => {
     const first = store.begin('a', null);
     expect(first).to.be.an('object');
     expect(store.begin('a', null)).to.equal('in-flight');
-    void (first as StoreClaim<undefined>).commit(null);
+    void (first as StoreClaim<undefined>).commit(null, 'delivered');
     expect(store.begin('a', null)).to.equal('handled');
     const other = store.begin('b', null) as StoreClaim<undefined>;
     void other.release('failed');
@@ -301,7 +301,7 @@ describe('MemoryStore', () => {
     const store = new MemoryStore({ maxKeys: 10 });
     for (let index = 0; index < 40; index += 1) {
       const claim = store.begin(`k${index}`, `action:${index}`) as StoreClaim<undefined>;
-      void claim.commit({ status: 'PENDING', payout: String(index) });
+      void claim.commit({ status: 'PENDING', payout: String(index) }, 'delivered');
     }
     const previous = (subject: string) => (store.begin(`probe:${subject}`, subject) as StoreClaim<undefined>).previous;
     // The bound is kept within a tenth over maxKeys: the newest ten always stay.

@@ -5,6 +5,7 @@
  */
 import { parseArgs } from 'node:util';
 import { deliverPostback, errorCodeOf } from './deliver';
+import { inboxCommand, InboxUsageError } from './inbox';
 import { migrate, MigrateUsageError } from './migrate';
 import { SCENARIOS, scenarioSteps, type ScenarioName } from './scenarios';
 import { buildTemplate, formatTemplate, KINDS, TEMPLATE_FORMATS, type Kind, type TemplateFormat } from './templates';
@@ -19,6 +20,7 @@ Commands:
   send        play postbacks as impact.com would send them (a simulator)
   check       send one harmless postback per route and format, and report what is accepted
   migrate     create PostgresStore's tables in a PostgreSQL database, or print their DDL
+  inbox       what the inbox of delivery: 'inbox' holds (stats, list), and retry rows
 
 Run "impact-postbacks <command> --help" for a command's options.`,
   templates: `Usage: impact-postbacks templates --url <base URL> [options]
@@ -75,6 +77,26 @@ Options:
   --help                show this help
 
 Exit code 1 if the database could not be reached or refused the DDL.`,
+  inbox: `Usage: impact-postbacks inbox <stats|list|retry> (--database-url <url> | --sqlite <file>) [options]
+
+Looks into the inbox of a router with delivery: 'inbox', and makes rows pending again.
+
+  stats                 how many rows are pending, retrying, dead and delivered
+  list                  rows, newest first: id, status, attempts, arrival, route, format, id, last error
+  retry --id <row>      make one row pending again, its attempts reset
+  retry --dead          make every dead row pending again (after fixing what failed)
+
+Options:
+  --database-url <url>  PostgresStore's database (default: the DATABASE_URL environment variable)
+  --schema <name>       PostgresStore's schema (default: public)
+  --table-prefix <p>    PostgresStore's table prefix (default: impact_postbacks_)
+  --sqlite <file>       SqliteStore's file
+  --status <status>     list only pending, retrying, delivered or dead rows
+  --limit <n>           list at most n rows (default: 50)
+  --json                print JSON
+  --help                show this help
+
+Exit code 1 if the store could not be read.`,
 };
 
 function oneOf<T extends string>(name: string, value: string | undefined, allowed: readonly T[], fallback?: T): T {
@@ -258,6 +280,45 @@ async function runMigrate(args: string[]): Promise<number> {
   }
 }
 
+async function runInbox(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    options: {
+      'database-url': { type: 'string' },
+      sqlite: { type: 'string' },
+      schema: { type: 'string' },
+      'table-prefix': { type: 'string' },
+      status: { type: 'string' },
+      limit: { type: 'string' },
+      id: { type: 'string' },
+      dead: { type: 'boolean' },
+      json: { type: 'boolean' },
+      help: { type: 'boolean' },
+    },
+    allowPositionals: true,
+    strict: true,
+  });
+  if (values.help === true) return help('inbox');
+  if (positionals.length > 1) throw new UsageError(`inbox takes one action, got ${positionals.join(' ')}`);
+  try {
+    return await inboxCommand({
+      action: positionals[0],
+      databaseUrl: values['database-url'] ?? (values.sqlite === undefined ? process.env['DATABASE_URL'] : undefined),
+      sqlite: values.sqlite,
+      schema: values.schema,
+      tablePrefix: values['table-prefix'],
+      status: values.status,
+      limit: values.limit,
+      id: values.id,
+      dead: values.dead === true,
+      json: values.json === true,
+    });
+  } catch (error) {
+    if (error instanceof InboxUsageError) throw new UsageError(error.message);
+    throw error;
+  }
+}
+
 function help(command: string): number {
   console.log(HELP[command] ?? HELP['main']);
   return 0;
@@ -275,6 +336,8 @@ async function main(argv: string[]): Promise<number> {
         return await check(args);
       case 'migrate':
         return await runMigrate(args);
+      case 'inbox':
+        return await runInbox(args);
       case undefined:
       case '--help':
       case '-h':

@@ -27,14 +27,14 @@ export const STALE: DeliveryOutcome = Object.freeze({ kind: 'stale' });
 
 /**
  * A delivery that went asynchronous: `answer` settles when the sender can be answered, `ended`
- * when the store's claim is committed or released (later than the answer when listeners of a
- * store without transactions run past the timeout: their work is being done, so the claim is
- * kept until they finish).
+ * when the store's claim is committed or released, with what that final outcome was. It is
+ * later than the answer when listeners of a store without transactions run past the timeout:
+ * their work is being done, so the claim is kept until they finish, then committed or released.
  */
 export class Pending {
   constructor(
     readonly answer: Promise<DeliveryOutcome>,
-    readonly ended: Promise<unknown>,
+    readonly ended: Promise<DeliveryOutcome>,
   ) {}
 }
 
@@ -127,7 +127,7 @@ export function createClaimApplier<T>(
       });
       return then(release(claim, 'failed'), () => failed(error));
     }
-    return then(commit(claim, record), (failure) => {
+    return then(commit(claim, record, success.kind === 'stale' ? 'stale' : 'delivered'), (failure) => {
       if (failure !== null) return failure;
       if (testHooks.afterCommit !== null) return testHooks.afterCommit(key).then(() => success);
       return success;
@@ -135,10 +135,14 @@ export function createClaimApplier<T>(
   }
 
   /** Null once committed; a failure to answer when a transactional commit failed. */
-  function commit(claim: StoreClaim<T>, record: JournalRecord | null): Maybe<DeliveryOutcome | null> {
+  function commit(
+    claim: StoreClaim<T>,
+    record: JournalRecord | null,
+    outcome: 'delivered' | 'stale',
+  ): Maybe<DeliveryOutcome | null> {
     let pending: void | Promise<void>;
     try {
-      pending = claim.commit(record);
+      pending = claim.commit(record, outcome);
     } catch (error) {
       return commitFailed(claim, error);
     }

@@ -107,7 +107,7 @@ export function createDirectDelivery<T>(
   /** A store that answers later: bounded by the listener timeout; a claim that comes too late is given up. */
   function beginLater(begun: Promise<BeginResult<T>>, eventName: string, event: PostbackEvent): Pending {
     let late = false;
-    let ended: Promise<unknown> | undefined;
+    let ended: Promise<DeliveryOutcome> | undefined;
     const answer = withTimeout(begun, timeoutMs, TIMED_OUT).then(
       (result) => {
         if (result === TIMED_OUT) {
@@ -126,7 +126,7 @@ export function createDirectDelivery<T>(
     }, ignore);
     return new Pending(
       answer,
-      answer.then(() => ended),
+      answer.then((outcome) => ended ?? outcome),
     );
   }
 
@@ -137,7 +137,7 @@ export function createDirectDelivery<T>(
     const hooked = testHooks.afterClaim(event.meta.key).then(() => deliverClaimed(result, eventName, event));
     return new Pending(
       hooked.then((next) => (next instanceof Pending ? next.answer : next)),
-      hooked.then((next) => (next instanceof Pending ? next.ended : undefined)),
+      hooked.then((next) => (next instanceof Pending ? next.ended : next)),
     );
   }
 

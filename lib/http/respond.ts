@@ -64,7 +64,8 @@ export function sendError(req: Request, res: Response, error: PostbackError, bod
   if (res.headersSent || res.writableEnded) return;
   if (error.code === 'method.not_allowed') res.setHeader('Allow', ALLOWED_METHODS);
   if (error.status === 503) res.setHeader('Retry-After', RETRY_AFTER_SECONDS);
-  if (bodyUnread && hasBody(req)) res.setHeader('Connection', 'close');
+  // A receiver shutting down lets the client's connection go, so it reconnects to another.
+  if ((bodyUnread && hasBody(req)) || error.code === 'router.closed') res.setHeader('Connection', 'close');
   const flavour = flavourOf(req);
   const { code, message } = error;
   const body =

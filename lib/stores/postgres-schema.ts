@@ -1,7 +1,8 @@
 /**
- * PostgresStore's tables and its claim function: the DDL that the store applies on first use
- * and that `impact-postbacks migrate` applies or prints.
+ * PostgresStore's tables and functions: the DDL that the store applies on first use and that
+ * `impact-postbacks migrate` applies or prints.
  */
+import { createHash } from 'node:crypto';
 
 export interface PostgresNames {
   readonly schema: string;
@@ -14,15 +15,23 @@ export interface PostgresObjects {
   readonly journal: string;
   /** The claim function: lock the subject, insert the key, read the journal (one round trip). */
   readonly begin: string;
+  /** Postbacks stored for delivery: 'inbox'. */
+  readonly inbox: string;
+  /** Stores a postback with its key and wakes the workers. */
+  readonly inboxAdd: string;
+  /** Takes the next row due, locks its subject and reads the journal. */
+  readonly inboxNext: string;
+  /** The LISTEN/NOTIFY channel by which workers learn of new rows. */
+  readonly channel: string;
 }
 
 // Unquoted-identifier characters only, and short enough that the longest derived name
-// (<prefix>journal_expires_at) stays within PostgreSQL's 63 bytes.
+// (<prefix>journal_expires_at, <prefix>inbox_next_v2) stays within PostgreSQL's 63 bytes.
 const SCHEMA_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 const TABLE_PREFIX = /^[A-Za-z_][A-Za-z0-9_]{0,44}$/;
 
 /** Raised when the DDL changes: a store finding an older version's function applies the DDL again. */
-const VERSION = 1;
+const VERSION = 2;
 
 export function checkNames(schema: unknown, tablePrefix: unknown): PostgresNames {
   if (typeof schema !== 'string' || !SCHEMA_NAME.test(schema)) {
@@ -39,10 +48,16 @@ export function checkNames(schema: unknown, tablePrefix: unknown): PostgresNames
 }
 
 export function objectsOf({ schema, tablePrefix }: PostgresNames): PostgresObjects {
+  // Channels are named per database, not per schema: a digest keeps other schemas' apart.
+  const digest = createHash('sha256').update(`${schema}.${tablePrefix}`).digest('hex').slice(0, 16);
   return {
     keys: `"${schema}"."${tablePrefix}keys"`,
     journal: `"${schema}"."${tablePrefix}journal"`,
     begin: `"${schema}"."${tablePrefix}begin_v${VERSION}"`,
+    inbox: `"${schema}"."${tablePrefix}inbox"`,
+    inboxAdd: `"${schema}"."${tablePrefix}inbox_add_v${VERSION}"`,
+    inboxNext: `"${schema}"."${tablePrefix}inbox_next_v${VERSION}"`,
+    channel: `impact_postbacks_${digest}`,
   };
 }
 
@@ -54,8 +69,8 @@ function lockNamespace({ schema, tablePrefix }: PostgresNames): string {
 /** The whole DDL; every statement may run again harmlessly. */
 export function schemaSql(names: PostgresNames): string {
   const { schema, tablePrefix } = names;
-  const { keys, journal, begin } = objectsOf(names);
-  return `-- impact-postbacks: dedupe keys, action journal and claim function (version ${VERSION})
+  const { keys, journal, begin, inbox, inboxAdd, inboxNext, channel } = objectsOf(names);
+  return `-- impact-postbacks: dedupe keys, action journal, inbox and their functions (version ${VERSION})
 ${schema === 'public' ? '' : `CREATE SCHEMA IF NOT EXISTS "${schema}";\n`}
 -- One row per handled postback, kept for the retention. A claim's row is inserted in the
 -- transaction the listeners write in, so it commits with their writes or not at all.
@@ -104,15 +119,97 @@ BEGIN
   RETURN QUERY SELECT true, (SELECT j.state FROM ${journal} j WHERE j.subject = p_subject AND j.expires_at > now());
 END
 $$;
+
+-- Postbacks stored on arrival for delivery: 'inbox', delivered rows kept for the retention.
+CREATE TABLE IF NOT EXISTS ${inbox} (
+  id bigserial PRIMARY KEY,
+  key text NOT NULL,
+  subject text,
+  route text NOT NULL,
+  format text NOT NULL,
+  ip text NOT NULL,
+  path text NOT NULL,
+  received_at timestamptz NOT NULL,
+  fields json NOT NULL,
+  status text NOT NULL DEFAULT 'pending',
+  attempts integer NOT NULL DEFAULT 0,
+  last_error text,
+  next_attempt_at timestamptz NOT NULL DEFAULT now(),
+  delivered_at timestamptz,
+  outcome text
+);
+CREATE INDEX IF NOT EXISTS "${tablePrefix}inbox_waiting" ON ${inbox} (id) WHERE status IN ('pending', 'retrying');
+CREATE INDEX IF NOT EXISTS "${tablePrefix}inbox_subject" ON ${inbox} (subject, id) WHERE status IN ('pending', 'retrying');
+CREATE INDEX IF NOT EXISTS "${tablePrefix}inbox_status" ON ${inbox} (status, id);
+
+-- Arrival: the key and the row in one statement, or neither (a copy); then a notification,
+-- sent when the caller's transaction commits.
+CREATE OR REPLACE FUNCTION ${inboxAdd}(p_key text, p_subject text, p_route text, p_format text, p_ip text,
+  p_path text, p_received_at timestamptz, p_fields json, p_retention_ms bigint)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+  v_id bigint;
+BEGIN
+  INSERT INTO ${keys} AS k (key, expires_at)
+    VALUES (p_key, now() + p_retention_ms * interval '1 millisecond')
+    ON CONFLICT (key) DO UPDATE SET handled_at = now(), expires_at = EXCLUDED.expires_at
+    WHERE k.expires_at <= now();
+  IF NOT FOUND THEN
+    RETURN NULL;
+  END IF;
+  INSERT INTO ${inbox} (key, subject, route, format, ip, path, received_at, fields)
+    VALUES (p_key, p_subject, p_route, p_format, p_ip, p_path, p_received_at, p_fields)
+    RETURNING id INTO v_id;
+  PERFORM pg_notify('${channel}', '');
+  RETURN v_id;
+END
+$$;
+
+-- Delivery: the oldest row due whose subject has no earlier row waiting (a subject's postbacks
+-- go in the order they arrived), skipping rows other workers hold; then the subject's advisory
+-- lock and its journal state, as a claim takes them.
+CREATE OR REPLACE FUNCTION ${inboxNext}(p_lock_timeout_ms integer)
+RETURNS TABLE (id bigint, key text, subject text, route text, format text, ip text, path text,
+  received_at timestamptz, fields json, status text, attempts integer, last_error text,
+  next_attempt_at timestamptz, previous jsonb)
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+  v_lock_timeout text := current_setting('lock_timeout');
+  v ${inbox}%ROWTYPE;
+BEGIN
+  SELECT r.* INTO v FROM ${inbox} r
+    WHERE r.status IN ('pending', 'retrying') AND r.next_attempt_at <= now()
+      AND NOT EXISTS (
+        SELECT 1 FROM ${inbox} e
+        WHERE e.subject = r.subject AND e.id < r.id AND e.status IN ('pending', 'retrying'))
+    ORDER BY r.id LIMIT 1
+    FOR UPDATE OF r SKIP LOCKED;
+  IF NOT FOUND THEN
+    RETURN;
+  END IF;
+  IF v.subject IS NOT NULL THEN
+    PERFORM set_config('lock_timeout', p_lock_timeout_ms || 'ms', true);
+    PERFORM pg_advisory_xact_lock(hashtextextended('${lockNamespace(names)}' || v.subject, 0));
+    PERFORM set_config('lock_timeout', v_lock_timeout, true);
+  END IF;
+  RETURN QUERY SELECT v.id, v.key, v.subject, v.route, v.format, v.ip, v.path, v.received_at, v.fields,
+    v.status, v.attempts, v.last_error, v.next_attempt_at,
+    (SELECT j.state FROM ${journal} j WHERE j.subject = v.subject AND j.expires_at > now());
+END
+$$;
 `;
 }
 
 /** Answers one row with `ready: true` when this version's objects all exist. */
 export function schemaPresentSql(names: PostgresNames): string {
-  const { keys, journal, begin } = objectsOf(names);
+  const { keys, journal, begin, inbox, inboxAdd, inboxNext } = objectsOf(names);
   const quote = (text: string): string => `'${text.replaceAll("'", "''")}'`;
   return `SELECT to_regclass(${quote(keys)}) IS NOT NULL AND to_regclass(${quote(journal)}) IS NOT NULL
-    AND to_regprocedure(${quote(`${begin}(text, text, integer, bigint)`)}) IS NOT NULL AS ready`;
+    AND to_regclass(${quote(inbox)}) IS NOT NULL
+    AND to_regprocedure(${quote(`${begin}(text, text, integer, bigint)`)}) IS NOT NULL
+    AND to_regprocedure(${quote(`${inboxAdd}(text, text, text, text, text, text, timestamptz, json, bigint)`)}) IS NOT NULL
+    AND to_regprocedure(${quote(`${inboxNext}(integer)`)}) IS NOT NULL AS ready`;
 }
 
 /**

@@ -7,36 +7,18 @@ import {
   schemaSql,
   type PostgresNames,
 } from './postgres-schema';
-import type { BeginResult, JournalRecord, PostbackStore, StoreClaim } from './store';
+import {
+  Connection,
+  PostgresClaim,
+  type CommitWrites,
+  type PgClient,
+  type PgPool,
+  type PgQueryResult,
+} from './postgres-claim';
+import { PostgresInbox } from './postgres-inbox';
+import type { BeginResult, InboxStore, JournalRecord } from './store';
 
-/** What a query answers, as node-postgres gives it. */
-export interface PgQueryResult {
-  readonly rows: readonly unknown[];
-  readonly rowCount: number | null;
-  readonly command: string;
-}
-
-/**
- * The part of a node-postgres client this package uses; listeners get the whole client. Pass
- * pg's own type to the store to see it whole: `new PostgresStore<PoolClient>({ pool })`.
- */
-export interface PgClient {
-  query(text: string, values?: unknown[]): Promise<PgQueryResult>;
-}
-
-/** A client checked out of a pool, as node-postgres's pool hands it out. */
-export interface PgPoolClient extends PgClient {
-  /** Back to the pool; with an error (or true), the connection is closed instead. */
-  release(error?: Error | boolean): void;
-  on(event: 'error', listener: (error: Error) => void): unknown;
-  removeListener(event: 'error', listener: (error: Error) => void): unknown;
-}
-
-/** The part of a node-postgres Pool the store uses; any pg 8 Pool fits. */
-export interface PgPool {
-  connect(): Promise<PgPoolClient>;
-  end(): Promise<void>;
-}
+export type { PgClient, PgPool, PgPoolClient, PgQueryResult } from './postgres-claim';
 
 interface StoreSettings {
   /** The schema of the store's tables. Default `public`. */
@@ -64,113 +46,6 @@ const LOCK_NOT_AVAILABLE = '55P03';
 const PRUNE_BATCH = 10_000;
 
 /**
- * A client held for one claim. Queries the store itself makes are bounded: one that has not
- * answered in time closes the connection (PostgreSQL then rolls the transaction back).
- */
-class Connection {
-  private released = false;
-
-  constructor(
-    readonly client: PgPoolClient,
-    private readonly boundMs: number,
-  ) {
-    // A connection lost while held fails its queries; its 'error' event must not end the process.
-    client.on('error', this.ignore);
-  }
-
-  async query(text: string, values?: unknown[]): Promise<PgQueryResult> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        reject(new Error(`PostgreSQL did not answer within ${this.boundMs} ms`));
-        this.close();
-      }, this.boundMs);
-    });
-    try {
-      return await Promise.race([this.client.query(text, values), timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
-  /** Back to the pool, its transaction ended. */
-  giveBack(): void {
-    this.end(undefined);
-  }
-
-  /** Closes the connection: whatever transaction it held is rolled back by PostgreSQL. */
-  close(): void {
-    this.end(new Error('closed by impact-postbacks'));
-  }
-
-  private end(error: Error | undefined): void {
-    if (this.released) return;
-    this.released = true;
-    this.client.removeListener('error', this.ignore);
-    this.client.release(error);
-  }
-
-  private readonly ignore = (): void => undefined;
-}
-
-class PostgresClaim<C> implements StoreClaim<C> {
-  readonly transactional = true;
-  private finished = false;
-
-  constructor(
-    private readonly connection: Connection,
-    private readonly writeRecord: string,
-    private readonly retentionMs: number,
-    private readonly subject: string | null,
-    readonly previous: JournalRecord | null,
-  ) {}
-
-  get transaction(): C {
-    return this.connection.client as unknown as C;
-  }
-
-  async commit(record: JournalRecord | null): Promise<void> {
-    this.finish();
-    try {
-      if (record !== null && this.subject !== null) {
-        await this.connection.query(this.writeRecord, [this.subject, JSON.stringify(record), this.retentionMs]);
-      }
-      // PostgreSQL answers COMMIT with ROLLBACK, not an error, when a statement in the
-      // transaction failed (a listener may have caught that error and carried on).
-      const { command } = await this.connection.query('COMMIT');
-      if (command !== 'COMMIT') {
-        throw new Error(`PostgreSQL rolled the transaction back (${command}): a statement in it had failed`);
-      }
-    } catch (error) {
-      this.connection.close();
-      throw error;
-    }
-    this.connection.giveBack();
-  }
-
-  async release(reason: 'failed' | 'timeout'): Promise<void> {
-    this.finish();
-    // Listeners past their timeout may still be using the client: it must never go back to the
-    // pool, where their late writes would land in another postback's transaction.
-    if (reason === 'timeout') {
-      this.connection.close();
-      return;
-    }
-    try {
-      await this.connection.query('ROLLBACK');
-      this.connection.giveBack();
-    } catch {
-      this.connection.close();
-    }
-  }
-
-  private finish(): void {
-    if (this.finished) throw new Error('this claim was already committed or released');
-    this.finished = true;
-  }
-}
-
-/**
  * A store in PostgreSQL whose claims are transactions the listeners write in. A claim opens a
  * READ COMMITTED transaction on a pooled connection, takes a transaction-scoped advisory lock on
  * the subject (the action or inquiry), inserts the dedupe key and reads the journal, in one
@@ -183,15 +58,18 @@ class PostgresClaim<C> implements StoreClaim<C> {
  * Tables are created on first use unless they exist (`impact-postbacks migrate` prints them).
  * `T` is the type of `ctx.transaction`: give pg's `PoolClient` to see its full type.
  */
-export class PostgresStore<T extends PgClient = PgClient> implements PostbackStore<T> {
+export class PostgresStore<T extends PgClient = PgClient> implements InboxStore<T> {
   readonly schema: string;
   readonly tablePrefix: string;
   readonly retentionMs: number;
   readonly lockTimeoutMs: number;
+  /** The inbox for delivery: 'inbox' (see PostgresInbox). */
+  readonly inbox: PostgresInbox<T>;
   private readonly names: PostgresNames;
   private readonly pool: PgPool;
   private readonly ownsPool: boolean;
-  private readonly sql: { readonly begin: string; readonly writeRecord: string; readonly prune: readonly string[] };
+  private readonly sql: { readonly begin: string; readonly prune: readonly string[] };
+  private readonly writes: CommitWrites;
   /** The longest the store waits on one of its own statements: two lock waits, and a margin. */
   private readonly boundMs: number;
   private schemaReady: Promise<void> | null = null;
@@ -225,17 +103,39 @@ export class PostgresStore<T extends PgClient = PgClient> implements PostbackSto
         'PostgresStore needs option connectionString (such as "postgres://user@host:5432/db") or option pool',
       );
     }
-    const { keys, journal, begin } = objectsOf(this.names);
+    const objects = objectsOf(this.names);
+    const { keys, journal, begin, inbox } = objects;
+    const expired = (table: string, condition: string): string =>
+      `DELETE FROM ${table} WHERE ctid = ANY (ARRAY(SELECT ctid FROM ${table} WHERE ${condition} LIMIT ${PRUNE_BATCH}))`;
     this.sql = {
       begin: `SELECT claimed, previous FROM ${begin}($1, $2, $3, $4)`,
+      prune: [
+        expired(keys, 'expires_at <= now()'),
+        expired(journal, 'expires_at <= now()'),
+        expired(
+          inbox,
+          `status = 'delivered' AND delivered_at <= now() - ${this.retentionMs} * interval '1 millisecond'`,
+        ),
+      ],
+    };
+    this.writes = {
       writeRecord: `INSERT INTO ${journal} (subject, state, updated_at, expires_at)
         VALUES ($1, $2, now(), now() + $3 * interval '1 millisecond')
         ON CONFLICT (subject) DO UPDATE SET state = EXCLUDED.state, updated_at = now(), expires_at = EXCLUDED.expires_at`,
-      prune: [keys, journal].map(
-        (table) =>
-          `DELETE FROM ${table} WHERE ctid = ANY (ARRAY(SELECT ctid FROM ${table} WHERE expires_at <= now() LIMIT ${PRUNE_BATCH}))`,
-      ),
+      retentionMs: this.retentionMs,
     };
+    this.inbox = new PostgresInbox<T>({
+      objects,
+      lockTimeoutMs: this.lockTimeoutMs,
+      retentionMs: this.retentionMs,
+      writes: this.writes,
+      connect: () => this.connect(),
+      run: (text, values) => this.run(text, values),
+      connectListener: async () => {
+        await this.ensureSchema();
+        return this.pool.connect();
+      },
+    });
     this.pruneTimer = setInterval(() => {
       this.prune().catch(() => undefined);
     }, pruneIntervalMs);
@@ -243,14 +143,13 @@ export class PostgresStore<T extends PgClient = PgClient> implements PostbackSto
   }
 
   async begin(key: string, subject: string | null): Promise<BeginResult<T>> {
-    await this.ensureSchema();
-    const connection = new Connection(await this.pool.connect(), this.boundMs);
+    const connection = await this.connect();
     try {
       await connection.query('BEGIN ISOLATION LEVEL READ COMMITTED');
       const { rows } = await connection.query(this.sql.begin, [key, subject, this.lockTimeoutMs, this.retentionMs]);
       const row = rows[0] as { claimed: boolean; previous: JournalRecord | null } | undefined;
       if (row?.claimed === true) {
-        return new PostgresClaim<T>(connection, this.sql.writeRecord, this.retentionMs, subject, row.previous);
+        return new PostgresClaim<T>(connection, this.writes, subject, row.previous);
       }
       await connection.query('ROLLBACK');
       connection.giveBack();
@@ -273,23 +172,12 @@ export class PostgresStore<T extends PgClient = PgClient> implements PostbackSto
     }
   }
 
-  /** Deletes expired keys and journal records now, in batches; returns how many. */
+  /** Deletes expired keys and journal records, and rows delivered past the retention, in batches; returns how many. */
   async prune(): Promise<number> {
-    await this.ensureSchema();
     let deleted = 0;
     for (const statement of this.sql.prune) {
       for (;;) {
-        const { rowCount } = await this.pool.connect().then(async (client) => {
-          const connection = new Connection(client, this.boundMs);
-          try {
-            const result = await connection.query(statement);
-            connection.giveBack();
-            return result;
-          } catch (error) {
-            connection.close();
-            throw error;
-          }
-        });
+        const { rowCount } = await this.run(statement);
         deleted += rowCount ?? 0;
         if ((rowCount ?? 0) < PRUNE_BATCH) break;
       }
@@ -297,11 +185,31 @@ export class PostgresStore<T extends PgClient = PgClient> implements PostbackSto
     return deleted;
   }
 
-  /** Stops pruning and ends the pool the store created (never one it was given); twice is harmless. */
+  /**
+   * Stops pruning and the inbox's listening, and ends the pool the store created (never one it
+   * was given); twice is harmless.
+   */
   close(): Promise<void> {
     clearInterval(this.pruneTimer);
-    this.closed ??= this.ownsPool ? this.pool.end() : Promise.resolve();
+    this.closed ??= this.inbox.close().then(() => (this.ownsPool ? this.pool.end() : undefined));
     return this.closed;
+  }
+
+  private async connect(): Promise<Connection> {
+    await this.ensureSchema();
+    return new Connection(await this.pool.connect(), this.boundMs);
+  }
+
+  private async run(text: string, values?: unknown[]): Promise<PgQueryResult> {
+    const connection = await this.connect();
+    try {
+      const result = await connection.query(text, values);
+      connection.giveBack();
+      return result;
+    } catch (error) {
+      connection.close();
+      throw error;
+    }
   }
 
   /**

@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { loadOptionalModule, positiveInteger } from './optional-module';
 import { BUSY, retryWhileBusy } from './retry-while-busy';
-import type { BeginResult, JournalRecord, PostbackStore, StoreClaim } from './store';
+import { SqliteInbox, type SqliteDatabase } from './sqlite-inbox';
+import type { BeginResult, InboxStore, JournalRecord, StoreClaim } from './store';
 
 export interface SqliteStoreOptions {
   /** The database file; created if missing. `:memory:` works but is not durable. */
@@ -14,18 +15,15 @@ export interface SqliteStoreOptions {
   readonly lockTimeoutMs?: number;
   /** How often expired keys and records are deleted, in ms. Default 1 hour. */
   readonly pruneIntervalMs?: number;
+  /**
+   * With delivery: 'inbox': how long a worker holds a row it delivers, renewed every third of it
+   * while listeners run; a row held by a process that died is delivered again after it. Default 30 s.
+   */
+  readonly inboxLeaseMs?: number;
 }
 
-interface Statement {
-  run(...params: unknown[]): { changes: number };
-  get(...params: unknown[]): unknown;
-}
-
-interface Database {
+interface Database extends SqliteDatabase {
   pragma(source: string): unknown;
-  exec(source: string): unknown;
-  prepare(source: string): Statement;
-  transaction<A extends unknown[], R>(fn: (...args: A) => R): { readonly immediate: (...args: A) => R };
   close(): unknown;
 }
 
@@ -76,11 +74,14 @@ class SqliteClaim implements StoreClaim<undefined> {
  *
  * SQLite's driver is synchronous and its transactions cannot stay open while listeners await,
  * so claims are not transactions the host can write in (`ctx.transaction` is undefined).
+ *
+ * It keeps an inbox for delivery: 'inbox' (see SqliteInbox).
  */
-export class SqliteStore implements PostbackStore {
+export class SqliteStore implements InboxStore<undefined> {
   readonly retentionMs: number;
   readonly leaseMs: number;
   readonly lockTimeoutMs: number;
+  readonly inbox: SqliteInbox;
   private readonly db: Database;
   private readonly claimTransaction: (
     key: string,
@@ -186,12 +187,18 @@ export class SqliteStore implements PostbackStore {
       },
     ).immediate;
 
+    this.inbox = new SqliteInbox(this.db, {
+      retentionMs: this.retentionMs,
+      leaseMs: positiveInteger('inboxLeaseMs', options.inboxLeaseMs ?? 30_000),
+      handledState: HANDLED,
+    });
+
     const pruneKeys = this.db.prepare('DELETE FROM postback_keys WHERE expires_at <= ?');
     const pruneJournal = this.db.prepare(
       'DELETE FROM postback_journal WHERE expires_at <= @now AND held_until <= @now',
     );
     this.pruneTransaction = this.db.transaction(
-      (now: number) => pruneKeys.run(now).changes + pruneJournal.run({ now }).changes,
+      (now: number) => pruneKeys.run(now).changes + pruneJournal.run({ now }).changes + this.inbox.prune(now),
     ).immediate;
     this.pruneTimer = setInterval(() => {
       try {
@@ -209,7 +216,7 @@ export class SqliteStore implements PostbackStore {
     return retryWhileBusy(() => this.claimTransaction(key, subject, Date.now()), this.lockTimeoutMs);
   }
 
-  /** Deletes expired keys and journal records now; returns how many. */
+  /** Deletes expired keys and journal records, and rows delivered past the retention, now; returns how many. */
   prune(): number {
     return this.pruneTransaction(Date.now());
   }

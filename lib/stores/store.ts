@@ -21,8 +21,11 @@ export interface StoreClaim<T> {
    * only reported.
    */
   readonly transactional: boolean;
-  /** Records the key as handled and, unless `record` is null, the subject's new record. */
-  commit(record: JournalRecord | null): void | Promise<void>;
+  /**
+   * Records the key as handled and, unless `record` is null, the subject's new record. `outcome`
+   * says how it was emitted (an inbox row keeps it).
+   */
+  commit(record: JournalRecord | null, outcome: 'delivered' | 'stale'): void | Promise<void>;
   /**
    * Gives the key and the subject up: the postback may be handled again. `reason` says why:
    * `failed`, a listener threw (all have finished); `timeout`, listeners ran past the timeout
@@ -57,4 +60,86 @@ export interface PostbackStore<T = undefined> {
   begin(key: string, subject: string | null): BeginResult<T> | Promise<BeginResult<T>>;
   /** Ends connections and timers the store opened. */
   close?(): void | Promise<void>;
+}
+
+/** Where a row of the inbox stands. */
+export type InboxStatus = 'pending' | 'retrying' | 'delivered' | 'dead';
+
+/** A postback as the inbox keeps it from its arrival: enough to rebuild its event exactly. */
+export interface InboxEntry {
+  /** The dedupe key: a second arrival of the same postback is not stored again. */
+  readonly key: string;
+  readonly subject: string | null;
+  readonly route: string;
+  readonly format: string;
+  readonly ip: string;
+  readonly path: string;
+  readonly receivedAt: Date;
+  /** Every field as received, its key as sent (the token removed), as JSON text. */
+  readonly fields: string;
+}
+
+export interface InboxRow extends InboxEntry {
+  readonly id: number;
+  readonly status: InboxStatus;
+  /** Deliveries tried so far, the successful one included. */
+  readonly attempts: number;
+  readonly lastError: string | null;
+  /** When a pending or retrying row is due. */
+  readonly nextAttemptAt: Date;
+  readonly deliveredAt: Date | null;
+  /** What its delivery was: emitted as its event, or as `stale`. */
+  readonly outcome: 'delivered' | 'stale' | null;
+}
+
+/**
+ * A row claimed for delivery: a claim like a direct one, whose commit also marks the row
+ * delivered. After a failure the worker releases it, then records the attempt.
+ */
+export interface InboxClaim<T> extends StoreClaim<T> {
+  readonly row: InboxRow;
+  /** Records a failed attempt: due again at `retryAt`, or dead when it is null. */
+  recordFailure(error: string, retryAt: Date | null): Promise<void>;
+  /** Where the store holds rows by lease: its length, in ms; the worker renews it every third. */
+  readonly leaseMs?: number;
+  /** Extends the lease while the row's listeners run. */
+  renew?(): Promise<void>;
+}
+
+export interface InboxStats {
+  readonly pending: number;
+  readonly retrying: number;
+  readonly dead: number;
+  readonly delivered: number;
+  /** How long the oldest pending or retrying row has waited, in ms; null when none waits. */
+  readonly oldestPendingAgeMs: number | null;
+}
+
+export interface InboxQuery {
+  readonly status?: InboxStatus;
+  /** At most this many rows, newest first. Default 50. */
+  readonly limit?: number;
+}
+
+/**
+ * The inbox a durable store keeps for delivery: 'inbox': postbacks stored on arrival (with their
+ * dedupe keys, in one transaction), then claimed one at a time for delivery, a later row of a
+ * subject only once every earlier one is delivered or dead.
+ */
+export interface StoreInbox<T> {
+  /** Stores a postback and its key, atomically; 'duplicate' when the key is there already. */
+  add(entry: InboxEntry): 'stored' | 'duplicate' | Promise<'stored' | 'duplicate'>;
+  /** Claims the next row due, or null when none is. */
+  next(): Promise<InboxClaim<T> | null>;
+  /** Resolves once a row may have become due (a new arrival anywhere), or after `ms`. */
+  waitForWork(ms: number): Promise<void>;
+  stats(): Promise<InboxStats>;
+  list(query?: InboxQuery): Promise<InboxRow[]>;
+  /** Makes a row, or every dead row, pending again with its attempts reset; gives how many. */
+  retry(target: number | { readonly status: 'dead' }): Promise<number>;
+}
+
+/** A store that keeps an inbox (SqliteStore, PostgresStore). */
+export interface InboxStore<T> extends PostbackStore<T> {
+  readonly inbox: StoreInbox<T>;
 }

@@ -199,7 +199,7 @@ for (const kind of [memoryKind(), sqliteKind(), redisKind(), postgresKind()]) {
       const key = randomUUID();
       const claim = claimOf(await store.begin(key, null));
       expect(await store.begin(key, null)).to.equal('in-flight');
-      await claim.commit(null);
+      await claim.commit(null, 'delivered');
       expect(await store.begin(key, null)).to.equal('handled');
       const other = randomUUID();
       await claimOf(await store.begin(other, null)).release('failed');
@@ -242,11 +242,11 @@ for (const kind of [memoryKind(), sqliteKind(), redisKind(), postgresKind()]) {
       await sleep(100);
       const record = { status: 'PENDING', payout: '10.00' };
       committed = true;
-      await first.commit(record);
+      await first.commit(record, 'delivered');
       const answer = await second;
       const claim = claimOf(answer === 'in-flight' ? await store.begin(secondKey, subject) : answer);
       expect(claim.previous).to.deep.equal(record);
-      await claim.commit({ status: 'APPROVED', payout: '8.00' });
+      await claim.commit({ status: 'APPROVED', payout: '8.00' }, 'delivered');
       const third = claimOf(await store.begin(randomUUID(), subject));
       expect(third.previous).to.deep.equal({ status: 'APPROVED', payout: '8.00' });
       await third.release('failed');
@@ -255,8 +255,8 @@ for (const kind of [memoryKind(), sqliteKind(), redisKind(), postgresKind()]) {
     it('keeps the record when a claim commits without one, and gives the subject up on release', async () => {
       const store = kind.create({ lockTimeoutMs: 300 });
       const subject = `inquiry:${randomUUID()}`;
-      await claimOf(await store.begin(randomUUID(), subject)).commit({ state: 'created' });
-      await claimOf(await store.begin(randomUUID(), subject)).commit(null);
+      await claimOf(await store.begin(randomUUID(), subject)).commit({ state: 'created' }, 'delivered');
+      await claimOf(await store.begin(randomUUID(), subject)).commit(null, 'delivered');
       await claimOf(await store.begin(randomUUID(), subject)).release('failed');
       const claim = claimOf(await store.begin(randomUUID(), subject));
       expect(claim.previous).to.deep.equal({ state: 'created' });
@@ -269,7 +269,7 @@ for (const kind of [memoryKind(), sqliteKind(), redisKind(), postgresKind()]) {
       const subject = `action:${randomUUID()}`;
       await kind.abandon(claimOf(await store.begin(key, subject)));
       const claim = claimOf(await store.begin(key, subject));
-      await claim.commit(null);
+      await claim.commit(null, 'delivered');
       expect(await store.begin(key, subject)).to.equal('handled');
     });
 
@@ -277,7 +277,7 @@ for (const kind of [memoryKind(), sqliteKind(), redisKind(), postgresKind()]) {
       const store = kind.create({ retentionMs: 150 });
       const key = randomUUID();
       const subject = `action:${randomUUID()}`;
-      await claimOf(await store.begin(key, subject)).commit({ status: 'PENDING' });
+      await claimOf(await store.begin(key, subject)).commit({ status: 'PENDING' }, 'delivered');
       expect(await store.begin(key, subject)).to.equal('handled');
       await sleep(250);
       const claim = claimOf(await store.begin(key, subject));
@@ -379,7 +379,7 @@ describe('SqliteStore', () => {
   it('remembers handled keys and the journal across a close and reopen, in WAL mode', () => {
     const file = path.join(dir, 'keys.db');
     const first = new SqliteStore({ path: file });
-    void claimOf(first.begin('a', 'action:1') as BeginResult<unknown>).commit({ status: 'APPROVED' });
+    void claimOf(first.begin('a', 'action:1') as BeginResult<unknown>).commit({ status: 'APPROVED' }, 'delivered');
     first.close();
     const second = new SqliteStore({ path: file });
     expect(second.begin('a', 'action:1')).to.equal('handled');
@@ -409,7 +409,7 @@ describe('SqliteStore', () => {
     );
     expect(plan('DELETE FROM postback_keys WHERE expires_at <= ?', 0)).to.match(/postback_keys_expires_at/);
     expect(plan('DELETE FROM postback_journal WHERE expires_at <= ?', 0)).to.match(/postback_journal_expires_at/);
-    void claimOf(store.begin('x', 'action:x') as BeginResult<unknown>).commit({ status: 'PENDING' });
+    void claimOf(store.begin('x', 'action:x') as BeginResult<unknown>).commit({ status: 'PENDING' }, 'delivered');
     const deadline = Date.now() + 5;
     while (Date.now() <= deadline) {
       // wait past the 1 ms retention
@@ -443,7 +443,7 @@ describe('RedisStore', () => {
       const current = claimOf(await theirs.begin('k', 'action:1'));
       await lapsed.release('failed');
       expect(await mine.begin('k', 'action:1')).to.equal('in-flight');
-      await current.commit({ status: 'PENDING' });
+      await current.commit({ status: 'PENDING' }, 'delivered');
       const raw = (theirs as unknown as { client: { get(key: string): Promise<string | null> } }).client;
       expect(await raw.get(`${prefix}k`)).to.equal('handled');
       expect(JSON.parse((await raw.get(`${prefix}journal:action:1`)) ?? 'null')).to.deep.equal({ status: 'PENDING' });

@@ -94,7 +94,7 @@ describe('PostgresStore', function () {
       const claims = await Promise.all(many.map((each) => each.begin(randomUUID(), `action:${randomUUID()}`)));
       for (const claim of claims) {
         expect(claim).to.be.an('object');
-        if (typeof claim === 'object') await claim.commit({ status: 'PENDING' });
+        if (typeof claim === 'object') await claim.commit({ status: 'PENDING' }, 'delivered');
       }
       const { rows } = await schema.pool.query(
         `SELECT count(*)::int AS keys, (SELECT count(*)::int FROM "${schema.name}".impact_postbacks_journal) AS records FROM "${schema.name}".impact_postbacks_keys`,
@@ -135,7 +135,7 @@ describe('PostgresStore', function () {
         const restricted = store({ url: url.href });
         const claim = await restricted.begin('k', 'action:1');
         expect(claim).to.be.an('object');
-        if (typeof claim === 'object') await claim.commit({ status: 'APPROVED' });
+        if (typeof claim === 'object') await claim.commit({ status: 'APPROVED' }, 'delivered');
         expect(await restricted.begin('k', 'action:1')).to.equal('handled');
       } finally {
         await Promise.all(stores.splice(0).map((each) => each.close()));

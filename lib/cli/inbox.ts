@@ -1,0 +1,129 @@
+import { PostgresStore } from '../stores/postgres-store';
+import { SqliteStore } from '../stores/sqlite-store';
+import type { InboxRow, InboxStatus, StoreInbox } from '../stores/store';
+
+export interface InboxCommand {
+  readonly action: string | undefined;
+  readonly databaseUrl: string | undefined;
+  readonly sqlite: string | undefined;
+  readonly schema: string | undefined;
+  readonly tablePrefix: string | undefined;
+  readonly status: string | undefined;
+  readonly limit: string | undefined;
+  readonly id: string | undefined;
+  readonly dead: boolean;
+  readonly json: boolean;
+}
+
+/** A mistake in the command line: exit code 2. */
+export class InboxUsageError extends Error {}
+
+const STATUSES: readonly InboxStatus[] = ['pending', 'retrying', 'delivered', 'dead'];
+
+/** The store whose inbox the command reads, and how to let it go. */
+function openInbox(command: InboxCommand): { inbox: StoreInbox<unknown>; close: () => Promise<void> } {
+  if ((command.databaseUrl === undefined) === (command.sqlite === undefined)) {
+    throw new InboxUsageError(
+      'give the inbox as --database-url <url> (or DATABASE_URL) or --sqlite <file>, one of them',
+    );
+  }
+  if (command.sqlite !== undefined) {
+    const store = new SqliteStore({ path: command.sqlite });
+    return {
+      inbox: store.inbox,
+      close: () => {
+        store.close();
+        return Promise.resolve();
+      },
+    };
+  }
+  let store: PostgresStore;
+  try {
+    store = new PostgresStore({
+      connectionString: command.databaseUrl ?? '',
+      ...(command.schema === undefined ? {} : { schema: command.schema }),
+      ...(command.tablePrefix === undefined ? {} : { tablePrefix: command.tablePrefix }),
+    });
+  } catch (error) {
+    throw new InboxUsageError(
+      (error as Error).message.replace(/^option (\w+)/, (_, name: string) => `--${kebab(name)}`),
+    );
+  }
+  return { inbox: store.inbox, close: () => store.close() };
+}
+
+function kebab(name: string): string {
+  return name.replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`);
+}
+
+/** A row as the command prints it: its fields as received, parsed. */
+function printable(row: InboxRow): Record<string, unknown> {
+  const { fields, ...rest } = row;
+  return { ...rest, fields: JSON.parse(fields) as unknown };
+}
+
+function idOf(row: InboxRow): string {
+  const fields = JSON.parse(row.fields) as Record<string, unknown>;
+  const id = fields['ActionId'] ?? fields['actionId'] ?? fields['InquiryId'] ?? fields['Id'] ?? row.subject ?? '-';
+  return typeof id === 'string' ? id : JSON.stringify(id);
+}
+
+/** `impact-postbacks inbox stats|list|retry`: what the inbox holds, and dead rows tried again. */
+export async function inboxCommand(command: InboxCommand): Promise<number> {
+  if (command.action !== 'stats' && command.action !== 'list' && command.action !== 'retry') {
+    throw new InboxUsageError('inbox needs one of stats, list or retry');
+  }
+  const status = command.status;
+  if (status !== undefined && !(STATUSES as readonly string[]).includes(status)) {
+    throw new InboxUsageError(`--status must be one of ${STATUSES.join(', ')}, got "${status}"`);
+  }
+  const limit = command.limit === undefined ? 50 : Number(command.limit);
+  if (!Number.isSafeInteger(limit) || limit < 1) throw new InboxUsageError('--limit must be a positive integer');
+  if (command.action === 'retry' && (command.id === undefined) === !command.dead) {
+    throw new InboxUsageError('retry needs --id <row> or --dead, one of them');
+  }
+  const id = command.id === undefined ? undefined : Number(command.id);
+  if (id !== undefined && (!Number.isSafeInteger(id) || id < 1)) throw new InboxUsageError('--id must be a row id');
+  const { inbox, close } = openInbox(command);
+  try {
+    switch (command.action) {
+      case 'stats': {
+        const stats = await inbox.stats();
+        if (command.json) console.log(JSON.stringify(stats));
+        else {
+          for (const name of STATUSES) console.log(`${name.padEnd(10)} ${stats[name]}`);
+          const age = stats.oldestPendingAgeMs;
+          console.log(`oldest waiting: ${age === null ? 'none' : `${(age / 1000).toFixed(1)} s`}`);
+        }
+        return 0;
+      }
+      case 'list': {
+        const rows = await inbox.list({ limit, ...(status === undefined ? {} : { status: status as InboxStatus }) });
+        if (command.json) console.log(JSON.stringify(rows.map(printable), null, 2));
+        else {
+          for (const row of rows) {
+            console.log(
+              `${String(row.id).padStart(6)} ${row.status.padEnd(9)} ${String(row.attempts).padStart(2)} ${row.receivedAt.toISOString()} ${row.route.padEnd(9)} ${row.format.padEnd(5)} ${idOf(row)}${row.lastError === null ? '' : `  ${row.lastError}`}`,
+            );
+          }
+          console.log(`${rows.length} row${rows.length === 1 ? '' : 's'}`);
+        }
+        return 0;
+      }
+      case 'retry': {
+        const retried = await inbox.retry(id ?? { status: 'dead' });
+        console.log(
+          command.json ? JSON.stringify({ retried }) : `${retried} row${retried === 1 ? '' : 's'} pending again`,
+        );
+        return 0;
+      }
+    }
+  } catch (error) {
+    console.error(
+      `impact-postbacks: inbox ${command.action} failed: ${error instanceof Error ? error.message : String(error)}`,
+    );
+    return 1;
+  } finally {
+    await close();
+  }
+}

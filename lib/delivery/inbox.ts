@@ -1,0 +1,246 @@
+import type { EventEmitter } from 'node:events';
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import { PostbackError } from '../errors';
+import type { PostbackEvent } from '../events';
+import { inboxEntryOf } from '../fields/stored-event';
+import type { InboxClaim, InboxQuery, InboxRow, InboxStats, InboxStatus, StoreInbox } from '../stores/store';
+import {
+  createClaimApplier,
+  DELIVERED,
+  DUPLICATE,
+  failed,
+  Pending,
+  TIMED_OUT,
+  type DeliveryOutcome,
+  type DeliverySettings,
+  type Maybe,
+} from './apply-claim';
+import { withTimeout } from './call-listeners';
+
+export interface InboxSettings extends DeliverySettings {
+  /** Attempts after which a row is dead. */
+  readonly maxAttempts: number;
+  /** The wait before attempt n + 1 is baseMs × 2^(n − 1), at most maxMs, less up to half of it. */
+  readonly backoff: { readonly baseMs: number; readonly maxMs: number };
+  /** How many rows are delivered at once. */
+  readonly concurrency: number;
+}
+
+/** A row of the inbox as `postbacks.inbox.list()` shows it. */
+export interface InboxItem {
+  readonly id: number;
+  readonly status: InboxStatus;
+  readonly attempts: number;
+  readonly lastError: string | null;
+  readonly receivedAt: Date;
+  readonly nextAttemptAt: Date;
+  readonly deliveredAt: Date | null;
+  readonly outcome: 'delivered' | 'stale' | null;
+  /** The event its listeners get, or null if it cannot be built again (lastError says why). */
+  readonly event: PostbackEvent | null;
+}
+
+/** Looking into the inbox and repairing it: `postbacks.inbox`. */
+export interface PostbackInbox {
+  stats(): Promise<InboxStats>;
+  /** Rows, newest first: all, or those of one status; at most `limit` (default 50). */
+  list(query?: InboxQuery): Promise<InboxItem[]>;
+  /** Makes a row, or every dead row, pending again with its attempts reset; gives how many. */
+  retry(target: number | { readonly status: 'dead' }): Promise<number>;
+}
+
+export interface InboxDelivery {
+  /**
+   * Stores an arriving postback with its key: delivered (stored, to be delivered), a duplicate
+   * (there already), or failed (503) when the store fails or does not answer within the
+   * listener timeout.
+   */
+  arrive(event: PostbackEvent): Maybe<DeliveryOutcome>;
+  readonly admin: PostbackInbox;
+  /** Takes no more rows, and waits for those being delivered, up to `timeoutMs`. */
+  stop(timeoutMs: number): Promise<void>;
+}
+
+/** How long the worker sleeps between looks when nothing wakes it, in ms. */
+const POLL_MS = 1000;
+
+/**
+ * Inbox delivery: a postback is stored on arrival and answered at once; a worker in each router
+ * process then takes stored rows and delivers them as direct delivery does (the claim applier:
+ * listeners with `(event, ctx)`, the ordering rule, commit or release). A row whose delivery
+ * fails is tried again after a backoff with jitter, and is dead after `maxAttempts`; `error` is
+ * emitted for each failure (by the applier), `dead` once with the event and its last error.
+ */
+export function createInboxDelivery<T>(
+  emitter: EventEmitter,
+  inbox: StoreInbox<T>,
+  settings: InboxSettings,
+  reportError: (error: PostbackError) => void,
+  notify: (eventName: 'dead', args: readonly unknown[]) => void,
+  rebuild: (row: InboxRow) => PostbackEvent,
+  eventNameOf: (event: PostbackEvent) => string,
+): InboxDelivery {
+  const apply = createClaimApplier<T>(emitter, settings, reportError);
+  const inFlight = new Set<Promise<void>>();
+  let stopped = false;
+  /** Read by the worker between its awaits; stop() sets it. */
+  const running = (): boolean => !stopped;
+  let kick: (() => void) | null = null;
+  const wakeWorker = (): void => {
+    kick?.();
+  };
+
+  function delayBefore(attempt: number): number {
+    const { baseMs, maxMs } = settings.backoff;
+    const full = Math.min(maxMs, baseMs * 2 ** Math.min(attempt - 1, 52));
+    // Half of it at random: rows that failed together are not all tried again together.
+    return Math.round(full / 2 + (Math.random() * full) / 2);
+  }
+
+  async function deliverRow(claim: InboxClaim<T>): Promise<void> {
+    const { row } = claim;
+    const leaseMs = claim.leaseMs;
+    const renew = claim.renew?.bind(claim);
+    const renewal =
+      leaseMs === undefined || renew === undefined
+        ? null
+        : setInterval(() => {
+            renew().catch(ignoreFailure);
+          }, leaseMs / 3);
+    let event: PostbackEvent | null = null;
+    let error: PostbackError;
+    try {
+      event = rebuild(row);
+      const result = apply(claim, eventNameOf(event), event);
+      const outcome = result instanceof Pending ? await result.ended : result;
+      if (outcome.kind !== 'failed') return;
+      error = outcome.error;
+    } catch (caught) {
+      // The row no longer builds an event (or the store failed outside the applier's care).
+      error =
+        caught instanceof PostbackError
+          ? caught
+          : new PostbackError('internal', `inbox row ${row.id} could not be delivered`, { cause: caught });
+      reportError(error);
+      if (event === null) await Promise.resolve(claim.release('failed')).catch(ignoreFailure);
+    } finally {
+      if (renewal !== null) clearInterval(renewal);
+    }
+    const attempt = row.attempts + 1;
+    const dead = attempt >= settings.maxAttempts;
+    try {
+      await claim.recordFailure(error.message, dead ? null : new Date(Date.now() + delayBefore(attempt)));
+    } catch (cause) {
+      reportError(
+        new PostbackError('store.failed', `the inbox failed to record a failed delivery of row ${row.id}`, { cause }),
+      );
+      return;
+    }
+    if (dead) notify('dead', [event ?? null, error]);
+  }
+
+  async function work(): Promise<void> {
+    // Listeners registered right after createPostbackRouter are in place before the first row.
+    await nextTurn();
+    while (running()) {
+      while (running() && inFlight.size < settings.concurrency) {
+        let claim: InboxClaim<T> | null;
+        try {
+          claim = await inbox.next();
+        } catch (cause) {
+          reportError(new PostbackError('store.failed', 'the inbox could not be read; trying again', { cause }));
+          break;
+        }
+        if (claim === null) break;
+        const delivery = deliverRow(claim).finally(() => {
+          inFlight.delete(delivery);
+          wakeWorker();
+        });
+        inFlight.add(delivery);
+      }
+      if (!running()) break;
+      const kicked = new Promise<void>((resolve) => {
+        kick = resolve;
+      });
+      await Promise.race([kicked, inbox.waitForWork(POLL_MS)]);
+      kick = null;
+    }
+  }
+  const worker = work();
+
+  function arrived(result: 'stored' | 'duplicate' | typeof TIMED_OUT): DeliveryOutcome {
+    if (result === TIMED_OUT)
+      return storeFailed(new Error(`the inbox did not answer within ${settings.listenerTimeout} ms`));
+    if (result === 'duplicate') return DUPLICATE;
+    wakeWorker();
+    return DELIVERED;
+  }
+
+  function storeFailed(cause: unknown): DeliveryOutcome {
+    const error = new PostbackError('store.failed', 'the postback could not be stored; retry later', { cause });
+    reportError(error);
+    return failed(error);
+  }
+
+  return {
+    arrive(event) {
+      let stored: Maybe<'stored' | 'duplicate'>;
+      try {
+        stored = inbox.add(inboxEntryOf(event));
+      } catch (cause) {
+        return storeFailed(cause);
+      }
+      if (!(stored instanceof Promise)) return arrived(stored);
+      // A write that completes after the 503 leaves the postback stored: impact.com's retry of
+      // it is then a duplicate, answered 2xx, and it is delivered once.
+      return withTimeout(stored, settings.listenerTimeout, TIMED_OUT).then(arrived, storeFailed);
+    },
+    admin: {
+      stats: () => inbox.stats(),
+      list: async (query) =>
+        (await inbox.list(query)).map((row) => {
+          let event: PostbackEvent | null = null;
+          try {
+            event = rebuild(row);
+          } catch {
+            // Shown as null; a delivery of it fails and records why.
+          }
+          return {
+            id: row.id,
+            status: row.status,
+            attempts: row.attempts,
+            lastError: row.lastError,
+            receivedAt: row.receivedAt,
+            nextAttemptAt: row.nextAttemptAt,
+            deliveredAt: row.deliveredAt,
+            outcome: row.outcome,
+            event,
+          };
+        }),
+      retry: async (target) => {
+        const count = await inbox.retry(target);
+        if (count > 0) wakeWorker();
+        return count;
+      },
+    },
+    async stop(timeoutMs) {
+      stopped = true;
+      wakeWorker();
+      let timer: NodeJS.Timeout | undefined;
+      const timedOut = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, timeoutMs);
+      });
+      const drained = (async () => {
+        await worker;
+        // Every delivery the worker started before it stopped is in the set now.
+        await Promise.all([...inFlight]);
+      })();
+      await Promise.race([drained, timedOut]);
+      clearTimeout(timer);
+    },
+  };
+}
+
+function ignoreFailure(): void {
+  // A lease not renewed runs out; the row is then delivered again, which the host tolerates.
+}

@@ -1,0 +1,164 @@
+import type { PostgresObjects } from './postgres-schema';
+import type { JournalRecord, StoreClaim } from './store';
+
+/** What a query answers, as node-postgres gives it. */
+export interface PgQueryResult {
+  readonly rows: readonly unknown[];
+  readonly rowCount: number | null;
+  readonly command: string;
+}
+
+/**
+ * The part of a node-postgres client this package uses; listeners get the whole client. Pass
+ * pg's own type to the store to see it whole: `new PostgresStore<PoolClient>({ pool })`.
+ */
+export interface PgClient {
+  query(text: string, values?: unknown[]): Promise<PgQueryResult>;
+}
+
+/** A client checked out of a pool, as node-postgres's pool hands it out. */
+export interface PgPoolClient extends PgClient {
+  /** Back to the pool; with an error (or true), the connection is closed instead. */
+  release(error?: Error | boolean): void;
+  on(event: 'error', listener: (error: Error) => void): unknown;
+  on(event: 'notification', listener: () => void): unknown;
+  removeListener(event: 'error', listener: (error: Error) => void): unknown;
+  removeListener(event: 'notification', listener: () => void): unknown;
+}
+
+/** The part of a node-postgres Pool the store uses; any pg 8 Pool fits. */
+export interface PgPool {
+  connect(): Promise<PgPoolClient>;
+  end(): Promise<void>;
+}
+
+/**
+ * A client held for one claim. Queries the store itself makes are bounded: one that has not
+ * answered in time closes the connection (PostgreSQL then rolls the transaction back).
+ */
+export class Connection {
+  private released = false;
+
+  constructor(
+    readonly client: PgPoolClient,
+    private readonly boundMs: number,
+  ) {
+    // A connection lost while held fails its queries; its 'error' event must not end the process.
+    client.on('error', this.ignore);
+  }
+
+  async query(text: string, values?: unknown[]): Promise<PgQueryResult> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        reject(new Error(`PostgreSQL did not answer within ${this.boundMs} ms`));
+        this.close();
+      }, this.boundMs);
+    });
+    try {
+      return await Promise.race([this.client.query(text, values), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Back to the pool, its transaction ended. */
+  giveBack(): void {
+    this.end(undefined);
+  }
+
+  /** Closes the connection: whatever transaction it held is rolled back by PostgreSQL. */
+  close(): void {
+    this.end(new Error('closed by impact-postbacks'));
+  }
+
+  private end(error: Error | undefined): void {
+    if (this.released) return;
+    this.released = true;
+    this.client.removeListener('error', this.ignore);
+    this.client.release(error);
+  }
+
+  private readonly ignore = (): void => undefined;
+}
+
+/** What a commit writes besides the claim's own rows: the journal record, and more for the inbox. */
+export interface CommitWrites {
+  /** Upserts a subject's journal record: $1 subject, $2 record, $3 retention. */
+  readonly writeRecord: string;
+  readonly retentionMs: number;
+  /** A statement to run first, such as marking an inbox row delivered. */
+  readonly first?: (outcome: 'delivered' | 'stale') => readonly [text: string, values: unknown[]];
+}
+
+/** What PostgresStore shares with its inbox. */
+export interface PostgresParts {
+  readonly objects: PostgresObjects;
+  readonly lockTimeoutMs: number;
+  readonly retentionMs: number;
+  readonly writes: CommitWrites;
+  /** A connection held from the pool, the tables made sure of first. */
+  connect(): Promise<Connection>;
+  /** One statement on a pooled connection, outside any transaction. */
+  run(text: string, values?: unknown[]): Promise<PgQueryResult>;
+  /** A client of the pool's, to keep for LISTEN. */
+  connectListener(): Promise<PgPoolClient>;
+}
+
+export class PostgresClaim<C> implements StoreClaim<C> {
+  readonly transactional = true;
+  private finished = false;
+
+  constructor(
+    private readonly connection: Connection,
+    private readonly writes: CommitWrites,
+    private readonly subject: string | null,
+    readonly previous: JournalRecord | null,
+  ) {}
+
+  get transaction(): C {
+    return this.connection.client as unknown as C;
+  }
+
+  async commit(record: JournalRecord | null, outcome: 'delivered' | 'stale'): Promise<void> {
+    this.finish();
+    const { writeRecord, retentionMs, first } = this.writes;
+    try {
+      if (first !== undefined) await this.connection.query(...first(outcome));
+      if (record !== null && this.subject !== null) {
+        await this.connection.query(writeRecord, [this.subject, JSON.stringify(record), retentionMs]);
+      }
+      // PostgreSQL answers COMMIT with ROLLBACK, not an error, when a statement in the
+      // transaction failed (a listener may have caught that error and carried on).
+      const { command } = await this.connection.query('COMMIT');
+      if (command !== 'COMMIT') {
+        throw new Error(`PostgreSQL rolled the transaction back (${command}): a statement in it had failed`);
+      }
+    } catch (error) {
+      this.connection.close();
+      throw error;
+    }
+    this.connection.giveBack();
+  }
+
+  async release(reason: 'failed' | 'timeout'): Promise<void> {
+    this.finish();
+    // Listeners past their timeout may still be using the client: it must never go back to the
+    // pool, where their late writes would land in another postback's transaction.
+    if (reason === 'timeout') {
+      this.connection.close();
+      return;
+    }
+    try {
+      await this.connection.query('ROLLBACK');
+      this.connection.giveBack();
+    } catch {
+      this.connection.close();
+    }
+  }
+
+  private finish(): void {
+    if (this.finished) throw new Error('this claim was already committed or released');
+    this.finished = true;
+  }
+}

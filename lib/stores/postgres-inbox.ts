@@ -1,0 +1,238 @@
+import { PostgresClaim, type CommitWrites, type Connection, type PostgresParts } from './postgres-claim';
+import type {
+  InboxClaim,
+  InboxEntry,
+  InboxQuery,
+  InboxRow,
+  InboxStats,
+  InboxStatus,
+  JournalRecord,
+  StoreInbox,
+} from './store';
+
+const LOCK_NOT_AVAILABLE = '55P03';
+
+interface RowRecord {
+  id: string;
+  key: string;
+  subject: string | null;
+  route: string;
+  format: string;
+  ip: string;
+  path: string;
+  received_at: Date;
+  fields: unknown;
+  status: InboxStatus;
+  attempts: number;
+  last_error: string | null;
+  next_attempt_at: Date;
+  delivered_at?: Date | null;
+  outcome?: 'delivered' | 'stale' | null;
+  previous?: JournalRecord | null;
+}
+
+function rowOf(record: RowRecord): InboxRow {
+  return {
+    // bigserial comes as text; ids stay far below 2^53.
+    id: Number(record.id),
+    key: record.key,
+    subject: record.subject,
+    route: record.route,
+    format: record.format,
+    ip: record.ip,
+    path: record.path,
+    receivedAt: record.received_at,
+    // A json column comes parsed; the inbox hands the text on as it was stored.
+    fields: JSON.stringify(record.fields),
+    status: record.status,
+    attempts: record.attempts,
+    lastError: record.last_error,
+    nextAttemptAt: record.next_attempt_at,
+    deliveredAt: record.delivered_at ?? null,
+    outcome: record.outcome ?? null,
+  };
+}
+
+/** A row's claim: a transaction like a direct claim's, whose commit also marks the row delivered. */
+class PostgresInboxClaim<C> extends PostgresClaim<C> implements InboxClaim<C> {
+  constructor(
+    connection: Connection,
+    writes: CommitWrites,
+    previous: JournalRecord | null,
+    readonly row: InboxRow,
+    readonly recordFailure: (error: string, retryAt: Date | null) => Promise<void>,
+  ) {
+    super(connection, writes, row.subject, previous);
+  }
+}
+
+/**
+ * PostgresStore's inbox: a table beside its keys and journal. A postback and its dedupe key are
+ * stored by one statement. A worker takes a row in a transaction (`FOR UPDATE SKIP LOCKED`, so
+ * instances share the work and never take one row twice), with the subject's advisory lock and
+ * journal state as a direct claim has them; listeners write in that transaction, and its commit
+ * marks the row delivered with them. A process that dies lets its rows go at once: PostgreSQL
+ * rolls its transactions back.
+ *
+ * Workers learn of new rows by LISTEN/NOTIFY on one pooled connection each, so that a row is
+ * taken as soon as it is stored, and poll as well (for retries coming due, and in case that
+ * connection is lost).
+ */
+export class PostgresInbox<T> implements StoreInbox<T> {
+  private readonly sql;
+  private readonly wakers = new Set<() => void>();
+  /** The listening connection, with what closes it. */
+  private listener: Promise<{ readonly close: () => void }> | null = null;
+  private closed = false;
+
+  constructor(private readonly parts: PostgresParts) {
+    const { inbox, inboxAdd, inboxNext, channel } = parts.objects;
+    this.sql = {
+      add: `SELECT ${inboxAdd}($1, $2, $3, $4, $5, $6, $7, $8, $9) AS id`,
+      next: `SELECT * FROM ${inboxNext}($1)`,
+      delivered: `UPDATE ${inbox} SET status = 'delivered', outcome = $2, attempts = attempts + 1,
+        delivered_at = now(), last_error = NULL WHERE id = $1`,
+      failed: `UPDATE ${inbox} SET attempts = attempts + 1, last_error = $2,
+        status = CASE WHEN $3::timestamptz IS NULL THEN 'dead' ELSE 'retrying' END,
+        next_attempt_at = coalesce($3::timestamptz, next_attempt_at)
+        WHERE id = $1 AND status IN ('pending', 'retrying')`,
+      counts: `SELECT status, count(*)::int AS count FROM ${inbox} GROUP BY status`,
+      oldest: `SELECT (extract(epoch FROM now() - min(received_at)) * 1000)::float8 AS age
+        FROM ${inbox} WHERE status IN ('pending', 'retrying')`,
+      list: `SELECT * FROM ${inbox} WHERE $1::text IS NULL OR status = $1 ORDER BY id DESC LIMIT $2`,
+      retryOne: `UPDATE ${inbox} SET status = 'pending', attempts = 0, next_attempt_at = now(), last_error = NULL
+        WHERE id = $1 AND status <> 'delivered'`,
+      retryDead: `UPDATE ${inbox} SET status = 'pending', attempts = 0, next_attempt_at = now(), last_error = NULL
+        WHERE status = 'dead'`,
+      notify: `SELECT pg_notify('${channel}', '')`,
+      listen: `LISTEN "${channel}"`,
+    };
+  }
+
+  async add(entry: InboxEntry): Promise<'stored' | 'duplicate'> {
+    const { rows } = await this.parts.run(this.sql.add, [
+      entry.key,
+      entry.subject,
+      entry.route,
+      entry.format,
+      entry.ip,
+      entry.path,
+      entry.receivedAt,
+      entry.fields,
+      this.parts.retentionMs,
+    ]);
+    return (rows[0] as { id: string | null } | undefined)?.id == null ? 'duplicate' : 'stored';
+  }
+
+  async next(): Promise<InboxClaim<T> | null> {
+    const connection = await this.parts.connect();
+    try {
+      await connection.query('BEGIN ISOLATION LEVEL READ COMMITTED');
+      const { rows } = await connection.query(this.sql.next, [this.parts.lockTimeoutMs]);
+      const found = rows[0] as RowRecord | undefined;
+      if (found === undefined) {
+        await connection.query('ROLLBACK');
+        connection.giveBack();
+        return null;
+      }
+      const row = rowOf(found);
+      const writes = {
+        ...this.parts.writes,
+        first: (outcome: 'delivered' | 'stale') => [this.sql.delivered, [row.id, outcome]] as [string, unknown[]],
+      };
+      return new PostgresInboxClaim<T>(connection, writes, found.previous ?? null, row, async (error, retryAt) => {
+        await this.parts.run(this.sql.failed, [row.id, error, retryAt]);
+      });
+    } catch (error) {
+      // Another process's claim held the subject for lockTimeoutMs: the row waits for the next round.
+      if ((error as { code?: unknown }).code === LOCK_NOT_AVAILABLE) {
+        await connection.query('ROLLBACK').then(
+          () => {
+            connection.giveBack();
+          },
+          () => {
+            connection.close();
+          },
+        );
+        return null;
+      }
+      connection.close();
+      throw error;
+    }
+  }
+
+  waitForWork(ms: number): Promise<void> {
+    if (!this.closed) this.listen();
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.wakers.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.wakers.add(done);
+    });
+  }
+
+  async stats(): Promise<InboxStats> {
+    const counts = { pending: 0, retrying: 0, dead: 0, delivered: 0 };
+    const { rows } = await this.parts.run(this.sql.counts);
+    for (const row of rows as { status: InboxStatus; count: number }[]) counts[row.status] = row.count;
+    const oldest = (await this.parts.run(this.sql.oldest)).rows[0] as { age: number | null } | undefined;
+    return { ...counts, oldestPendingAgeMs: oldest?.age == null ? null : Math.round(oldest.age) };
+  }
+
+  async list(query: InboxQuery = {}): Promise<InboxRow[]> {
+    const { rows } = await this.parts.run(this.sql.list, [query.status ?? null, query.limit ?? 50]);
+    return (rows as RowRecord[]).map(rowOf);
+  }
+
+  async retry(target: number | { readonly status: 'dead' }): Promise<number> {
+    const { rowCount } =
+      typeof target === 'number'
+        ? await this.parts.run(this.sql.retryOne, [target])
+        : await this.parts.run(this.sql.retryDead);
+    if ((rowCount ?? 0) > 0) await this.parts.run(this.sql.notify);
+    return rowCount ?? 0;
+  }
+
+  /** Stops listening, closing the listening connection, and ends every wait at once. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const listener = this.listener;
+    if (listener !== null) (await listener.catch(() => null))?.close();
+    for (const waker of [...this.wakers]) waker();
+  }
+
+  /** Opens the listening connection unless it is open; a failure is tried again on the next wait. */
+  private listen(): void {
+    if (this.listener !== null) return;
+    const wake = (): void => {
+      for (const waker of [...this.wakers]) waker();
+    };
+    const opened = (async () => {
+      const client = await this.parts.connectListener();
+      let released = false;
+      const lost = (): void => {
+        if (this.listener === opened) this.listener = null;
+        if (released) return;
+        released = true;
+        client.removeListener('notification', wake);
+        client.release(true);
+      };
+      client.on('notification', wake);
+      client.on('error', lost);
+      try {
+        await client.query(this.sql.listen);
+      } catch (error) {
+        lost();
+        throw error;
+      }
+      return { close: lost };
+    })();
+    this.listener = opened;
+    opened.catch(() => {
+      if (this.listener === opened) this.listener = null;
+    });
+  }
+}

@@ -1,0 +1,276 @@
+import { randomUUID } from 'node:crypto';
+import type {
+  InboxClaim,
+  InboxEntry,
+  InboxQuery,
+  InboxRow,
+  InboxStats,
+  InboxStatus,
+  JournalRecord,
+  StoreInbox,
+} from './store';
+
+/** The part of better-sqlite3 the inbox uses. */
+export interface SqliteDatabase {
+  exec(source: string): unknown;
+  prepare(source: string): {
+    run(...params: unknown[]): { changes: number; lastInsertRowid: number | bigint };
+    get(...params: unknown[]): unknown;
+    all(...params: unknown[]): unknown[];
+  };
+  transaction<A extends unknown[], R>(fn: (...args: A) => R): { readonly immediate: (...args: A) => R };
+}
+
+export interface SqliteInboxSettings {
+  /** How long a handled key and a delivered row are kept, in ms. */
+  readonly retentionMs: number;
+  /** How long a worker holds a row it delivers, renewed while listeners run, in ms. */
+  readonly leaseMs: number;
+  /** The state the dedupe key table marks a handled key with. */
+  readonly handledState: number;
+}
+
+/** How often a worker looks for rows that another process on the file stored. */
+export const SQLITE_POLL_MS = 250;
+
+interface RowRecord {
+  id: number;
+  key: string;
+  subject: string | null;
+  route: string;
+  format: string;
+  ip: string;
+  path: string;
+  received_at: number;
+  fields: string;
+  status: InboxStatus;
+  attempts: number;
+  last_error: string | null;
+  next_attempt_at: number;
+  delivered_at: number | null;
+  outcome: 'delivered' | 'stale' | null;
+}
+
+function rowOf(record: RowRecord): InboxRow {
+  return {
+    id: record.id,
+    key: record.key,
+    subject: record.subject,
+    route: record.route,
+    format: record.format,
+    ip: record.ip,
+    path: record.path,
+    receivedAt: new Date(record.received_at),
+    fields: record.fields,
+    status: record.status,
+    attempts: record.attempts,
+    lastError: record.last_error,
+    nextAttemptAt: new Date(record.next_attempt_at),
+    deliveredAt: record.delivered_at === null ? null : new Date(record.delivered_at),
+    outcome: record.outcome,
+  };
+}
+
+/**
+ * SqliteStore's inbox: a table in the same file. A postback and its dedupe key are stored in one
+ * transaction. A worker holds the row it delivers by a lease; its commit marks the row delivered
+ * and writes the journal in one transaction. Listeners' own writes are not part of it (SQLite's
+ * transactions cannot stay open while they await): a process that dies after a listener's
+ * effect and before that commit delivers the row again, so effects must be idempotent on the
+ * postback's key. Processes on the same file find each other's rows by polling.
+ */
+export class SqliteInbox implements StoreInbox<undefined> {
+  private readonly wakers = new Set<() => void>();
+  private readonly addTransaction: (entry: InboxEntry, now: number) => 'stored' | 'duplicate';
+  private readonly nextTransaction: (token: string, now: number) => InboxClaim<undefined> | null;
+  private readonly sql;
+
+  constructor(
+    private readonly db: SqliteDatabase,
+    private readonly settings: SqliteInboxSettings,
+  ) {
+    db.exec(`
+      CREATE TABLE IF NOT EXISTS postback_inbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        key TEXT NOT NULL,
+        subject TEXT,
+        route TEXT NOT NULL,
+        format TEXT NOT NULL,
+        ip TEXT NOT NULL,
+        path TEXT NOT NULL,
+        received_at INTEGER NOT NULL,
+        fields TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        next_attempt_at INTEGER NOT NULL,
+        leased_by TEXT,
+        lease_until INTEGER NOT NULL DEFAULT 0,
+        delivered_at INTEGER,
+        outcome TEXT
+      );
+      CREATE INDEX IF NOT EXISTS postback_inbox_waiting ON postback_inbox (id)
+        WHERE status IN ('pending', 'retrying');
+      CREATE INDEX IF NOT EXISTS postback_inbox_subject ON postback_inbox (subject, id)
+        WHERE status IN ('pending', 'retrying');
+      CREATE INDEX IF NOT EXISTS postback_inbox_status ON postback_inbox (status, id);
+    `);
+    const handled = settings.handledState;
+    const keyState = db.prepare('SELECT state, expires_at FROM postback_keys WHERE key = ?');
+    const storeKey = db.prepare(`
+      INSERT INTO postback_keys (key, state, expires_at) VALUES (?, ${handled}, ?)
+      ON CONFLICT (key) DO UPDATE SET state = ${handled}, expires_at = excluded.expires_at
+    `);
+    const insert = db.prepare(`
+      INSERT INTO postback_inbox (key, subject, route, format, ip, path, received_at, fields, status, next_attempt_at)
+      VALUES (@key, @subject, @route, @format, @ip, @path, @receivedAt, @fields, 'pending', @now)
+    `);
+    this.addTransaction = db.transaction((entry: InboxEntry, now: number) => {
+      const found = keyState.get(entry.key) as { state: number; expires_at: number } | undefined;
+      if (found !== undefined && found.expires_at > now) return 'duplicate';
+      storeKey.run(entry.key, now + settings.retentionMs);
+      insert.run({ ...entry, receivedAt: entry.receivedAt.getTime(), now });
+      return 'stored';
+    }).immediate;
+
+    // The oldest row due whose subject has no earlier row waiting: a subject's postbacks are
+    // delivered in the order they arrived, a later one waiting while an earlier is retried.
+    const due = db.prepare(`
+      SELECT * FROM postback_inbox r
+      WHERE r.status IN ('pending', 'retrying') AND r.next_attempt_at <= @now AND r.lease_until <= @now
+        AND NOT EXISTS (
+          SELECT 1 FROM postback_inbox e
+          WHERE e.subject = r.subject AND e.id < r.id AND e.status IN ('pending', 'retrying'))
+      ORDER BY r.id LIMIT 1
+    `);
+    const lease = db.prepare('UPDATE postback_inbox SET leased_by = ?, lease_until = ? WHERE id = ?');
+    const journal = db.prepare('SELECT record, expires_at FROM postback_journal WHERE subject = ?');
+    this.nextTransaction = db.transaction((token: string, now: number) => {
+      const found = due.get({ now }) as RowRecord | undefined;
+      if (found === undefined) return null;
+      lease.run(token, now + settings.leaseMs, found.id);
+      let previous: JournalRecord | null = null;
+      if (found.subject !== null) {
+        const entry = journal.get(found.subject) as { record: string | null; expires_at: number } | undefined;
+        if (entry?.record != null && entry.expires_at > now) previous = JSON.parse(entry.record) as JournalRecord;
+      }
+      return this.claimOf(rowOf(found), token, previous);
+    }).immediate;
+
+    this.sql = {
+      delivered: db.prepare(`
+        UPDATE postback_inbox SET status = 'delivered', outcome = ?, attempts = attempts + 1, delivered_at = ?,
+          last_error = NULL, leased_by = NULL, lease_until = 0
+        WHERE id = ? AND leased_by = ?`),
+      writeRecord: db.prepare(`
+        INSERT INTO postback_journal (subject, record, held_by, held_until, expires_at)
+        VALUES (@subject, @record, NULL, 0, @expires)
+        ON CONFLICT (subject) DO UPDATE SET record = @record, expires_at = @expires`),
+      failed: db.prepare(`
+        UPDATE postback_inbox SET attempts = attempts + 1, last_error = @error,
+          status = CASE WHEN @retryAt IS NULL THEN 'dead' ELSE 'retrying' END,
+          next_attempt_at = coalesce(@retryAt, next_attempt_at), leased_by = NULL, lease_until = 0
+        WHERE id = @id AND leased_by = @token`),
+      renew: db.prepare('UPDATE postback_inbox SET lease_until = ? WHERE id = ? AND leased_by = ?'),
+      counts: db.prepare('SELECT status, count(*) AS count FROM postback_inbox GROUP BY status'),
+      oldest: db.prepare(
+        "SELECT min(received_at) AS oldest FROM postback_inbox WHERE status IN ('pending', 'retrying')",
+      ),
+      list: db.prepare('SELECT * FROM postback_inbox ORDER BY id DESC LIMIT ?'),
+      listByStatus: db.prepare('SELECT * FROM postback_inbox WHERE status = ? ORDER BY id DESC LIMIT ?'),
+      retryOne: db.prepare(`
+        UPDATE postback_inbox SET status = 'pending', attempts = 0, next_attempt_at = ?, last_error = NULL
+        WHERE id = ? AND status <> 'delivered'`),
+      retryDead: db.prepare(`
+        UPDATE postback_inbox SET status = 'pending', attempts = 0, next_attempt_at = ?, last_error = NULL
+        WHERE status = 'dead'`),
+      prune: db.prepare("DELETE FROM postback_inbox WHERE status = 'delivered' AND delivered_at <= ?"),
+    };
+  }
+
+  add(entry: InboxEntry): 'stored' | 'duplicate' {
+    const result = this.addTransaction(entry, Date.now());
+    if (result === 'stored') this.wake();
+    return result;
+  }
+
+  next(): Promise<InboxClaim<undefined> | null> {
+    return Promise.resolve(this.nextTransaction(randomUUID(), Date.now()));
+  }
+
+  waitForWork(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.wakers.delete(done);
+        resolve();
+      };
+      // Other processes on the file store rows too: this one only learns of them by looking.
+      const timer = setTimeout(done, Math.min(ms, SQLITE_POLL_MS));
+      this.wakers.add(done);
+    });
+  }
+
+  stats(): Promise<InboxStats> {
+    const counts = { pending: 0, retrying: 0, dead: 0, delivered: 0 };
+    for (const row of this.sql.counts.all() as { status: InboxStatus; count: number }[]) counts[row.status] = row.count;
+    const { oldest } = this.sql.oldest.get() as { oldest: number | null };
+    return Promise.resolve({ ...counts, oldestPendingAgeMs: oldest === null ? null : Date.now() - oldest });
+  }
+
+  list(query: InboxQuery = {}): Promise<InboxRow[]> {
+    const limit = query.limit ?? 50;
+    const rows = query.status === undefined ? this.sql.list.all(limit) : this.sql.listByStatus.all(query.status, limit);
+    return Promise.resolve((rows as RowRecord[]).map(rowOf));
+  }
+
+  retry(target: number | { readonly status: 'dead' }): Promise<number> {
+    const now = Date.now();
+    const { changes } = typeof target === 'number' ? this.sql.retryOne.run(now, target) : this.sql.retryDead.run(now);
+    if (changes > 0) this.wake();
+    return Promise.resolve(changes);
+  }
+
+  /** Deletes rows delivered longer ago than the retention; returns how many. */
+  prune(now: number): number {
+    return this.sql.prune.run(now - this.settings.retentionMs).changes;
+  }
+
+  private wake(): void {
+    for (const waker of [...this.wakers]) waker();
+  }
+
+  private claimOf(row: InboxRow, token: string, previous: JournalRecord | null): InboxClaim<undefined> {
+    const { sql, db, settings } = this;
+    const commit = db.transaction((record: JournalRecord | null, outcome: 'delivered' | 'stale') => {
+      const now = Date.now();
+      if (sql.delivered.run(outcome, now, row.id, token).changes === 0) {
+        throw new Error(`inbox row ${row.id} is no longer held by this worker (its lease ran out)`);
+      }
+      if (record !== null && row.subject !== null) {
+        sql.writeRecord.run({
+          subject: row.subject,
+          record: JSON.stringify(record),
+          expires: now + settings.retentionMs,
+        });
+      }
+    }).immediate;
+    return {
+      row,
+      previous,
+      transaction: undefined,
+      transactional: false,
+      commit,
+      release: () => undefined,
+      recordFailure: (error, retryAt) => {
+        sql.failed.run({ id: row.id, token, error, retryAt: retryAt === null ? null : retryAt.getTime() });
+        return Promise.resolve();
+      },
+      leaseMs: settings.leaseMs,
+      renew: () => {
+        sql.renew.run(Date.now() + settings.leaseMs, row.id, token);
+        return Promise.resolve();
+      },
+    };
+  }
+}
