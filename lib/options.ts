@@ -54,7 +54,7 @@ export interface PostbackRouterOptions<T = undefined> {
   readonly maxAttempts?: number;
   /**
    * With `delivery: 'inbox'`: the wait before attempt n + 1 is `baseMs × 2^(n − 1)`, at most
-   * `maxMs`, less a random part of up to half. Default `{ baseMs: 1000, maxMs: 3_600_000 }`.
+   * `maxMs`, less a random part of up to half. Default `{ baseMs: 5000, maxMs: 3_600_000 }`.
    */
   readonly backoff?: { readonly baseMs?: number; readonly maxMs?: number };
   /** With `delivery: 'inbox'`: how many stored postbacks are delivered at once. Default 4. */
@@ -273,7 +273,7 @@ function normalizeDelivery(options: Record<string, unknown>, store: PostbackStor
   }
   const { baseMs, maxMs } = (backoff ?? {}) as Record<string, unknown>;
   const normalizedBackoff = {
-    baseMs: integerIn('backoff.baseMs', baseMs, 1000, 1, MAX_TIMER),
+    baseMs: integerIn('backoff.baseMs', baseMs, 5000, 1, MAX_TIMER),
     maxMs: integerIn('backoff.maxMs', maxMs, 3_600_000, 1, MAX_TIMER),
   };
   if (normalizedBackoff.maxMs < normalizedBackoff.baseMs) {

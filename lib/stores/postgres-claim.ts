@@ -110,7 +110,7 @@ export class PostgresClaim<C> implements StoreClaim<C> {
   private finished = false;
 
   constructor(
-    private readonly connection: Connection,
+    protected readonly connection: Connection,
     private readonly writes: CommitWrites,
     private readonly subject: string | null,
     readonly previous: JournalRecord | null,
@@ -157,7 +157,7 @@ export class PostgresClaim<C> implements StoreClaim<C> {
     }
   }
 
-  private finish(): void {
+  protected finish(): void {
     if (this.finished) throw new Error('this claim was already committed or released');
     this.finished = true;
   }

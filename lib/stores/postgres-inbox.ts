@@ -54,15 +54,54 @@ function rowOf(record: RowRecord): InboxRow {
 }
 
 /** A row's claim: a transaction like a direct claim's, whose commit also marks the row delivered. */
+/** Taken after the row: a failed delivery rolls back to it, keeping the row locked. */
+const SAVEPOINT = 'impact_postbacks_row';
+
+/**
+ * A row's claim: a transaction like a direct claim's, whose commit also marks the row
+ * delivered. A failure is rolled back and recorded as one step (`release` only notes why): were
+ * the row's lock let go first, another worker could take the row before its attempt is counted
+ * and its retry put off.
+ */
 class PostgresInboxClaim<C> extends PostgresClaim<C> implements InboxClaim<C> {
+  private releasedFor: 'failed' | 'timeout' = 'failed';
+
   constructor(
     connection: Connection,
     writes: CommitWrites,
     previous: JournalRecord | null,
     readonly row: InboxRow,
-    readonly recordFailure: (error: string, retryAt: Date | null) => Promise<void>,
+    private readonly failure: { readonly sql: string; run(text: string, values: unknown[]): Promise<unknown> },
   ) {
     super(connection, writes, row.subject, previous);
+  }
+
+  override release(reason: 'failed' | 'timeout'): Promise<void> {
+    this.releasedFor = reason;
+    return Promise.resolve();
+  }
+
+  async recordFailure(error: string, retryAt: Date | null): Promise<void> {
+    const values = [this.row.id, error, retryAt];
+    if (this.releasedFor === 'timeout') {
+      // Listeners may still use the connection: it is closed, not rolled back and reused. The
+      // attempt is recorded through another one, whose update queues on the row's lock until
+      // the close lets it go.
+      const recorded = this.failure.run(this.failure.sql, values);
+      await super.release('timeout');
+      await recorded;
+      return;
+    }
+    this.finish();
+    try {
+      await this.connection.query(`ROLLBACK TO SAVEPOINT ${SAVEPOINT}`);
+      await this.connection.query(this.failure.sql, values);
+      await this.connection.query('COMMIT');
+    } catch (cause) {
+      this.connection.close();
+      throw cause;
+    }
+    this.connection.giveBack();
   }
 }
 
@@ -135,13 +174,15 @@ export class PostgresInbox<T> implements StoreInbox<T> {
         connection.giveBack();
         return null;
       }
+      await connection.query(`SAVEPOINT ${SAVEPOINT}`);
       const row = rowOf(found);
       const writes = {
         ...this.parts.writes,
         first: (outcome: 'delivered' | 'stale') => [this.sql.delivered, [row.id, outcome]] as [string, unknown[]],
       };
-      return new PostgresInboxClaim<T>(connection, writes, found.previous ?? null, row, async (error, retryAt) => {
-        await this.parts.run(this.sql.failed, [row.id, error, retryAt]);
+      return new PostgresInboxClaim<T>(connection, writes, found.previous ?? null, row, {
+        sql: this.sql.failed,
+        run: (text, values) => this.parts.run(text, values),
       });
     } catch (error) {
       // Another process's claim held the subject for lockTimeoutMs: the row waits for the next round.

@@ -10,7 +10,7 @@ export interface ChildServer {
 }
 
 /** The router servers of the crash tests, in test/fixtures. */
-export type ChildScript = 'crash-server' | 'pg-ledger-server';
+export type ChildScript = 'crash-server' | 'pg-ledger-server' | 'inbox-server';
 
 /** Starts a crash-test server in a child process and waits until it listens. */
 export async function startChildServer(
