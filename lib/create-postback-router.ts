@@ -15,6 +15,7 @@ import { ACTION_FIELDS, CATALOG_FIELDS, INQUIRY_FIELDS } from './fields/field-sp
 import { normalizeFields } from './fields/normalize-fields';
 import { rebuildEvent } from './fields/stored-event';
 import { requestPath } from './http/request-path';
+import { reconcileActions, type ReconcileOptions, type ReconcileReport } from './reconcile/reconcile';
 import { sendError, sendSuccess } from './http/respond';
 import { resolveClientIp } from './ip/client-ip';
 import { normalizeOptions, type PostbackRouterOptions } from './options';
@@ -38,6 +39,13 @@ export interface PostbackRouter<T = undefined> extends TypedEventEmitter<Postbac
    * to `timeoutMs` (default: the listener timeout); then the store is closed. Twice is harmless.
    */
   close(options?: { readonly timeoutMs?: number }): Promise<void>;
+  /**
+   * Reads the actions impact.com's Actions API lists as updated in the range, compares each
+   * with the journal, and delivers the missing and changed ones as `action` events (trigger
+   * `reconciliation`), as a postback is delivered. Rejects with a PostbackError
+   * (`reconcile.http`, `reconcile.invalid`) when the API fails; what earlier pages delivered stays.
+   */
+  reconcile(options: ReconcileOptions): Promise<ReconcileReport>;
 }
 
 /** impact.com gives each event kind its own URL, and nothing in a request says which kind it is. */
@@ -48,11 +56,16 @@ const ROUTE_EVENTS: Readonly<Record<PostbackRoute, 'action' | 'inquiry' | 'catal
   catalog: 'catalog',
 };
 
+function ignore(): void {
+  // Its caller sees how it ended.
+}
+
 class PostbackReceiver extends EventEmitter {
   // Assigned right after construction: these need the emitter.
   router!: RequestHandler;
   inbox!: PostbackInbox | null;
   close!: (options?: { readonly timeoutMs?: number }) => Promise<void>;
+  reconcile!: (options: ReconcileOptions) => Promise<ReconcileReport>;
 }
 
 /**
@@ -101,10 +114,9 @@ export function createPostbackRouter<T = undefined>(options: PostbackRouterOptio
           (event) => ROUTE_EVENTS[event.meta.route],
         )
       : null;
+  const directDelivery = createDirectDelivery(emitter, settings.store, settings, reportError);
   const deliver =
-    inboxDelivery === null
-      ? createDirectDelivery(emitter, settings.store, settings, reportError)
-      : (_eventName: string, event: PostbackEvent) => inboxDelivery.arrive(event);
+    inboxDelivery === null ? directDelivery : (_eventName: string, event: PostbackEvent) => inboxDelivery.arrive(event);
   /** Requests being handled now, so that close() can wait for them. */
   const handling = new Set<Promise<void>>();
   let closing: Promise<void> | null = null;
@@ -220,6 +232,25 @@ export function createPostbackRouter<T = undefined>(options: PostbackRouterOptio
     void handled.finally(() => handling.delete(handled));
   };
   emitter.inbox = inboxDelivery?.admin ?? null;
+  // Reconciled actions go the direct way in both delivery modes: the store's claim keeps them
+  // apart from postbacks of the same action, and the report can say what was delivered.
+  emitter.reconcile = async (reconcileOptions) => {
+    const { store } = settings;
+    if (store.readJournal === undefined) {
+      throw new TypeError('reconcile() needs a store whose journal can be read (readJournal); option store has none');
+    }
+    if (closing !== null) throw new PostbackError('router.closed', 'this receiver is shutting down');
+    const reconciling = reconcileActions(reconcileOptions, {
+      readJournal: (subjects) => store.readJournal?.(subjects) ?? [],
+      ordering: settings.ordering,
+      deliver: async (event) => directDelivery('action', event),
+      stopped: () => closing !== null,
+    });
+    const running = reconciling.then(ignore, ignore);
+    handling.add(running);
+    void running.finally(() => handling.delete(running));
+    return reconciling;
+  };
   emitter.close = (closeOptions = {}) => {
     closing ??= (async () => {
       const timeoutMs = closeOptions.timeoutMs ?? settings.listenerTimeout;

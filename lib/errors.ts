@@ -26,6 +26,9 @@ export const ERROR_STATUS = {
   'store.failed': 503,
   'postback.in_flight': 503,
   'router.closed': 503,
+  // Reconciliation's own failures, never an HTTP answer: impact.com's API failed us (502-like).
+  'reconcile.http': 502,
+  'reconcile.invalid': 502,
   internal: 500,
 } as const;
 

@@ -4,8 +4,11 @@ import type { ACTION_FIELDS, CATALOG_FIELDS, FieldSpec, FieldType, INQUIRY_FIELD
 
 export type { FieldValue } from './body/field-record';
 
-/** How the fields arrived: GET query string, or a POST body in one of three formats. */
-export type PostbackFormat = 'query' | 'json' | 'xml' | 'form';
+/**
+ * How the fields arrived: GET query string, or a POST body in one of three formats; `api` for
+ * an action that reconciliation read from impact.com's Actions API.
+ */
+export type PostbackFormat = 'query' | 'json' | 'xml' | 'form' | 'api';
 
 /** The route a postback came in on, relative to where the router is mounted. */
 export type PostbackRoute = 'actions' | 'clearing' | 'inquiries' | 'catalog';
@@ -23,7 +26,10 @@ export interface PostbackWarning {
 
 export interface PostbackMeta {
   readonly receivedAt: Date;
-  /** The client address the allow-list admitted (IPv4-mapped IPv6 shown as IPv4). */
+  /**
+   * The client address the allow-list admitted (IPv4-mapped IPv6 shown as IPv4); empty for an
+   * action read by reconciliation.
+   */
   readonly ip: string;
   readonly format: PostbackFormat;
   readonly route: PostbackRoute;
@@ -51,10 +57,13 @@ export type ActionFields = Omit<OptionalFields<typeof ACTION_FIELDS>, 'actionId'
 export type InquiryFields = Omit<OptionalFields<typeof INQUIRY_FIELDS>, 'inquiryId'>;
 export type CatalogFields = OptionalFields<typeof CATALOG_FIELDS>;
 
-/** A tracked, modified or reversed action (`/actions`), or a cleared one (`/clearing`). */
+/**
+ * A tracked, modified or reversed action (`/actions`, trigger `lifecycle`), a cleared one
+ * (`/clearing`), or one whose state reconciliation found in impact.com's Actions API.
+ */
 export interface ActionEvent extends ActionFields, PostbackEventBase {
   readonly kind: 'action';
-  readonly trigger: 'lifecycle' | 'clearing';
+  readonly trigger: 'lifecycle' | 'clearing' | 'reconciliation';
   readonly actionId: string;
 }
 
@@ -91,7 +100,7 @@ export interface ActionState {
   readonly payout: string | null;
   readonly amount: string | null;
   readonly currency: string | null;
-  /** Which kind of postback recorded it. */
+  /** Which kind of postback recorded it, or `reconciliation`. */
   readonly trigger: ActionEvent['trigger'];
   /** The dedupe key of the postback that recorded it. */
   readonly key: string;

@@ -32,6 +32,7 @@ export {
   type PostbackErrorDetails,
 } from './errors';
 export type { Ordering } from './journal/journal';
+export type { ReconcileOptions, ReconcileReport } from './reconcile/reconcile';
 export type {
   BeginResult,
   InboxClaim,
@@ -41,7 +42,9 @@ export type {
   InboxStats,
   InboxStatus,
   InboxStore,
+  JournalReadResult,
   JournalRecord,
+  CommitOutcome,
   PostbackStore,
   StoreClaim,
   StoreInbox,

@@ -24,7 +24,7 @@ postbacks.on('action', async (action: ActionEvent) => {
   const id: string = action.actionId;
   const payout: string | undefined = action.payout;
   const when: Date | undefined = action.eventDate;
-  const trigger: 'lifecycle' | 'clearing' = action.trigger;
+  const trigger: 'lifecycle' | 'clearing' | 'reconciliation' = action.trigger;
   // @ts-expect-error payout is a decimal string, never a number
   const wrong: number | undefined = action.payout;
   // @ts-expect-error no such field on an action

@@ -1,13 +1,8 @@
-import { PostgresStore } from '../stores/postgres-store';
-import { SqliteStore } from '../stores/sqlite-store';
-import type { InboxRow, InboxStatus, StoreInbox } from '../stores/store';
+import type { InboxRow, InboxStatus } from '../stores/store';
+import { openStore, StoreUsageError, type StoreArguments } from './open-store';
 
-export interface InboxCommand {
+export interface InboxCommand extends StoreArguments {
   readonly action: string | undefined;
-  readonly databaseUrl: string | undefined;
-  readonly sqlite: string | undefined;
-  readonly schema: string | undefined;
-  readonly tablePrefix: string | undefined;
   readonly status: string | undefined;
   readonly limit: string | undefined;
   readonly id: string | undefined;
@@ -15,46 +10,7 @@ export interface InboxCommand {
   readonly json: boolean;
 }
 
-/** A mistake in the command line: exit code 2. */
-export class InboxUsageError extends Error {}
-
 const STATUSES: readonly InboxStatus[] = ['pending', 'retrying', 'delivered', 'dead'];
-
-/** The store whose inbox the command reads, and how to let it go. */
-function openInbox(command: InboxCommand): { inbox: StoreInbox<unknown>; close: () => Promise<void> } {
-  if ((command.databaseUrl === undefined) === (command.sqlite === undefined)) {
-    throw new InboxUsageError(
-      'give the inbox as --database-url <url> (or DATABASE_URL) or --sqlite <file>, one of them',
-    );
-  }
-  if (command.sqlite !== undefined) {
-    const store = new SqliteStore({ path: command.sqlite });
-    return {
-      inbox: store.inbox,
-      close: () => {
-        store.close();
-        return Promise.resolve();
-      },
-    };
-  }
-  let store: PostgresStore;
-  try {
-    store = new PostgresStore({
-      connectionString: command.databaseUrl ?? '',
-      ...(command.schema === undefined ? {} : { schema: command.schema }),
-      ...(command.tablePrefix === undefined ? {} : { tablePrefix: command.tablePrefix }),
-    });
-  } catch (error) {
-    throw new InboxUsageError(
-      (error as Error).message.replace(/^option (\w+)/, (_, name: string) => `--${kebab(name)}`),
-    );
-  }
-  return { inbox: store.inbox, close: () => store.close() };
-}
-
-function kebab(name: string): string {
-  return name.replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`);
-}
 
 /** A row as the command prints it: its fields as received, parsed. */
 function printable(row: InboxRow): Record<string, unknown> {
@@ -71,20 +27,21 @@ function idOf(row: InboxRow): string {
 /** `impact-postbacks inbox stats|list|retry`: what the inbox holds, and dead rows tried again. */
 export async function inboxCommand(command: InboxCommand): Promise<number> {
   if (command.action !== 'stats' && command.action !== 'list' && command.action !== 'retry') {
-    throw new InboxUsageError('inbox needs one of stats, list or retry');
+    throw new StoreUsageError('inbox needs one of stats, list or retry');
   }
   const status = command.status;
   if (status !== undefined && !(STATUSES as readonly string[]).includes(status)) {
-    throw new InboxUsageError(`--status must be one of ${STATUSES.join(', ')}, got "${status}"`);
+    throw new StoreUsageError(`--status must be one of ${STATUSES.join(', ')}, got "${status}"`);
   }
   const limit = command.limit === undefined ? 50 : Number(command.limit);
-  if (!Number.isSafeInteger(limit) || limit < 1) throw new InboxUsageError('--limit must be a positive integer');
+  if (!Number.isSafeInteger(limit) || limit < 1) throw new StoreUsageError('--limit must be a positive integer');
   if (command.action === 'retry' && (command.id === undefined) === !command.dead) {
-    throw new InboxUsageError('retry needs --id <row> or --dead, one of them');
+    throw new StoreUsageError('retry needs --id <row> or --dead, one of them');
   }
   const id = command.id === undefined ? undefined : Number(command.id);
-  if (id !== undefined && (!Number.isSafeInteger(id) || id < 1)) throw new InboxUsageError('--id must be a row id');
-  const { inbox, close } = openInbox(command);
+  if (id !== undefined && (!Number.isSafeInteger(id) || id < 1)) throw new StoreUsageError('--id must be a row id');
+  const { store, close } = openStore(command);
+  const { inbox } = store;
   try {
     switch (command.action) {
       case 'stats': {

@@ -5,8 +5,10 @@
  */
 import { parseArgs } from 'node:util';
 import { deliverPostback, errorCodeOf } from './deliver';
-import { inboxCommand, InboxUsageError } from './inbox';
+import { inboxCommand } from './inbox';
+import { StoreUsageError } from './open-store';
 import { migrate, MigrateUsageError } from './migrate';
+import { reconcileCommand } from './reconcile';
 import { SCENARIOS, scenarioSteps, type ScenarioName } from './scenarios';
 import { buildTemplate, formatTemplate, KINDS, TEMPLATE_FORMATS, type Kind, type TemplateFormat } from './templates';
 
@@ -21,6 +23,7 @@ Commands:
   check       send one harmless postback per route and format, and report what is accepted
   migrate     create PostgresStore's tables in a PostgreSQL database, or print their DDL
   inbox       what the inbox of delivery: 'inbox' holds (stats, list), and retry rows
+  reconcile   compare impact.com's Actions API with a store's journal: what postbacks never brought
 
 Run "impact-postbacks <command> --help" for a command's options.`,
   templates: `Usage: impact-postbacks templates --url <base URL> [options]
@@ -97,6 +100,27 @@ Options:
   --help                show this help
 
 Exit code 1 if the store could not be read.`,
+  reconcile: `Usage: impact-postbacks reconcile --account-sid <sid> --since <date> (--database-url <url> | --sqlite <file>) [options]
+
+Lists the actions impact.com's Actions API shows as updated in the range, compares each with the
+store's journal, and prints those the journal lacks (missing), has with another status, payout,
+amount or currency (changed), or would move back from a final state (stale). It delivers nothing:
+a router's postbacks.reconcile() does. The auth token is read from IMPACT_AUTH_TOKEN only.
+
+Options:
+  --account-sid <sid>   the partner account's SID (required)
+  --since <date>        actions last updated from this date or time, such as 2026-11-01 (required)
+  --until <date>        ...up to this one (default: now); ranges over 45 days are cut in windows
+  --base-url <url>      the API (default: https://api.impact.com)
+  --page-size <n>       actions per request (default: 1000)
+  --database-url <url>  PostgresStore's database (default: the DATABASE_URL environment variable)
+  --schema <name>       PostgresStore's schema (default: public)
+  --table-prefix <p>    PostgresStore's table prefix (default: impact_postbacks_)
+  --sqlite <file>       SqliteStore's file
+  --json                print the counts and the differing actions as JSON
+  --help                show this help
+
+Exit code 1 if anything is missing or changed, or the API or the store failed; 0 if all agree.`,
 };
 
 function oneOf<T extends string>(name: string, value: string | undefined, allowed: readonly T[], fallback?: T): T {
@@ -314,7 +338,48 @@ async function runInbox(args: string[]): Promise<number> {
       json: values.json === true,
     });
   } catch (error) {
-    if (error instanceof InboxUsageError) throw new UsageError(error.message);
+    if (error instanceof StoreUsageError) throw new UsageError(error.message);
+    throw error;
+  }
+}
+
+async function runReconcile(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      'account-sid': { type: 'string' },
+      since: { type: 'string' },
+      until: { type: 'string' },
+      'base-url': { type: 'string' },
+      'page-size': { type: 'string' },
+      'database-url': { type: 'string' },
+      sqlite: { type: 'string' },
+      schema: { type: 'string' },
+      'table-prefix': { type: 'string' },
+      json: { type: 'boolean' },
+      help: { type: 'boolean' },
+    },
+    strict: true,
+  });
+  if (values.help === true) return help('reconcile');
+  try {
+    return await reconcileCommand(
+      {
+        accountSid: values['account-sid'],
+        since: values.since,
+        until: values.until,
+        baseUrl: values['base-url'],
+        pageSize: values['page-size'],
+        databaseUrl: values['database-url'] ?? (values.sqlite === undefined ? process.env['DATABASE_URL'] : undefined),
+        sqlite: values.sqlite,
+        schema: values.schema,
+        tablePrefix: values['table-prefix'],
+        json: values.json === true,
+      },
+      process.env,
+    );
+  } catch (error) {
+    if (error instanceof StoreUsageError) throw new UsageError(error.message);
     throw error;
   }
 }
@@ -338,6 +403,8 @@ async function main(argv: string[]): Promise<number> {
         return await runMigrate(args);
       case 'inbox':
         return await runInbox(args);
+      case 'reconcile':
+        return await runReconcile(args);
       case undefined:
       case '--help':
       case '-h':

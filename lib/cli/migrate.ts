@@ -1,4 +1,5 @@
 import { loadOptionalModule } from '../stores/optional-module';
+import { kebab } from './open-store';
 import { checkNames, schemaSql } from '../stores/postgres-schema';
 import { applySchema, type PgPool } from '../stores/postgres-store';
 
@@ -54,8 +55,4 @@ export async function migrate(options: MigrateOptions): Promise<number> {
   } finally {
     await pool.end().catch(() => undefined);
   }
-}
-
-function kebab(name: string): string {
-  return name.replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`);
 }

@@ -1,8 +1,8 @@
 import type { EventEmitter } from 'node:events';
 import { PostbackError } from '../errors';
 import type { PostbackEvent } from '../events';
-import { isStale, recordOf, stateOf, type Ordering } from '../journal/journal';
-import type { JournalRecord, StoreClaim } from '../stores/store';
+import { isAlreadyApplied, isStale, recordOf, stateOf, type Ordering } from '../journal/journal';
+import type { CommitOutcome, JournalRecord, StoreClaim } from '../stores/store';
 import { isThenable, runListeners, withTimeout } from './call-listeners';
 import { testHooks } from './test-hooks';
 
@@ -51,7 +51,9 @@ export function ignore(): void {
  * of the inbox): runs the listeners with `(event, { previous, transaction })`, then commits the
  * claim (the key, the subject's new record and what listeners wrote through a transactional
  * store) or releases it. A lifecycle PENDING for an action the journal knows as APPROVED or
- * REVERSED is emitted as `stale` instead (ordering 'final-states'), and committed.
+ * REVERSED is emitted as `stale` instead (ordering 'final-states'), and committed. A lifecycle
+ * postback whose state reconciliation has delivered already is not emitted: it is committed as
+ * a duplicate, the journal left as it is.
  *
  * With synchronous listeners and a synchronous store the outcome comes back at once.
  */
@@ -63,6 +65,9 @@ export function createClaimApplier<T>(
   const { listenerTimeout: timeoutMs, ordering } = settings;
 
   function deliverClaimed(claim: StoreClaim<T>, eventName: string, event: PostbackEvent): DeliveryOutcome | Pending {
+    if (isAlreadyApplied(event, claim.previous)) {
+      return pendingIfAsync(settle(claim, eventName, [], null, DUPLICATE, event.meta.key));
+    }
     const stale = isStale(event, claim.previous, ordering);
     const name = stale ? 'stale' : eventName;
     const record = stale ? null : recordOf(event, claim.previous);
@@ -127,7 +132,8 @@ export function createClaimApplier<T>(
       });
       return then(release(claim, 'failed'), () => failed(error));
     }
-    return then(commit(claim, record, success.kind === 'stale' ? 'stale' : 'delivered'), (failure) => {
+    const outcome = success.kind === 'stale' || success.kind === 'duplicate' ? success.kind : 'delivered';
+    return then(commit(claim, record, outcome), (failure) => {
       if (failure !== null) return failure;
       if (testHooks.afterCommit !== null) return testHooks.afterCommit(key).then(() => success);
       return success;
@@ -138,7 +144,7 @@ export function createClaimApplier<T>(
   function commit(
     claim: StoreClaim<T>,
     record: JournalRecord | null,
-    outcome: 'delivered' | 'stale',
+    outcome: CommitOutcome,
   ): Maybe<DeliveryOutcome | null> {
     let pending: void | Promise<void>;
     try {

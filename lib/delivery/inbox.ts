@@ -3,7 +3,15 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import { PostbackError } from '../errors';
 import type { PostbackEvent } from '../events';
 import { inboxEntryOf } from '../fields/stored-event';
-import type { InboxClaim, InboxQuery, InboxRow, InboxStats, InboxStatus, StoreInbox } from '../stores/store';
+import type {
+  CommitOutcome,
+  InboxClaim,
+  InboxQuery,
+  InboxRow,
+  InboxStats,
+  InboxStatus,
+  StoreInbox,
+} from '../stores/store';
 import {
   createClaimApplier,
   DELIVERED,
@@ -35,7 +43,7 @@ export interface InboxItem {
   readonly receivedAt: Date;
   readonly nextAttemptAt: Date;
   readonly deliveredAt: Date | null;
-  readonly outcome: 'delivered' | 'stale' | null;
+  readonly outcome: CommitOutcome | null;
   /** The event its listeners get, or null if it cannot be built again (lastError says why). */
   readonly event: PostbackEvent | null;
 }

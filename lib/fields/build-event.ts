@@ -11,19 +11,24 @@ type EventDraft = Record<string, unknown>;
 /**
  * Builds the event a route emits from its normalised fields, refusing one without its
  * required id. The event is frozen, so one listener cannot change what the next one sees.
+ * `reconciled`: an action read from impact.com's API, whose trigger says so.
  */
 export function buildEvent(
   route: PostbackRoute,
   normalized: NormalizedFields,
   raw: FieldRecord,
   meta: PostbackMeta,
+  reconciled = false,
 ): PostbackEvent {
   const { fields, warnings } = normalized;
   let event: EventDraft;
   switch (route) {
     case 'actions':
     case 'clearing':
-      event = withKnownFields({ kind: 'action', trigger: route === 'actions' ? 'lifecycle' : 'clearing' }, normalized);
+      event = withKnownFields(
+        { kind: 'action', trigger: reconciled ? 'reconciliation' : route === 'actions' ? 'lifecycle' : 'clearing' },
+        normalized,
+      );
       requireId(event, 'actionId', normalized);
       break;
     case 'inquiries': {

@@ -27,14 +27,70 @@ export function subjectOf(event: PostbackEvent): string | null {
 /**
  * True for a lifecycle postback with status PENDING for an action the journal knows as
  * APPROVED or REVERSED: impact.com retried an older postback after a newer one got through.
- * Clearing postbacks are never stale: clearing comes after the final state by definition.
+ * Clearing postbacks are never stale: clearing comes after the final state by definition. A
+ * PENDING that reconciliation read from impact.com's API is held to the same rule.
  */
 export function isStale(event: PostbackEvent, previous: JournalRecord | null, ordering: Ordering): boolean {
-  if (ordering === 'none' || previous === null || event.kind !== 'action' || event.trigger !== 'lifecycle') {
+  if (ordering === 'none' || previous === null || event.kind !== 'action' || event.trigger === 'clearing') {
     return false;
   }
   const status = previous['status'];
   return event.status === 'PENDING' && typeof status === 'string' && FINAL_STATUSES.has(status);
+}
+
+/**
+ * True when the action's state in the event (status, payout, amount, currency) is the one the
+ * record holds. A field the event does not carry does not count as a difference, as the record
+ * of a postback without it keeps the earlier value. Amounts are compared as decimals: `5.50`
+ * and `5.5` are the same payout.
+ */
+export function sameActionState(event: ActionEvent, record: JournalRecord): boolean {
+  return (
+    sameText(event.status, record['status']) &&
+    sameDecimal(event.payout, record['payout']) &&
+    sameDecimal(event.amount, record['amount']) &&
+    sameText(event.currency, record['currency'])
+  );
+}
+
+/**
+ * True for a lifecycle postback carrying the very state that reconciliation delivered for its
+ * action: reconciliation read it from impact.com's API after the postback was lost or late, and
+ * delivered it under its own key, so the postback's key is new but its effect is done. The
+ * journal's state decides, not the key. A clearing postback is a new event (the action's money
+ * cleared), not a state, and is always delivered.
+ */
+export function isAlreadyApplied(event: PostbackEvent, previous: JournalRecord | null): boolean {
+  return (
+    previous !== null &&
+    event.kind === 'action' &&
+    event.trigger === 'lifecycle' &&
+    previous['trigger'] === 'reconciliation' &&
+    sameActionState(event, previous)
+  );
+}
+
+function sameText(value: string | undefined, recorded: unknown): boolean {
+  return value === undefined || value === recorded;
+}
+
+// Decimal strings as the field specs accept them: an optional minus sign, digits, a fraction.
+const DECIMAL = /^(-?)0*(\d*?)(?:\.(\d*?)0*)?$/;
+
+function sameDecimal(value: string | undefined, recorded: unknown): boolean {
+  if (value === undefined || value === recorded) return true;
+  if (typeof recorded !== 'string') return false;
+  return canonicalDecimal(value) === canonicalDecimal(recorded);
+}
+
+/** `-005.500` → `-5.5`, `0.0` → `0`; anything else as it is. */
+function canonicalDecimal(text: string): string {
+  const match = DECIMAL.exec(text);
+  if (match === null) return text;
+  const whole = match[2] === '' ? '0' : (match[2] as string);
+  const fraction = match[3] ?? '';
+  const digits = fraction === '' ? whole : `${whole}.${fraction}`;
+  return digits === '0' ? '0' : `${match[1] as string}${digits}`;
 }
 
 /**
@@ -90,7 +146,7 @@ export function stateOf(event: PostbackEvent, record: JournalRecord | null): Act
         payout: text(record['payout']),
         amount: text(record['amount']),
         currency: text(record['currency']),
-        trigger: record['trigger'] === 'clearing' ? 'clearing' : 'lifecycle',
+        trigger: triggerOf(record['trigger']),
         key: text(record['key']) ?? '',
         receivedAt: dateOf(record['receivedAt']),
       } satisfies ActionState);
@@ -107,6 +163,10 @@ export function stateOf(event: PostbackEvent, record: JournalRecord | null): Act
     case 'catalog':
       return null;
   }
+}
+
+function triggerOf(value: unknown): ActionEvent['trigger'] {
+  return value === 'clearing' || value === 'reconciliation' ? value : 'lifecycle';
 }
 
 function text(value: unknown): string | null {

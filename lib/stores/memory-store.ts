@@ -1,7 +1,7 @@
 import { MemoryJournal } from './memory-journal';
 import { MemoryKeys } from './memory-keys';
 import { positiveInteger } from './optional-module';
-import type { BeginResult, JournalRecord, PostbackStore, StoreClaim } from './store';
+import type { BeginResult, JournalReadResult, JournalRecord, PostbackStore, StoreClaim } from './store';
 
 export interface MemoryStoreOptions {
   /** Keys kept at most, and as many journal records; the oldest go first. Default 100,000. */
@@ -97,5 +97,9 @@ export class MemoryStore implements PostbackStore {
     const claim = new MemoryClaim(this.parts, key, subject, journal.read(subject), now + this.leaseMs);
     holders.set(subject, claim);
     return claim;
+  }
+
+  readJournal(subjects: readonly string[]): JournalReadResult {
+    return subjects.map((subject) => this.parts.journal.read(subject));
   }
 }

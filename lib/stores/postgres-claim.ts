@@ -1,5 +1,5 @@
 import type { PostgresObjects } from './postgres-schema';
-import type { JournalRecord, StoreClaim } from './store';
+import type { CommitOutcome, JournalRecord, StoreClaim } from './store';
 
 /** What a query answers, as node-postgres gives it. */
 export interface PgQueryResult {
@@ -88,7 +88,7 @@ export interface CommitWrites {
   readonly writeRecord: string;
   readonly retentionMs: number;
   /** A statement to run first, such as marking an inbox row delivered. */
-  readonly first?: (outcome: 'delivered' | 'stale') => readonly [text: string, values: unknown[]];
+  readonly first?: (outcome: CommitOutcome) => readonly [text: string, values: unknown[]];
 }
 
 /** What PostgresStore shares with its inbox. */
@@ -120,7 +120,7 @@ export class PostgresClaim<C> implements StoreClaim<C> {
     return this.connection.client as unknown as C;
   }
 
-  async commit(record: JournalRecord | null, outcome: 'delivered' | 'stale'): Promise<void> {
+  async commit(record: JournalRecord | null, outcome: CommitOutcome): Promise<void> {
     this.finish();
     const { writeRecord, retentionMs, first } = this.writes;
     try {

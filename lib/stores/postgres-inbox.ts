@@ -1,5 +1,6 @@
 import { PostgresClaim, type CommitWrites, type Connection, type PostgresParts } from './postgres-claim';
 import type {
+  CommitOutcome,
   InboxClaim,
   InboxEntry,
   InboxQuery,
@@ -27,7 +28,7 @@ interface RowRecord {
   last_error: string | null;
   next_attempt_at: Date;
   delivered_at?: Date | null;
-  outcome?: 'delivered' | 'stale' | null;
+  outcome?: CommitOutcome | null;
   previous?: JournalRecord | null;
 }
 
@@ -178,7 +179,7 @@ export class PostgresInbox<T> implements StoreInbox<T> {
       const row = rowOf(found);
       const writes = {
         ...this.parts.writes,
-        first: (outcome: 'delivered' | 'stale') => [this.sql.delivered, [row.id, outcome]] as [string, unknown[]],
+        first: (outcome: CommitOutcome) => [this.sql.delivered, [row.id, outcome]] as [string, unknown[]],
       };
       return new PostgresInboxClaim<T>(connection, writes, found.previous ?? null, row, {
         sql: this.sql.failed,

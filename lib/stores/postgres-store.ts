@@ -16,7 +16,7 @@ import {
   type PgQueryResult,
 } from './postgres-claim';
 import { PostgresInbox } from './postgres-inbox';
-import type { BeginResult, InboxStore, JournalRecord } from './store';
+import type { BeginResult, InboxStore, JournalReadResult, JournalRecord } from './store';
 
 export type { PgClient, PgPool, PgPoolClient, PgQueryResult } from './postgres-claim';
 
@@ -68,7 +68,7 @@ export class PostgresStore<T extends PgClient = PgClient> implements InboxStore<
   private readonly names: PostgresNames;
   private readonly pool: PgPool;
   private readonly ownsPool: boolean;
-  private readonly sql: { readonly begin: string; readonly prune: readonly string[] };
+  private readonly sql: { readonly begin: string; readonly readJournal: string; readonly prune: readonly string[] };
   private readonly writes: CommitWrites;
   /** The longest the store waits on one of its own statements: two lock waits, and a margin. */
   private readonly boundMs: number;
@@ -109,6 +109,7 @@ export class PostgresStore<T extends PgClient = PgClient> implements InboxStore<
       `DELETE FROM ${table} WHERE ctid = ANY (ARRAY(SELECT ctid FROM ${table} WHERE ${condition} LIMIT ${PRUNE_BATCH}))`;
     this.sql = {
       begin: `SELECT claimed, previous FROM ${begin}($1, $2, $3, $4)`,
+      readJournal: `SELECT subject, state FROM ${journal} WHERE subject = ANY ($1) AND expires_at > now()`,
       prune: [
         expired(keys, 'expires_at <= now()'),
         expired(journal, 'expires_at <= now()'),
@@ -170,6 +171,16 @@ export class PostgresStore<T extends PgClient = PgClient> implements InboxStore<
       connection.close();
       throw error;
     }
+  }
+
+  async readJournal(subjects: readonly string[]): Promise<JournalReadResult> {
+    if (subjects.length === 0) return [];
+    const { rows } = await this.run(this.sql.readJournal, [subjects]);
+    const records = new Map<string, JournalRecord>();
+    for (const row of rows as { subject: string; state: JournalRecord | null }[]) {
+      if (row.state !== null) records.set(row.subject, row.state);
+    }
+    return subjects.map((subject) => records.get(subject) ?? null);
   }
 
   /** Deletes expired keys and journal records, and rows delivered past the retention, in batches; returns how many. */

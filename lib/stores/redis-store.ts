@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { loadOptionalModule, positiveInteger } from './optional-module';
 import { BUSY, retryWhileBusy } from './retry-while-busy';
-import type { BeginResult, JournalRecord, PostbackStore, StoreClaim } from './store';
+import type { BeginResult, JournalReadResult, JournalRecord, PostbackStore, StoreClaim } from './store';
 
 /** The ioredis calls this store makes; any ioredis 5 or 6 client fits. */
 export interface RedisClientLike {
@@ -70,6 +70,9 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 if #KEYS == 3 and redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
 return 1
 `;
+
+// The journal records of the subjects, read without taking anything. KEYS: their records.
+const READ_JOURNAL = `return redis.call('MGET', unpack(KEYS))`;
 
 /** Runs one of the store's scripts on its keys, connected and bounded by the command timeout. */
 type RunScript = (script: string, keys: readonly string[], args: readonly (string | number)[]) => Promise<unknown>;
@@ -167,6 +170,20 @@ export class RedisStore implements PostbackStore {
     };
     const first = await attempt();
     return first === BUSY ? retryWhileBusy(attempt, this.lockTimeoutMs) : first;
+  }
+
+  async readJournal(subjects: readonly string[]): Promise<JournalReadResult> {
+    if (subjects.length === 0) return [];
+    const answer = await this.run(
+      READ_JOURNAL,
+      subjects.map((subject) => `${this.keyPrefix}journal:${subject}`),
+      [],
+    );
+    if (!Array.isArray(answer)) throw new Error(`unexpected answer from Redis: ${String(answer)}`);
+    return subjects.map((_, index) => {
+      const record: unknown = answer[index];
+      return typeof record === 'string' ? (JSON.parse(record) as JournalRecord) : null;
+    });
   }
 
   private readonly run: RunScript = async (script, keys, args) => {

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type {
+  CommitOutcome,
   InboxClaim,
   InboxEntry,
   InboxQuery,
@@ -48,7 +49,7 @@ interface RowRecord {
   last_error: string | null;
   next_attempt_at: number;
   delivered_at: number | null;
-  outcome: 'delivered' | 'stale' | null;
+  outcome: CommitOutcome | null;
 }
 
 function rowOf(record: RowRecord): InboxRow {
@@ -242,7 +243,7 @@ export class SqliteInbox implements StoreInbox<undefined> {
 
   private claimOf(row: InboxRow, token: string, previous: JournalRecord | null): InboxClaim<undefined> {
     const { sql, db, settings } = this;
-    const commit = db.transaction((record: JournalRecord | null, outcome: 'delivered' | 'stale') => {
+    const commit = db.transaction((record: JournalRecord | null, outcome: CommitOutcome) => {
       const now = Date.now();
       if (sql.delivered.run(outcome, now, row.id, token).changes === 0) {
         throw new Error(`inbox row ${row.id} is no longer held by this worker (its lease ran out)`);

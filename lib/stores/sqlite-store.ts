@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { loadOptionalModule, positiveInteger } from './optional-module';
 import { BUSY, retryWhileBusy } from './retry-while-busy';
 import { SqliteInbox, type SqliteDatabase } from './sqlite-inbox';
-import type { BeginResult, InboxStore, JournalRecord, StoreClaim } from './store';
+import type { BeginResult, InboxStore, JournalReadResult, JournalRecord, StoreClaim } from './store';
 
 export interface SqliteStoreOptions {
   /** The database file; created if missing. `:memory:` works but is not durable. */
@@ -89,6 +89,7 @@ export class SqliteStore implements InboxStore<undefined> {
     now: number,
   ) => BeginResult<undefined> | typeof BUSY;
   private readonly pruneTransaction: (now: number) => number;
+  private readonly recordOf: (subject: string, now: number) => JournalRecord | null;
   private readonly pruneTimer: NodeJS.Timeout;
 
   constructor(options: SqliteStoreOptions) {
@@ -193,6 +194,12 @@ export class SqliteStore implements InboxStore<undefined> {
       handledState: HANDLED,
     });
 
+    const readRecord = this.db.prepare('SELECT record FROM postback_journal WHERE subject = ? AND expires_at > ?');
+    this.recordOf = (subject, now) => {
+      const row = readRecord.get(subject, now) as { record: string | null } | undefined;
+      return row?.record == null ? null : (JSON.parse(row.record) as JournalRecord);
+    };
+
     const pruneKeys = this.db.prepare('DELETE FROM postback_keys WHERE expires_at <= ?');
     const pruneJournal = this.db.prepare(
       'DELETE FROM postback_journal WHERE expires_at <= @now AND held_until <= @now',
@@ -214,6 +221,11 @@ export class SqliteStore implements InboxStore<undefined> {
     const result = this.claimTransaction(key, subject, Date.now());
     if (result !== BUSY) return result;
     return retryWhileBusy(() => this.claimTransaction(key, subject, Date.now()), this.lockTimeoutMs);
+  }
+
+  readJournal(subjects: readonly string[]): JournalReadResult {
+    const now = Date.now();
+    return subjects.map((subject) => this.recordOf(subject, now));
   }
 
   /** Deletes expired keys and journal records, and rows delivered past the retention, now; returns how many. */

@@ -25,7 +25,7 @@ export interface StoreClaim<T> {
    * Records the key as handled and, unless `record` is null, the subject's new record. `outcome`
    * says how it was emitted (an inbox row keeps it).
    */
-  commit(record: JournalRecord | null, outcome: 'delivered' | 'stale'): void | Promise<void>;
+  commit(record: JournalRecord | null, outcome: CommitOutcome): void | Promise<void>;
   /**
    * Gives the key and the subject up: the postback may be handled again. `reason` says why:
    * `failed`, a listener threw (all have finished); `timeout`, listeners ran past the timeout
@@ -34,6 +34,15 @@ export interface StoreClaim<T> {
    */
   release(reason: 'failed' | 'timeout'): void | Promise<void>;
 }
+
+/** What `readJournal` gives: one record or null per subject asked for. */
+export type JournalReadResult = readonly (JournalRecord | null)[];
+
+/**
+ * How a claimed postback was handled, as an inbox row keeps it: emitted as its event, emitted
+ * as `stale`, or found already applied (a state that reconciliation delivered earlier).
+ */
+export type CommitOutcome = 'delivered' | 'stale' | 'duplicate';
 
 /**
  * What a store answers to `begin`:
@@ -58,6 +67,11 @@ export interface PostbackStore<T = undefined> {
    * null for a postback without one), and reads the subject's journal record.
    */
   begin(key: string, subject: string | null): BeginResult<T> | Promise<BeginResult<T>>;
+  /**
+   * The journal's records of these subjects, in the same order (null where it keeps none), read
+   * without claiming anything: what reconciliation compares impact.com's own state with.
+   */
+  readJournal?(subjects: readonly string[]): JournalReadResult | Promise<JournalReadResult>;
   /** Ends connections and timers the store opened. */
   close?(): void | Promise<void>;
 }
@@ -88,8 +102,8 @@ export interface InboxRow extends InboxEntry {
   /** When a pending or retrying row is due. */
   readonly nextAttemptAt: Date;
   readonly deliveredAt: Date | null;
-  /** What its delivery was: emitted as its event, or as `stale`. */
-  readonly outcome: 'delivered' | 'stale' | null;
+  /** What its delivery was, once delivered. */
+  readonly outcome: CommitOutcome | null;
 }
 
 /**

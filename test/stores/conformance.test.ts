@@ -252,6 +252,23 @@ for (const kind of [memoryKind(), sqliteKind(), redisKind(), postgresKind()]) {
       await third.release('failed');
     });
 
+    it('reads journal records without claiming: in the order asked, null where none is, a held subject as committed', async () => {
+      const store = kind.create();
+      const [a, b, c] = [`action:${randomUUID()}`, `action:${randomUUID()}`, `action:${randomUUID()}`];
+      await claimOf(await store.begin(randomUUID(), a)).commit({ status: 'PENDING', payout: '1.00' }, 'delivered');
+      await claimOf(await store.begin(randomUUID(), c)).commit({ status: 'APPROVED', payout: '3.00' }, 'delivered');
+      const holding = claimOf(await store.begin(randomUUID(), a));
+      expect(await store.readJournal?.([c, b, a])).to.deep.equal([
+        { status: 'APPROVED', payout: '3.00' },
+        null,
+        { status: 'PENDING', payout: '1.00' },
+      ]);
+      expect(await store.readJournal?.([])).to.deep.equal([]);
+      // Reading took nothing: the holder commits, and the record read next is the new one.
+      await holding.commit({ status: 'APPROVED', payout: '1.00' }, 'delivered');
+      expect(await store.readJournal?.([a])).to.deep.equal([{ status: 'APPROVED', payout: '1.00' }]);
+    });
+
     it('keeps the record when a claim commits without one, and gives the subject up on release', async () => {
       const store = kind.create({ lockTimeoutMs: 300 });
       const subject = `inquiry:${randomUUID()}`;

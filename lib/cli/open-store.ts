@@ -1,0 +1,49 @@
+import { PostgresStore } from '../stores/postgres-store';
+import { SqliteStore } from '../stores/sqlite-store';
+
+/** Where a command finds a router's store: PostgresStore's database or SqliteStore's file. */
+export interface StoreArguments {
+  readonly databaseUrl: string | undefined;
+  readonly sqlite: string | undefined;
+  readonly schema: string | undefined;
+  readonly tablePrefix: string | undefined;
+}
+
+/** A mistake in the command line: exit code 2. */
+export class StoreUsageError extends Error {}
+
+/** The store the arguments name, and how to let it go; a usage error unless exactly one is named. */
+export function openStore(args: StoreArguments): { store: SqliteStore | PostgresStore; close: () => Promise<void> } {
+  if ((args.databaseUrl === undefined) === (args.sqlite === undefined)) {
+    throw new StoreUsageError(
+      'give the store as --database-url <url> (or DATABASE_URL) or --sqlite <file>, one of them',
+    );
+  }
+  if (args.sqlite !== undefined) {
+    const store = new SqliteStore({ path: args.sqlite });
+    return {
+      store,
+      close: () => {
+        store.close();
+        return Promise.resolve();
+      },
+    };
+  }
+  let store: PostgresStore;
+  try {
+    store = new PostgresStore({
+      connectionString: args.databaseUrl ?? '',
+      ...(args.schema === undefined ? {} : { schema: args.schema }),
+      ...(args.tablePrefix === undefined ? {} : { tablePrefix: args.tablePrefix }),
+    });
+  } catch (error) {
+    throw new StoreUsageError(
+      (error as Error).message.replace(/^option (\w+)/, (_, name: string) => `--${kebab(name)}`),
+    );
+  }
+  return { store, close: () => store.close() };
+}
+
+export function kebab(name: string): string {
+  return name.replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`);
+}
