@@ -7,8 +7,15 @@ import { dedupeKey } from './dedupe/dedupe-key';
 import { callListeners, withTimeout } from './delivery/call-listeners';
 import { createDirectDelivery } from './delivery/direct';
 import { createInboxDelivery, type PostbackInbox } from './delivery/inbox';
-import { PostbackError } from './errors';
-import type { PostbackEvent, PostbackEventMap, PostbackRoute, TypedEventEmitter } from './events';
+import { PostbackError, type PostbackErrorCode } from './errors';
+import type {
+  HandledRequest,
+  PostbackEvent,
+  PostbackEventMap,
+  PostbackFormat,
+  PostbackRoute,
+  TypedEventEmitter,
+} from './events';
 import { buildEvent } from './fields/build-event';
 import { compileFieldIndex, type FieldIndex } from './fields/field-names';
 import { ACTION_FIELDS, CATALOG_FIELDS, INQUIRY_FIELDS } from './fields/field-specs';
@@ -90,8 +97,8 @@ export function createPostbackRouter<T = undefined>(options: PostbackRouterOptio
     void callListeners(emitter, 'error', [error]);
   }
 
-  /** Emits a notification (`rejected`, `duplicate`, `dead`) without letting a listener's failure escape. */
-  function notify(eventName: 'rejected' | 'duplicate' | 'dead', ...args: readonly unknown[]): void {
+  /** Emits a notification (`rejected`, `duplicate`, `dead`, `handled`) without letting a listener's failure escape. */
+  function notify(eventName: 'rejected' | 'duplicate' | 'dead' | 'handled', ...args: readonly unknown[]): void {
     if (emitter.listenerCount(eventName) === 0) return;
     void callListeners(emitter, eventName, args).then((failures) => {
       for (const failure of failures) {
@@ -147,11 +154,29 @@ export function createPostbackRouter<T = undefined>(options: PostbackRouterOptio
     return query;
   }
 
+  /** One `handled` event per answered request, for metrics; built only when someone listens. */
+  function reportHandled(
+    started: number,
+    route: PostbackRoute,
+    format: PostbackFormat | null,
+    ip: string | null,
+    status: number,
+    code: PostbackErrorCode | null,
+    outcome: HandledRequest['outcome'],
+  ): void {
+    if (started < 0) return;
+    const durationMs = performance.now() - started;
+    notify('handled', { route, format, status, code, outcome, durationMs, ip } satisfies HandledRequest);
+  }
+
   async function handle(route: PostbackRoute, req: Request, res: Response, routePath: string): Promise<void> {
     const receivedAt = new Date();
+    // Nothing is measured for nobody: without a `handled` listener, no clock is read.
+    const started = emitter.listenerCount('handled') === 0 ? -1 : performance.now();
     const path = req.baseUrl + routePath;
     let ip: string | null = null;
     let bodyRead = false;
+    let format: PostbackFormat | null = null;
     try {
       if (closing !== null) throw new PostbackError('router.closed', 'this receiver is shutting down; retry later');
       ip = resolveClientIp(req.socket.remoteAddress, req.headers['x-forwarded-for'], settings.proxyTrust);
@@ -168,12 +193,13 @@ export function createPostbackRouter<T = undefined>(options: PostbackRouterOptio
       const body = req.method === 'POST' ? await readBody(req, res) : null;
       bodyRead = true;
       const received = body === null ? query : withQueryFields(query, body.record);
+      format = body?.format ?? 'query';
 
       const normalized = normalizeFields(received, fieldIndexes[route]);
       const meta = {
         receivedAt,
         ip,
-        format: body?.format ?? 'query',
+        format,
         route,
         path,
         key: dedupeKey(route, normalized.canonical),
@@ -183,10 +209,14 @@ export function createPostbackRouter<T = undefined>(options: PostbackRouterOptio
       const outcome = delivered instanceof Promise ? await delivered : delivered;
       if (outcome.kind === 'failed') {
         sendError(req, res, outcome.error, false);
+        reportHandled(started, route, format, ip, outcome.error.status, outcome.error.code, 'failed');
         return;
       }
       if (outcome.kind === 'duplicate') notify('duplicate', event);
-      sendSuccess(req, res, settings.successResponse);
+      // With the inbox, a 2xx means stored: the worker delivers it afterwards.
+      const answered = inboxDelivery !== null && outcome.kind === 'delivered' ? 'stored' : outcome.kind;
+      sendSuccess(req, res, settings.successResponse, answered);
+      reportHandled(started, route, format, ip, res.statusCode, null, answered);
     } catch (caught) {
       const error =
         caught instanceof PostbackError
@@ -203,6 +233,7 @@ export function createPostbackRouter<T = undefined>(options: PostbackRouterOptio
           path,
         });
       sendError(req, res, error, !bodyRead);
+      reportHandled(started, route, format, ip, error.status, error.code, error.status >= 500 ? 'failed' : 'rejected');
     }
   }
 

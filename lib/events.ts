@@ -93,6 +93,25 @@ export interface Rejection {
   readonly path: string;
 }
 
+/** One answered request, for metrics and logs: the `handled` event. */
+export interface HandledRequest {
+  readonly route: PostbackRoute;
+  /** How the fields came; null when the request was refused before its fields were read. */
+  readonly format: PostbackFormat | null;
+  readonly status: number;
+  /** The error code of a refusal or failure; null for a success. */
+  readonly code: PostbackErrorCode | null;
+  /**
+   * `delivered` (listeners ran and it was recorded), `duplicate`, `stale`, `stored` (answered
+   * by the inbox, delivered later), `rejected` (4xx) or `failed` (5xx).
+   */
+  readonly outcome: 'delivered' | 'duplicate' | 'stale' | 'stored' | 'rejected' | 'failed';
+  /** From the request's arrival at the router to its answer, in ms. */
+  readonly durationMs: number;
+  /** The client address, or null when it could not be determined. */
+  readonly ip: string | null;
+}
+
 /** The last state the journal recorded for an action, before the postback being delivered. */
 export interface ActionState {
   /** The status as last known (a postback without one keeps the earlier status). */
@@ -149,6 +168,8 @@ export interface PostbackEventMap<T = undefined> {
    */
   dead: [event: PostbackEvent | null, error: PostbackError];
   rejected: [rejection: Rejection];
+  /** Every answered postback request, whatever its outcome. Costs nothing while nobody listens. */
+  handled: [request: HandledRequest];
   /** A listener failed or timed out, or the store failed. Never thrown when nobody listens. */
   error: [error: PostbackError];
 }

@@ -9,6 +9,7 @@ export type {
   CatalogEvent,
   CatalogFields,
   FieldValue,
+  HandledRequest,
   InquiryEvent,
   InquiryFields,
   PostbackEvent,

@@ -81,6 +81,22 @@ describe('impact-postbacks command', function () {
       }
     });
 
+    it('takes --token-param with a value or without one, and warns about --token alone', async () => {
+      const base = ['templates', '--url', 'https://shop.example/impact', '--kind', 'action'];
+      const valued = await cli(...base, '--token-param', 'abc');
+      expect(valued.code).to.equal(0);
+      expect(valued.stdout).to.include('https://shop.example/impact/actions?token=abc&ActionId={ActionId}');
+      const bare = await cli(...base, '--token-param', '--json');
+      expect(bare.code).to.equal(0);
+      expect(JSON.parse(bare.stdout)[0].url).to.match(/\?token=YOUR_TOKEN&/);
+      const legacy = await cli(...base, '--token-param', '--token', 'xyz');
+      expect(legacy.stdout).to.include('?token=xyz&');
+      const alone = await cli(...base, '--token', 'xyz');
+      expect(alone.code).to.equal(0);
+      expect(alone.stderr).to.include('warning: --token does nothing without --token-param');
+      expect(alone.stdout).not.to.include('token=');
+    });
+
     it('prints valid JSON and XML body templates, and machine-readable --json', async () => {
       const json = await cli(
         'templates',
@@ -90,7 +106,6 @@ describe('impact-postbacks command', function () {
         'json',
         '--json',
         '--token-param',
-        '--token',
         's3cret',
       );
       const list = JSON.parse(json.stdout) as {
@@ -186,8 +201,10 @@ describe('impact-postbacks command', function () {
     it('sends every scenario with all, and a retry is answered as a duplicate', async () => {
       const { stdout, code } = await cli('send', '--url', `${server.base}/impact`, '--scenario', 'all');
       expect(code).to.equal(0);
-      expect(stdout).to.include('12 sent, 12 answered 2xx, 0 not');
       expect(target.events.duplicate).to.have.length(2);
+      expect(stdout.match(/\(duplicate: handled before, not delivered again\)$/gm)).to.have.length(2);
+      expect(stdout).to.match(/ok {3}200 .* retry:retry {2}\(duplicate: handled before, not delivered again\)/);
+      expect(stdout).to.include('12 sent, 12 answered 2xx (2 as duplicates), 0 not');
       expect(target.events.inquiry.map((event) => event.state)).to.deep.equal(['created', 'resolved']);
       expect(target.events.catalog).to.have.length(1);
       expect(target.events.action.filter((event) => event.trigger === 'clearing')).to.have.length(1);
@@ -221,6 +238,8 @@ describe('impact-postbacks command', function () {
       expect(code).to.equal(0);
       expect(stdout.match(/^accepted /gm)).to.have.length(16);
       expect(stdout).to.include('every route accepts every format');
+      expect(stdout).to.include("reached the receiver's listeners, marked statusDetail 'TEST_ACTION'");
+      expect(stdout).to.include('run this from such an address');
     });
 
     it('reports what a receiver refuses, and exits 1', async () => {

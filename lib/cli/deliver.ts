@@ -6,6 +6,8 @@ export interface Delivery {
   readonly body: string;
   readonly url: string;
   readonly method: 'GET' | 'POST';
+  /** The receiver's X-Postback-Outcome: delivered, duplicate or stale (null if it sent none). */
+  readonly outcome: string | null;
 }
 
 /** Sends one postback the way impact.com would: GET with a query string, or POST with a body. */
@@ -43,6 +45,7 @@ export async function deliverPostback(
     body,
     url: url.replace(/token=[^&]*/, 'token=***'),
     method,
+    outcome: response.headers.get('x-postback-outcome'),
   };
 }
 

@@ -36,6 +36,7 @@ Options:
   --kind <kind>         action, clearing, inquiry or catalog (default: all four)
   --format <format>     query (GET), json, xml or form (default: query)
   --token-param [value] add token=<value> to each URL (default value: YOUR_TOKEN)
+  --token <token>       the value for --token-param (the same as --token-param <token>)
   --json                print one JSON array of { kind, format, method, url, contentType?, body? }
   --help                show this help`,
   send: `Usage: impact-postbacks send --url <base URL> --scenario <name> [options]
@@ -43,7 +44,8 @@ Options:
 Sends postbacks with realistic values, as impact.com would, and prints one line per request.
 
 Scenarios: tracked, lifecycle (tracked, modified, reversed), cleared, inquiry (created, resolved),
-           catalog, retry (the same postback three times), all
+           catalog, retry (the same postback three times: the receiver answers the copies as
+           duplicates, and the line says so), all
 
 Options:
   --url <url>           where the router is mounted, such as http://localhost:3000/impact (required)
@@ -56,7 +58,9 @@ Exit code 1 if any answer was not a 2xx.`,
   check: `Usage: impact-postbacks check --url <base URL> [options]
 
 Sends one harmless postback (payout 0.00, status detail TEST_ACTION) per route and format, and
-reports whether the receiver accepts it: the end-to-end check to run after deploying.
+reports whether the receiver accepts it: the end-to-end check to run after deploying. The
+postbacks reach your listeners like any other (ignore statusDetail 'TEST_ACTION' there), and
+the receiver accepts them only from an address in its allowedIps: run it from such a host.
 
 Options:
   --url <url>           where the router is mounted (required)
@@ -144,14 +148,25 @@ function requireUrl(value: string | undefined): string {
   return value;
 }
 
+/**
+ * `--token-param` takes a value or none (then YOUR_TOKEN); parseArgs knows only one or the
+ * other, so a bare `--token-param` gets its default value written in before parsing.
+ */
+function withTokenParamValue(args: readonly string[]): string[] {
+  return args.flatMap((arg, index) => {
+    const next = args[index + 1];
+    return arg === '--token-param' && (next === undefined || next.startsWith('--')) ? [arg, ''] : [arg];
+  });
+}
+
 function templates(args: string[]): number {
   const { values } = parseArgs({
-    args,
+    args: withTokenParamValue(args),
     options: {
       url: { type: 'string' },
       kind: { type: 'string' },
       format: { type: 'string' },
-      'token-param': { type: 'boolean' },
+      'token-param': { type: 'string' },
       token: { type: 'string' },
       json: { type: 'boolean' },
       help: { type: 'boolean' },
@@ -162,7 +177,11 @@ function templates(args: string[]): number {
   const url = requireUrl(values.url);
   const kinds: readonly Kind[] = values.kind === undefined ? KINDS : [oneOf('kind', values.kind, KINDS)];
   const format = oneOf<TemplateFormat>('format', values.format, TEMPLATE_FORMATS, 'query');
-  const token = values['token-param'] === true ? (values.token ?? 'YOUR_TOKEN') : null;
+  const tokenParam = values['token-param'];
+  if (values.token !== undefined && tokenParam === undefined) {
+    console.error('impact-postbacks: warning: --token does nothing without --token-param; the URLs carry no token');
+  }
+  const token = tokenParam === undefined ? null : tokenParam || values.token || 'YOUR_TOKEN';
   const list = kinds.map((kind) => buildTemplate(url, kind, format, token));
   if (values.json === true) {
     console.log(
@@ -196,6 +215,7 @@ async function send(args: string[]): Promise<number> {
   const format = oneOf<TemplateFormat>('format', values.format, TEMPLATE_FORMATS, 'query');
   const seed = `${Date.now() % 1e9}${Math.floor(Math.random() * 1000)}`;
   let failed = 0;
+  const results: (string | null)[] = [];
   const steps = scenarioSteps(scenario, seed);
   for (const step of steps) {
     const result = await deliverPostback(url, step.kind, format, step.fields, values.token ?? null).catch(
@@ -205,16 +225,25 @@ async function send(args: string[]): Promise<number> {
         body: error instanceof Error ? error.message : String(error),
         url,
         method: format === 'query' ? 'GET' : 'POST',
+        outcome: null,
       }),
     );
     const ok = result.status >= 200 && result.status < 300;
     if (!ok) failed += 1;
-    const detail = ok ? '' : `  ${errorCodeOf(result.body) || result.body.slice(0, 120)}`;
+    results.push(result.outcome);
+    const detail = ok
+      ? result.outcome === 'duplicate'
+        ? '  (duplicate: handled before, not delivered again)'
+        : ''
+      : `  ${errorCodeOf(result.body) || result.body.slice(0, 120)}`;
     console.log(
       `${ok ? 'ok  ' : 'FAIL'} ${String(result.status).padStart(3)} ${String(result.ms).padStart(5)} ms  ${result.method.padEnd(4)} ${step.kind.padEnd(8)} ${step.name}${detail}`,
     );
   }
-  console.log(`${steps.length} sent, ${steps.length - failed} answered 2xx, ${failed} not`);
+  const duplicates = results.filter((outcome) => outcome === 'duplicate').length;
+  console.log(
+    `${steps.length} sent, ${steps.length - failed} answered 2xx${duplicates === 0 ? '' : ` (${duplicates} as duplicates)`}, ${failed} not`,
+  );
   return failed === 0 ? 0 : 1;
 }
 
@@ -262,6 +291,7 @@ async function check(args: string[]): Promise<number> {
         body: String(error),
         url,
         method: 'GET' as const,
+        outcome: null,
       }));
       const ok = result.status >= 200 && result.status < 300;
       if (!ok) failed += 1;
@@ -274,6 +304,10 @@ async function check(args: string[]): Promise<number> {
     failed === 0
       ? 'every route accepts every format'
       : `${failed} of ${KINDS.length * TEMPLATE_FORMATS.length} route and format pairs refused`,
+  );
+  console.log(
+    "These postbacks reached the receiver's listeners, marked statusDetail 'TEST_ACTION' (payout 0.00); the\n" +
+      'receiver accepts postbacks only from addresses in its allowedIps, so run this from such an address.',
   );
   return failed === 0 ? 0 : 1;
 }

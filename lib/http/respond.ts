@@ -39,7 +39,19 @@ function write(res: Response, status: number, contentType: string, body: string)
   res.end(body);
 }
 
-export function sendSuccess(req: Request, res: Response, fixed: NormalizedOptions['successResponse']): void {
+/**
+ * Answers a postback handled: a success in the form the Accept header asks for (or the fixed
+ * one), with `X-Postback-Outcome` saying how it was handled (delivered, duplicate, stale, or
+ * stored by the inbox), for
+ * tools and logs; impact.com reads only the status.
+ */
+export function sendSuccess(
+  req: Request,
+  res: Response,
+  fixed: NormalizedOptions['successResponse'],
+  outcome: 'delivered' | 'duplicate' | 'stale' | 'stored',
+): void {
+  if (!res.headersSent) res.setHeader('X-Postback-Outcome', outcome);
   if (fixed?.body !== undefined) {
     write(res, fixed.status, fixed.contentType ?? CONTENT_TYPES.text, fixed.body);
     return;
