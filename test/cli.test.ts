@@ -88,7 +88,7 @@ describe('impact-postbacks command', function () {
       expect(valued.stdout).to.include('https://shop.example/impact/actions?token=abc&ActionId={ActionId}');
       const bare = await cli(...base, '--token-param', '--json');
       expect(bare.code).to.equal(0);
-      expect(JSON.parse(bare.stdout)[0].url).to.match(/\?token=YOUR_TOKEN&/);
+      expect((JSON.parse(bare.stdout) as { url: string }[])[0]?.url).to.match(/\?token=YOUR_TOKEN&/);
       const legacy = await cli(...base, '--token-param', '--token', 'xyz');
       expect(legacy.stdout).to.include('?token=xyz&');
       const alone = await cli(...base, '--token', 'xyz');
