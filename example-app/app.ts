@@ -7,6 +7,7 @@ import {
   type Rejection,
 } from 'impact-postbacks';
 import { Pool, type PoolClient } from 'pg';
+import { Counter, Histogram, Registry } from 'prom-client';
 import { MemoryLedger, type Ledger } from './ledger';
 import { renderPage, type LoggedPostback } from './page';
 import { PostgresLedger } from './postgres-ledger';
@@ -20,8 +21,11 @@ export interface ExampleApp {
   readonly log: LoggedPostback[];
   /** Which store and ledger it runs on. */
   readonly storage: 'memory' | 'postgres';
-  /** Ends the database pool, if any. */
-  close(): Promise<void>;
+  /**
+   * Shuts down: new postbacks get 503, those being handled finish (up to `timeoutMs`), then the
+   * store and the database pool are closed.
+   */
+  close(timeoutMs?: number): Promise<void>;
 }
 
 export interface ExampleOptions {
@@ -70,7 +74,8 @@ export async function createExampleApp(options: ExampleOptions = {}): Promise<Ex
     const postbacks = createPostbackRouter({ allowedIps });
     wire(postbacks, ledger, log, print);
     serve(app, postbacks, ledger, log);
-    return { app, postbacks, ledger, log, storage: 'memory', close: () => Promise.resolve() };
+    const close = (timeoutMs?: number) => postbacks.close(timeoutMs === undefined ? {} : { timeoutMs });
+    return { app, postbacks, ledger, log, storage: 'memory', close };
   }
 
   const schema = options.schema ?? 'public';
@@ -83,7 +88,12 @@ export async function createExampleApp(options: ExampleOptions = {}): Promise<Ex
   const postbacks = createPostbackRouter({ allowedIps, store: new PostgresStore<PoolClient>({ pool, schema }) });
   wire(postbacks, ledger, log, print);
   serve(app, postbacks, ledger, log);
-  return { app, postbacks, ledger, log, storage: 'postgres', close: () => pool.end() };
+  const close = async (timeoutMs?: number) => {
+    // The store was given the pool, so closing it leaves the pool to its owner: here.
+    await postbacks.close(timeoutMs === undefined ? {} : { timeoutMs });
+    await pool.end();
+  };
+  return { app, postbacks, ledger, log, storage: 'postgres', close };
 }
 
 /** Subscribes the ledger and the log to the router's events. */
@@ -134,8 +144,41 @@ function wire<T>(
   });
 }
 
+/**
+ * Prometheus metrics from the router's `handled` event: a counter of answered postbacks by route
+ * and outcome, and a histogram of how long they took. A registry per app, not prom-client's
+ * global one, so that several apps in one process (the tests) keep their own counts.
+ */
+function metrics<T>(postbacks: PostbackRouter<T>): Registry {
+  const registry = new Registry();
+  const answered = new Counter({
+    name: 'impact_postbacks_requests_total',
+    help: 'Postback requests answered, by route and outcome',
+    labelNames: ['route', 'outcome'] as const,
+    registers: [registry],
+  });
+  const duration = new Histogram({
+    name: 'impact_postbacks_request_duration_ms',
+    help: 'Time from arrival to answer of a postback request, in ms',
+    labelNames: ['route'] as const,
+    buckets: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 10_000],
+    registers: [registry],
+  });
+  postbacks.on('handled', ({ route, outcome, durationMs }) => {
+    answered.inc({ route, outcome });
+    duration.observe({ route }, durationMs);
+  });
+  return registry;
+}
+
 function serve<T>(app: Express, postbacks: PostbackRouter<T>, ledger: Ledger<T>, log: readonly LoggedPostback[]): void {
   app.use('/impact', postbacks.router);
+  const registry = metrics(postbacks);
+  app.get('/metrics', (_req, res, next) => {
+    registry.metrics().then((text) => {
+      res.type(registry.contentType).send(text);
+    }, next);
+  });
   app.get('/', (_req, res, next) => {
     Promise.all([ledger.balances(), ledger.inquiries()]).then(([balances, inquiries]) => {
       res.type('html').send(renderPage(balances, inquiries, log));

@@ -95,6 +95,22 @@ for (const storage of [memory, postgres()]) {
       expect(page.text).to.include('http-equiv="refresh"');
     });
 
+    it('exposes Prometheus metrics at /metrics: answers by route and outcome, and their durations', async () => {
+      const { app } = await open();
+      const url = action('m1', { SubId1: 'alice', Payout: '1.00', Status: 'PENDING' });
+      await request(app).get(url).expect(200);
+      await request(app).get(url).expect(200);
+      await request(app).get('/impact/actions?Payout=1.00').expect(400);
+      const res = await request(app).get('/metrics').expect(200);
+      expect(res.headers['content-type']).to.match(/^text\/plain; version=0\.0\.4/);
+      const metrics = res.text;
+      expect(metrics).to.include('impact_postbacks_requests_total{route="actions",outcome="delivered"} 1');
+      expect(metrics).to.include('impact_postbacks_requests_total{route="actions",outcome="duplicate"} 1');
+      expect(metrics).to.include('impact_postbacks_requests_total{route="actions",outcome="rejected"} 1');
+      expect(metrics).to.include('impact_postbacks_request_duration_ms_count{route="actions"} 3');
+      expect(metrics).to.match(/impact_postbacks_request_duration_ms_bucket\{le="10000",route="actions"\} 3/);
+    });
+
     it('tracks inquiries from created to resolved', async () => {
       const { app, ledger } = await open();
       await request(app).get('/impact/inquiries?InquiryId=7&ResolutionStatus=UNRESOLVED').expect(200);
