@@ -25,7 +25,7 @@ async function startExample(env: Record<string, string>): Promise<RunningExample
     child.once('exit', (code, signal) => resolve({ code, signal }));
   });
   const base = await new Promise<string>((resolve, reject) => {
-    child.stdout?.on('data', (data: Buffer) => {
+    child.stdout.on('data', (data: Buffer) => {
       for (const line of data
         .toString()
         .split('\n')
