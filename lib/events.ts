@@ -1,3 +1,4 @@
+import type { EventEmitter } from 'node:events';
 import type { FieldValue } from './body/field-record';
 import type { PostbackError, PostbackErrorCode } from './errors';
 import type { ACTION_FIELDS, CATALOG_FIELDS, FieldSpec, FieldType, INQUIRY_FIELDS } from './fields/field-specs';
@@ -178,8 +179,29 @@ export type PostbackEventName = keyof PostbackEventMap;
 
 export type PostbackListener<K extends PostbackEventName, T = undefined> = (...args: PostbackEventMap<T>[K]) => unknown;
 
-/** The listener methods of an EventEmitter, typed by one event map. */
-export interface TypedEventEmitter<M extends Record<keyof M, unknown[]>> {
+/** The methods TypedEventEmitter types by its event map. */
+type TypedMethods =
+  | 'on'
+  | 'addListener'
+  | 'prependListener'
+  | 'once'
+  | 'prependOnceListener'
+  | 'off'
+  | 'removeListener'
+  | 'removeAllListeners'
+  | 'listenerCount'
+  | 'listeners'
+  | 'rawListeners'
+  | 'emit';
+
+/**
+ * Node's EventEmitter with its listener methods typed by one event map: it is an EventEmitter
+ * (for `events.once`, `events.on`, `setMaxListeners`, `eventNames`), while `on('acton', ...)` or
+ * a listener with the wrong arguments does not compile.
+ */
+export interface TypedEventEmitter<M extends Record<keyof M, unknown[]>> extends Omit<EventEmitter, TypedMethods> {
+  rawListeners<K extends keyof M>(eventName: K): ((...args: M[K]) => unknown)[];
+  emit<K extends keyof M>(eventName: K, ...args: M[K]): boolean;
   on<K extends keyof M>(eventName: K, listener: (...args: M[K]) => unknown): this;
   addListener<K extends keyof M>(eventName: K, listener: (...args: M[K]) => unknown): this;
   prependListener<K extends keyof M>(eventName: K, listener: (...args: M[K]) => unknown): this;

@@ -2,6 +2,7 @@
  * Compile-only: `npm run typecheck` fails if a line marked @ts-expect-error compiles, or if a
  * line without it does not. Nothing here runs.
  */
+import { on, once, type EventEmitter } from 'node:events';
 import { Pool, type PoolClient } from 'pg';
 import {
   createPostbackRouter,
@@ -109,3 +110,25 @@ plain.on('action', async (_action, ctx) => {
 });
 // @ts-expect-error a store is given a connection string or a pool, not both
 new PostgresStore({ connectionString: 'postgres://localhost/shop', pool: new Pool() });
+
+// The router is a Node EventEmitter: events.once and events.on take it, setMaxListeners and
+// eventNames are there, and its own listener methods stay typed by event.
+// The router is made by a subclass of EventEmitter; its type is the emitter with typed methods,
+// which this rule cannot see.
+// eslint-disable-next-line @typescript-eslint/no-unsafe-class-instance-assignment
+const asEmitter: EventEmitter = postbacks;
+async function nodeHelpers(): Promise<unknown[]> {
+  const [first] = (await once(postbacks, 'action')) as [ActionEvent];
+  for await (const [next] of on(postbacks, 'inquiry')) return [first.actionId, next as unknown];
+  postbacks.setMaxListeners(50);
+  const names: (string | symbol)[] = postbacks.eventNames();
+  return [asEmitter, names, postbacks.getMaxListeners()];
+}
+nodeHelpers satisfies () => Promise<unknown[]>;
+postbacks.once('action', (action: ActionEvent) => action.actionId).off('stale', (event: ActionEvent) => event);
+// @ts-expect-error once keeps its typed events
+postbacks.once('actions', () => undefined);
+// @ts-expect-error off keeps its typed listeners
+postbacks.off('action', (inquiry: InquiryEvent) => inquiry);
+// @ts-expect-error emit takes each event's own arguments
+postbacks.emit('action', 'not an event');
