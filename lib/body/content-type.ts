@@ -1,3 +1,4 @@
+import { parse as parseContentType } from 'content-type';
 import { boundedMemo } from '../bounded-memo';
 import { PostbackError } from '../errors';
 
@@ -29,20 +30,18 @@ export function planBody(contentType: string | undefined): BodyPlan {
 // A sender uses one or two Content-Types: each is parsed once.
 const rememberedPlan = boundedMemo(64, parsePlan);
 
+/**
+ * Read with the `content-type` package (Express's own), which knows quoted parameter values:
+ * `application/json; foo="a;charset=latin1"` is JSON with no charset, where splitting on `;`
+ * found a charset that was never sent.
+ */
 function parsePlan(contentType: string): BodyPlan {
   if (contentType.trim() === '') return 'sniff';
-  const [mediaPart = '', ...parameters] = contentType.split(';');
-  const media = mediaPart.trim().toLowerCase();
-  for (const parameter of parameters) {
-    const [name = '', value = ''] = parameter.split('=');
-    if (name.trim().toLowerCase() !== 'charset') continue;
-    const charset = value
-      .trim()
-      .replace(/^"(.*)"$/, '$1')
-      .toLowerCase();
-    if (!UTF8_CHARSETS.has(charset)) {
-      throw new PostbackError('charset.unsupported', `charset "${charset}" is not supported; send UTF-8`);
-    }
+  const { type, parameters } = parseContentType(contentType);
+  const media = type.trim().toLowerCase();
+  const charset = parameters['charset']?.toLowerCase();
+  if (charset !== undefined && !UTF8_CHARSETS.has(charset)) {
+    throw new PostbackError('charset.unsupported', `charset "${charset}" is not supported; send UTF-8`);
   }
   if (media === 'application/json' || /^application\/[^/]+\+json$/.test(media)) return 'json';
   if (media === 'application/xml' || media === 'text/xml' || /^[a-z]+\/[^/]+\+xml$/.test(media)) return 'xml';
@@ -54,9 +53,18 @@ function parsePlan(contentType: string): BodyPlan {
   );
 }
 
-/** The format of a sniffed body: `{` is JSON, `<` is XML, anything else a form. */
+/**
+ * True for a body that carries nothing: no characters but JSON's whitespace (space, tab, CR,
+ * LF), after at most one byte order mark. JavaScript's trim() also strips form feeds, vertical
+ * tabs, U+00A0 and U+2028, which are characters a body may not hide behind.
+ */
+export function isEmptyBody(text: string): boolean {
+  return /^\uFEFF?[ \t\r\n]*$/.test(text);
+}
+
+/** The format of a sniffed body by its first character after JSON whitespace: `{` is JSON, `<` is XML, anything else a form. */
 export function sniffFormat(text: string): BodyFormat {
-  const first = text.trimStart().charAt(0);
+  const first = text.replace(/^\uFEFF?[ \t\r\n]*/, '').charAt(0);
   if (first === '{') return 'json';
   if (first === '<') return 'xml';
   return 'form';

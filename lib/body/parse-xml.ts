@@ -1,5 +1,6 @@
 import { Parser } from 'xml2js';
 import { PostbackError, quoteName } from '../errors';
+import { isEmptyBody } from './content-type';
 import {
   addField,
   assertFieldCount,
@@ -66,6 +67,23 @@ const PARSER_OPTIONS = {
 // synchronous (async: false), so two requests never share it at once.
 const sharedParser = new Parser(PARSER_OPTIONS);
 
+// XML has five named entities; any other name, and any other capitalisation of these, is an
+// error in XML. sax resolves HTML's names (`&nbsp;`, `&eacute;`) and matches names in any case
+// (`&AMP;`), and which it knows has changed between its releases, so references are checked
+// here, whatever sax a consumer's tree resolves. CDATA sections, comments and processing
+// instructions hold no references and are skipped.
+const REFERENCE_OR_SKIPPED = /<!\[CDATA\[[\s\S]*?\]\]>|<!--[\s\S]*?-->|<\?[\s\S]*?\?>|&[^;&<\s]*;?/g;
+const XML_REFERENCE = /^&(?:lt|gt|amp|quot|apos|#[0-9]+|#x[0-9a-fA-F]+);$/;
+
+function checkReferences(text: string): void {
+  if (!text.includes('&')) return;
+  for (const [match] of text.matchAll(REFERENCE_OR_SKIPPED)) {
+    if (match.startsWith('&') && !XML_REFERENCE.test(match)) {
+      throw invalid(`${quoteName(match)} is not an XML entity reference (only &lt; &gt; &amp; &quot; &apos; and &#…;)`);
+    }
+  }
+}
+
 function invalid(message: string): PostbackError {
   return new PostbackError('body.invalid', `invalid XML: ${message}`);
 }
@@ -79,7 +97,8 @@ function invalid(message: string): PostbackError {
  */
 export function parseXmlBody(text: string, maxFields: number): FieldRecord {
   if (DOCTYPE_OR_ENTITY.test(text)) throw invalid('DOCTYPE and ENTITY declarations are not accepted');
-  if (text.trim() === '') throw invalid('the body is empty');
+  if (isEmptyBody(text)) throw invalid('the body is empty');
+  checkReferences(text);
 
   const internals = sharedParser as unknown as ReusableParser;
   const guard: { problem: string | null } = { problem: null };

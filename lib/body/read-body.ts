@@ -1,7 +1,7 @@
 import bodyParser from 'body-parser';
 import type { Request, Response } from 'express';
 import { PostbackError, type PostbackErrorCode } from '../errors';
-import { planBody, sniffFormat, type BodyFormat } from './content-type';
+import { isEmptyBody, planBody, sniffFormat, type BodyFormat } from './content-type';
 import {
   addField,
   duplicateField,
@@ -39,7 +39,7 @@ export function createBodyReader(limits: BodyLimits) {
 
   function parseText(text: string, contentType: string | undefined): ReceivedBody | null {
     const plan = planBody(contentType);
-    if (text.trim() === '') return null;
+    if (isEmptyBody(text)) return null;
     const format = plan === 'sniff' ? sniffFormat(text) : plan;
     return { format, record: parseAs(format, text, limits.maxFields) };
   }

@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import ipaddr from 'ipaddr.js';
 import { boundedMemo } from '../bounded-memo';
 
@@ -5,14 +6,18 @@ import { boundedMemo } from '../bounded-memo';
  * Parses an address only in its canonical textual forms: dotted-quad IPv4 without leading zeros,
  * or IPv6. ipaddr.js on its own also accepts octal (`010.1.2.3` is 8.1.2.3), hex and 32-bit
  * integer IPv4 forms; taken from a forwarded header, those would let a forged value land inside
- * the allow-list, so they are refused here.
+ * the allow-list, so they are refused here: Node's own `net.isIP` decides what is an address
+ * (it takes no leading zeros, no hex and no short forms).
  */
-const CANONICAL_IPV4 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
-
 export function parseStrictIp(text: string): ipaddr.IPv4 | ipaddr.IPv6 | null {
-  if (CANONICAL_IPV4.test(text)) return ipaddr.IPv4.parse(text);
-  if (text.includes(':') && ipaddr.IPv6.isValid(text)) return ipaddr.IPv6.parse(text);
-  return null;
+  switch (isIP(text)) {
+    case 4:
+      return ipaddr.IPv4.parse(text);
+    case 6:
+      return ipaddr.IPv6.isValid(text) ? ipaddr.IPv6.parse(text) : null;
+    default:
+      return null;
+  }
 }
 
 /**

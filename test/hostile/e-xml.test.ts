@@ -187,10 +187,18 @@ describe('hostile E: XML bodies', () => {
       expectNoEmit(events);
     });
 
-    it('HTML entities inside an identifier fail its pattern after decoding', async () => {
-      const { res } = await postXml('<r><ActionId>1&nbsp;2</ActionId></r>');
-      expect(res.status).to.equal(400);
-      expect(errorCode(res.text)).to.equal('field.invalid');
+    it("HTML entity names, and XML's in another case, are invalid XML: only the five and &#...; are read", async () => {
+      for (const value of ['1&nbsp;2', '1&eacute;2', '1&AMP;2', '1&copy;2', '1&#X41;2', '1 & 2']) {
+        const { res, events } = await postXml(`<r><ActionId>1</ActionId><SubId1>${value}</SubId1></r>`);
+        expect(res.status, value).to.equal(400);
+        expect(errorCode(res.text), value).to.equal('body.invalid');
+        expectNoEmit(events);
+      }
+      const { res, events } = await postXml(
+        '<r><ActionId>1</ActionId><SubId1>&lt;&gt;&amp;&quot;&apos;&#65;&#x42;<![CDATA[&nbsp; & ]]><!-- &copy; --></SubId1></r>',
+      );
+      expect(res.status).to.equal(200);
+      expect(events.action[0]?.subId1).to.equal('<>&"\'AB&nbsp; & ');
     });
 
     it('CDATA holding markup is plain text', async () => {
