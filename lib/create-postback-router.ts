@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
-import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { createBodyReader } from './body/read-body';
+import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Response } from 'express';
+import { createBodyReader, fromBodyParserError } from './body/read-body';
 import { addField, type FieldRecord, type FieldValue } from './body/field-record';
 import { parseUrlEncoded, queryStringOf } from './body/parse-urlencoded';
 import { dedupeKey } from './dedupe/dedupe-key';
@@ -38,6 +38,14 @@ export interface PostbackRouter<T = undefined> extends TypedEventEmitter<Postbac
    * /actions, /clearing, /inquiries and /catalog below that path and passes anything else on.
    */
   readonly router: RequestHandler;
+  /**
+   * For a body parser of the host's that runs before the router (`app.use(express.json())`):
+   * when it fails on a postback route, this answers as the router would (its format, its
+   * codes, a `rejected` event) instead of Express's HTML error page. Mount it right after the
+   * router: `app.use('/impact', postbacks.router, postbacks.errorHandler)`. Errors on other
+   * paths go on to the host's handlers.
+   */
+  readonly errorHandler: ErrorRequestHandler;
   /** With `delivery: 'inbox'`: the stored postbacks, to look into and retry; null otherwise. */
   readonly inbox: PostbackInbox | null;
   /**
@@ -70,6 +78,7 @@ function ignore(): void {
 class PostbackReceiver extends EventEmitter {
   // Assigned right after construction: these need the emitter.
   router!: RequestHandler;
+  errorHandler!: ErrorRequestHandler;
   inbox!: PostbackInbox | null;
   close!: (options?: { readonly timeoutMs?: number }) => Promise<void>;
   reconcile!: (options: ReconcileOptions) => Promise<ReconcileReport>;
@@ -261,6 +270,39 @@ export function createPostbackRouter<T = undefined>(options: PostbackRouterOptio
     });
     handling.add(handled);
     void handled.finally(() => handling.delete(handled));
+  };
+  // Express passes an error to the four-argument middleware after the failed one, skipping the
+  // router: a host parser's failure on a postback route lands here.
+  emitter.errorHandler = function postbackErrors(caught: unknown, req: Request, res: Response, next: NextFunction) {
+    const path = requestPath(req);
+    const route = routesByPath.get(path.toLowerCase());
+    // body-parser's errors (what express.json() and its kin throw) carry a `type`; any other
+    // error is the host's own business.
+    const fromParser = typeof (caught as { type?: unknown } | null)?.type === 'string';
+    if (route === undefined || !fromParser || res.headersSent) {
+      next(caught);
+      return;
+    }
+    const started = emitter.listenerCount('handled') === 0 ? -1 : performance.now();
+    const ip = resolveClientIp(req.socket.remoteAddress, req.headers['x-forwarded-for'], settings.proxyTrust);
+    // The allow-list first, as on the router's own path: a refused sender learns nothing of its body.
+    const error =
+      ip === null || !settings.isAllowedIp(ip)
+        ? new PostbackError('ip.forbidden', 'this address may not send postbacks')
+        : fromBodyParserError(caught);
+    if (error.status >= 500) reportError(error);
+    else {
+      notify('rejected', {
+        code: error.code,
+        status: error.status,
+        message: error.message,
+        ip,
+        method: req.method,
+        path: req.baseUrl + path,
+      });
+    }
+    sendError(req, res, error, false);
+    reportHandled(started, route, null, ip, error.status, error.code, error.status >= 500 ? 'failed' : 'rejected');
   };
   emitter.inbox = inboxDelivery?.admin ?? null;
   // Reconciled actions go the direct way in both delivery modes: the store's claim keeps them

@@ -142,12 +142,16 @@ function toFieldValue(value: unknown, depth: number): FieldValue {
 
 const BODY_PARSER_CODES: Readonly<Record<string, PostbackErrorCode>> = {
   'entity.too.large': 'body.too_large',
+  'charset.unsupported': 'charset.unsupported',
   'encoding.unsupported': 'content_encoding.unsupported',
   'request.aborted': 'request.aborted',
 };
 
-/** Maps body-parser's http-errors (`type` such as `entity.too.large`) to our codes. */
-function fromBodyParserError(error: unknown): PostbackError {
+/**
+ * Maps body-parser's http-errors (`type` such as `entity.too.large`), ours or a host parser's
+ * (express.json() before the router), to our codes.
+ */
+export function fromBodyParserError(error: unknown): PostbackError {
   if (error instanceof PostbackError) return error;
   const details = error as { type?: unknown; status?: unknown };
   const code = typeof details.type === 'string' ? BODY_PARSER_CODES[details.type] : undefined;
