@@ -1,5 +1,5 @@
 import { execFile, spawn } from 'node:child_process';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { expect } from 'chai';
@@ -46,39 +46,99 @@ describe('README', function () {
     expect(Object.fromEntries(rows)).to.deep.equal(ERROR_STATUS);
   });
 
-  it('has a quick start that compiles and serves the postback routes', async () => {
+  it('is at most 20 KB, with no table line over 160 characters, and a table of contents that leads somewhere', async () => {
+    const text = await readme();
+    expect(Buffer.byteLength(text)).to.be.at.most(20 * 1024);
+    const wide = text.split('\n').filter((line) => line.startsWith('|') && line.length > 160);
+    expect(wide).to.deep.equal([]);
+    // GitHub's anchors: lower case, punctuation dropped, spaces as hyphens.
+    const anchors = new Set(
+      [...text.matchAll(/^#{2,3} (.+)$/gm)].map(([, title]) =>
+        (title ?? '')
+          .toLowerCase()
+          .replace(/[^\w\- ]/g, '')
+          .replace(/ /g, '-'),
+      ),
+    );
+    const contents = text.slice(text.indexOf('## Contents'), text.indexOf('## Install'));
+    const links = [...contents.matchAll(/\]\(#([^)]+)\)/g)].map(([, anchor]) => anchor);
+    expect(links.length).to.be.at.least(10);
+    for (const link of [...text.matchAll(/\]\(#([^)]+)\)/g)].map(([, anchor]) => anchor)) {
+      expect(anchors.has(link ?? ''), `#${link ?? ''}`).to.equal(true);
+    }
+  });
+
+  it('links only to the web and to files the published package holds', async () => {
+    const text = await readme();
+    const files = (JSON.parse(await readFile(path.join(ROOT, 'package.json'), 'utf8')) as { files: string[] }).files;
+    for (const [, target] of text.matchAll(/\]\(([^)#]+)\)/g)) {
+      if (target === undefined || /^https?:\/\//.test(target)) continue;
+      expect(files, target).to.include(target);
+    }
+  });
+
+  it('has TypeScript snippets that all compile against the package', async () => {
+    const blocks = [...(await readme()).matchAll(/```ts\n([\s\S]*?)```/g)].map(([, code]) => code ?? '');
+    expect(blocks.length).to.be.at.least(6);
+    const dir = path.join(SCRATCH, 'snippets');
+    await rm(dir, { recursive: true, force: true });
+    await mkdir(dir, { recursive: true });
+    const names = await Promise.all(
+      blocks.map(async (code, index) => {
+        const name = `snippet-${index + 1}.ts`;
+        // Each snippet is a module of its own, as a user would paste it into a file.
+        await writeFile(path.join(dir, name), `${code}\nexport {};\n`);
+        return name;
+      }),
+    );
+    await writeFile(
+      path.join(dir, 'tsconfig.json'),
+      JSON.stringify({
+        extends: '../../../tsconfig.json',
+        compilerOptions: { noEmit: true, rootDir: '.', module: 'nodenext', moduleResolution: 'nodenext' },
+        files: names,
+        include: [],
+      }),
+    );
+    const tsc = path.join(ROOT, 'node_modules/typescript/bin/tsc');
+    const result = await run(process.execPath, [tsc, '-p', dir], { cwd: ROOT }).then(
+      () => '',
+      (error: { stdout?: string }) => error.stdout ?? String(error),
+    );
+    expect(result).to.equal('');
+  });
+
+  it('has a quick start that serves the postback routes on loopback, and keeps to the allow-list it is given', async () => {
     const snippet = codeAfter(await readme(), '## Quick start');
     await mkdir(SCRATCH, { recursive: true });
     const file = path.join(SCRATCH, 'quick-start.ts');
     await writeFile(file, snippet);
-    await writeFile(
-      path.join(SCRATCH, 'tsconfig.json'),
-      JSON.stringify({
-        extends: '../../tsconfig.json',
-        compilerOptions: { noEmit: true, rootDir: '.' },
-        include: ['quick-start.ts'],
-      }),
-    );
-    await run(process.execPath, [path.join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', SCRATCH], { cwd: ROOT });
-
-    const port = 20_000 + Math.floor(Math.random() * 20_000);
-    const child = spawn(process.execPath, ['--import', 'tsx', file], {
-      cwd: ROOT,
-      env: { ...process.env, PORT: String(port) },
-    });
-    try {
-      let answer: Response | undefined;
-      for (let attempt = 0; attempt < 100 && answer === undefined; attempt += 1) {
-        answer = await fetch(`http://127.0.0.1:${port}/impact/actions?ActionId=1`).catch(async () => {
-          await new Promise((resolve) => setTimeout(resolve, 100));
-          return undefined;
-        });
+    const ask = async (env: Record<string, string>): Promise<[number | undefined, string | undefined]> => {
+      const port = 20_000 + Math.floor(Math.random() * 20_000);
+      const child = spawn(process.execPath, ['--import', 'tsx', file], {
+        cwd: ROOT,
+        env: { ...process.env, PORT: String(port), ...env },
+        stdio: 'ignore',
+      });
+      try {
+        let answer: Response | undefined;
+        for (let attempt = 0; attempt < 100 && answer === undefined; attempt += 1) {
+          answer = await fetch(
+            `http://127.0.0.1:${port}/impact/actions?ActionId=1.2.3&Status=PENDING&Payout=5.00`,
+          ).catch(async () => {
+            await new Promise((resolve) => setTimeout(resolve, 100));
+            return undefined;
+          });
+        }
+        return [answer?.status, await answer?.text()];
+      } finally {
+        child.kill();
       }
-      // The snippet allows documentation ranges only, so loopback is refused: the allow-list is in force.
-      expect(answer?.status).to.equal(403);
-      expect(await answer?.text()).to.equal('ip.forbidden: this address may not send postbacks');
-    } finally {
-      child.kill();
-    }
+    };
+    expect(await ask({})).to.deep.equal([200, 'OK']);
+    expect(await ask({ IMPACT_ALLOWED_IPS: '192.0.2.0/24' })).to.deep.equal([
+      403,
+      'ip.forbidden: this address may not send postbacks',
+    ]);
   });
 });
