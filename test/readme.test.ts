@@ -103,7 +103,10 @@ describe('README', function () {
     const tsc = path.join(ROOT, 'node_modules/typescript/bin/tsc');
     const result = await run(process.execPath, [tsc, '-p', dir], { cwd: ROOT }).then(
       () => '',
-      (error: { stdout?: string }) => error.stdout ?? String(error),
+      (error: unknown) => {
+        const { stdout, message } = error as { stdout?: string; message?: string };
+        return stdout ?? message ?? 'tsc failed';
+      },
     );
     expect(result).to.equal('');
   });
