@@ -73,3 +73,82 @@ describe('the packed package', function () {
     expect(JSON.parse(stdout)).to.deep.equal({ status: 200, seen: ['7'], store: 'function' });
   });
 });
+
+/** Sends hostile and tricky XML bodies through the router and prints each answer, and the sax xml2js resolved. */
+const XML_CONSUMER = `
+const http = require('node:http');
+const path = require('node:path');
+const express = require('express');
+const { createPostbackRouter } = require('impact-postbacks');
+const xml2jsDir = path.dirname(require.resolve('xml2js/package.json', { paths: [path.dirname(require.resolve('impact-postbacks'))] }));
+const saxVersion = require(require.resolve('sax/package.json', { paths: [xml2jsDir] })).version;
+const postbacks = createPostbackRouter({ allowedIps: ['127.0.0.1', '::1'] });
+const seen = [];
+postbacks.on('action', (event) => { seen.push(event.subId1 ?? null); });
+const app = express();
+app.use('/impact', postbacks.router);
+const bodies = JSON.parse(process.argv[2]);
+const server = app.listen(0, '127.0.0.1', async () => {
+  const answers = [];
+  for (const body of bodies) {
+    const res = await fetch('http://127.0.0.1:' + server.address().port + '/impact/actions', {
+      method: 'POST', headers: { 'content-type': 'application/xml' }, body,
+    });
+    answers.push([res.status, (await res.text()).split(':')[0]]);
+  }
+  console.log(JSON.stringify({ saxVersion, answers, seen }));
+  server.close();
+});
+`;
+
+describe('the packed package in a consumer whose tree resolves an older sax', function () {
+  this.timeout(180_000);
+  let project = '';
+
+  before(async () => {
+    project = await mkdtemp(path.join(tmpdir(), 'impact-postbacks-old-sax-'));
+    const { stdout } = await run('npm', ['pack', '--silent', '--pack-destination', project], { cwd: ROOT });
+    const tarball = stdout.trim().split('\n').pop() ?? '';
+    await writeFile(path.join(project, 'package.json'), JSON.stringify({ name: 'consumer', private: true }));
+    // sax 1.2.4 predates the entity changes of 1.3.0, 1.4 and 1.5; xml2js accepts any sax from 0.6.
+    await run(
+      'npm',
+      ['install', '--no-audit', '--no-fund', '--prefer-offline', `./${tarball}`, 'express@5', 'sax@1.2.4'],
+      { cwd: project },
+    );
+  });
+
+  after(async () => {
+    if (project !== '') await rm(project, { recursive: true, force: true });
+  });
+
+  it('answers hostile XML exactly as in this repository: DTDs, entities and HTML names refused', async () => {
+    const field = (value: string) => `<r><ActionId>1000.1.${value.length}</ActionId><SubId1>${value}</SubId1></r>`;
+    const cases: [string, number, string][] = [
+      [field('a&amp;b&lt;&gt;&quot;&apos;&#65;&#x42;'), 200, 'OK'],
+      [field('<![CDATA[a &nbsp; & b]]>'), 200, 'OK'],
+      [field('a&nbsp;b'), 400, 'body.invalid'],
+      [field('a&eacute;b'), 400, 'body.invalid'],
+      [field('a&AMP;b'), 400, 'body.invalid'],
+      [field('a&copy;b'), 400, 'body.invalid'],
+      [field('a&#X41;b'), 400, 'body.invalid'],
+      [field('a & b'), 400, 'body.invalid'],
+      ['<!DOCTYPE r [<!ENTITY x "boom">]><r><ActionId>1</ActionId><SubId1>&x;</SubId1></r>', 400, 'body.invalid'],
+      [
+        '<!DOCTYPE r [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;&a;">]><r><ActionId>1</ActionId><SubId1>&b;</SubId1></r>',
+        400,
+        'body.invalid',
+      ],
+      [field('ok'), 200, 'OK'],
+    ];
+    await writeFile(path.join(project, 'xml.cjs'), XML_CONSUMER);
+    const { stdout } = await run(process.execPath, ['xml.cjs', JSON.stringify(cases.map(([body]) => body))], {
+      cwd: project,
+    });
+    const result = JSON.parse(stdout) as { saxVersion: string; answers: [number, string][]; seen: string[] };
+    // The consumer's xml2js really runs on the old sax.
+    expect(result.saxVersion).to.equal('1.2.4');
+    expect(result.answers).to.deep.equal(cases.map(([, status, code]) => [status, code]));
+    expect(result.seen).to.deep.equal(['a&b<>"\'AB', 'a &nbsp; & b', 'ok']);
+  });
+});
