@@ -32,7 +32,7 @@ export const HTTP_SETTINGS = {
 } as const;
 
 /** One slice as autocannon reports it with skipAggregateResult: histograms still encoded. */
-interface Slice {
+export interface Slice {
   totalCompletedRequests: number;
   /** Seconds. */
   duration: number;
@@ -46,10 +46,14 @@ const { aggregateResult } = autocannon as unknown as {
   aggregateResult: (results: readonly Slice[], options: autocannon.Options) => autocannon.Result;
 };
 
-function startTarget(target: Target): Promise<{ child: ChildProcess; port: number }> {
+/** Starts a server of bench/targets.ts in a child process; `env` picks it (TARGET, STORE). */
+export function startTarget(
+  target: Target,
+  env: Record<string, string> = {},
+): Promise<{ child: ChildProcess; port: number }> {
   const child = fork(path.join(__dirname, 'targets.ts'), [], {
     execArgv: ['--import', 'tsx'],
-    env: { ...process.env, TARGET: target },
+    env: { ...process.env, ...env, TARGET: target },
   });
   return new Promise((resolve) =>
     child.once('message', (message: { port: number }) => {
@@ -92,7 +96,7 @@ function autocannonOptions(port: number, format: Format, seconds: number): autoc
   };
 }
 
-async function measureSlice(port: number, format: Format, seconds: number): Promise<Slice> {
+export async function measureSlice(port: number, format: Format, seconds: number): Promise<Slice> {
   const slice = (await autocannon(autocannonOptions(port, format, seconds))) as unknown as Slice;
   if (slice.non2xx > 0 || slice.errors > 0) {
     throw new Error(`${format} on port ${port}: ${slice.non2xx} non-2xx answers, ${slice.errors} errors`);
@@ -101,7 +105,7 @@ async function measureSlice(port: number, format: Format, seconds: number): Prom
 }
 
 /** All slices of one target and format as one measurement: latencies merged, rps overall. */
-function combine(port: number, format: Format, slices: readonly Slice[]): Measurement {
+export function combine(port: number, format: Format, slices: readonly Slice[]): Measurement {
   const merged = aggregateResult(slices, autocannonOptions(port, format, HTTP_SETTINGS.secondsPerSlice));
   const requests = slices.reduce((sum, slice) => sum + slice.totalCompletedRequests, 0);
   const seconds = slices.reduce((sum, slice) => sum + slice.duration, 0);

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { HTTP_SETTINGS, printHttpTable, runHttpBenchmark } from './http';
 import { printMemory, runMemoryBenchmark } from './memory';
 import { printStageTable, runStageBenchmark } from './stages';
+import { printStoreTable, runStoreBenchmark } from './stores';
 
 async function main(): Promise<void> {
   const machine = `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'unknown CPU'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
@@ -24,6 +25,8 @@ async function main(): Promise<void> {
   console.log(
     `router / express requests/s, geometric mean over the formats: ${geometricMean} (${geometricMean >= 0.9 ? 'goal met' : 'goal not met'}: 0.90 or better)`,
   );
+  const stores = await runStoreBenchmark();
+  printStoreTable(stores);
   const stages = await runStageBenchmark();
   printStageTable(stages);
   const memory = await runMemoryBenchmark();
@@ -31,7 +34,7 @@ async function main(): Promise<void> {
   const file = path.join(__dirname, 'results.json');
   writeFileSync(
     file,
-    `${JSON.stringify({ date: new Date().toISOString(), machine, http: HTTP_SETTINGS, formats, geometricMean, stages, memory }, null, 2)}\n`,
+    `${JSON.stringify({ date: new Date().toISOString(), machine, http: HTTP_SETTINGS, formats, geometricMean, stores, stages, memory }, null, 2)}\n`,
   );
   console.log(`written: ${file}`);
 }

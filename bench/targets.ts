@@ -9,7 +9,8 @@
 import http from 'node:http';
 import express from 'express';
 import { parseStringPromise } from 'xml2js';
-import { createPostbackRouter } from '../dist';
+import path from 'node:path';
+import { createPostbackRouter, PostgresStore, RedisStore, SqliteStore, type PostbackRouterOptions } from '../dist';
 
 function parseBody(contentType: string, text: string): unknown {
   if (contentType.startsWith('application/json')) return JSON.parse(text);
@@ -62,9 +63,42 @@ function handWrittenExpress(): http.RequestListener {
   return app;
 }
 
+/**
+ * The router's store and delivery, by STORE (bench/stores.ts): memory (the default), sqlite (a
+ * file in BENCH_DIR, its default durability), redis (REDIS_URL), postgres (DATABASE_URL, schema
+ * BENCH_SCHEMA), and sqliteInbox and postgresInbox (delivery: 'inbox' on those).
+ */
+function storeOptions(): Partial<PostbackRouterOptions<unknown>> {
+  const store = process.env['STORE'] ?? 'memory';
+  const dir = process.env['BENCH_DIR'] ?? '.';
+  const sqlite = () => new SqliteStore({ path: path.join(dir, `${store}.db`) });
+  const postgres = () =>
+    new PostgresStore({
+      connectionString: process.env['DATABASE_URL'] ?? '',
+      schema: process.env['BENCH_SCHEMA'] ?? 'public',
+      tablePrefix: `${store.toLowerCase()}_`,
+    });
+  switch (store) {
+    case 'memory':
+      return {};
+    case 'sqlite':
+      return { store: sqlite() };
+    case 'redis':
+      return { store: new RedisStore({ url: process.env['REDIS_URL'] ?? '', keyPrefix: `bench:${process.pid}:` }) };
+    case 'postgres':
+      return { store: postgres() };
+    case 'sqliteInbox':
+      return { store: sqlite(), delivery: 'inbox' };
+    case 'postgresInbox':
+      return { store: postgres(), delivery: 'inbox' };
+    default:
+      throw new Error(`unknown STORE ${store}`);
+  }
+}
+
 function router(): http.RequestListener {
   const app = express();
-  const postbacks = createPostbackRouter({ allowedIps: ['127.0.0.1', '::1'] });
+  const postbacks = createPostbackRouter({ allowedIps: ['127.0.0.1', '::1'], ...storeOptions() });
   postbacks.on('action', () => undefined);
   app.use('/impact', postbacks.router);
   return app;

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { GroupCommit } from './group-commit';
 import type {
   CommitOutcome,
   InboxClaim,
@@ -10,6 +11,12 @@ import type {
   JournalRecord,
   StoreInbox,
 } from './store';
+
+/** A postback to store, and when it arrived. */
+interface Arrival {
+  readonly entry: InboxEntry;
+  readonly now: number;
+}
 
 /** The part of better-sqlite3 the inbox uses. */
 export interface SqliteDatabase {
@@ -82,7 +89,7 @@ function rowOf(record: RowRecord): InboxRow {
  */
 export class SqliteInbox implements StoreInbox<undefined> {
   private readonly wakers = new Set<() => void>();
-  private readonly addTransaction: (entry: InboxEntry, now: number) => 'stored' | 'duplicate';
+  private readonly arrivals: GroupCommit<Arrival, 'stored' | 'duplicate'>;
   private readonly nextTransaction: (token: string, now: number) => InboxClaim<undefined> | null;
   private readonly sql;
 
@@ -126,13 +133,17 @@ export class SqliteInbox implements StoreInbox<undefined> {
       INSERT INTO postback_inbox (key, subject, route, format, ip, path, received_at, fields, status, next_attempt_at)
       VALUES (@key, @subject, @route, @format, @ip, @path, @receivedAt, @fields, 'pending', @now)
     `);
-    this.addTransaction = db.transaction((entry: InboxEntry, now: number) => {
+    const addOne = ({ entry, now }: Arrival): 'stored' | 'duplicate' => {
       const found = keyState.get(entry.key) as { state: number; expires_at: number } | undefined;
       if (found !== undefined && found.expires_at > now) return 'duplicate';
       storeKey.run(entry.key, now + settings.retentionMs);
       insert.run({ ...entry, receivedAt: entry.receivedAt.getTime(), now });
       return 'stored';
-    }).immediate;
+    };
+    // The postbacks that arrive at the same time are stored in one transaction, one fsync.
+    this.arrivals = new GroupCommit<Arrival, 'stored' | 'duplicate'>(
+      db.transaction((batch: readonly Arrival[]) => batch.map(addOne)).immediate,
+    );
 
     // The oldest row due whose subject has no earlier row waiting: a subject's postbacks are
     // delivered in the order they arrived, a later one waiting while an earlier is retried.
@@ -189,10 +200,15 @@ export class SqliteInbox implements StoreInbox<undefined> {
     };
   }
 
-  add(entry: InboxEntry): 'stored' | 'duplicate' {
-    const result = this.addTransaction(entry, Date.now());
+  async add(entry: InboxEntry): Promise<'stored' | 'duplicate'> {
+    const result = await this.arrivals.submit({ entry, now: Date.now() });
     if (result === 'stored') this.wake();
     return result;
+  }
+
+  /** Writes the arrivals waiting for their group's transaction now (before closing). */
+  flush(): void {
+    this.arrivals.flush();
   }
 
   next(): Promise<InboxClaim<undefined> | null> {

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { loadOptionalModule, positiveInteger } from './optional-module';
+import { GroupCommit } from './group-commit';
 import { BUSY, retryWhileBusy } from './retry-while-busy';
 import { SqliteInbox, type SqliteDatabase } from './sqlite-inbox';
 import type { BeginResult, InboxStore, JournalReadResult, JournalRecord, StoreClaim } from './store';
@@ -32,22 +33,22 @@ type DatabaseConstructor = new (path: string) => Database;
 const IN_FLIGHT = 0;
 const HANDLED = 1;
 const DAY = 24 * 60 * 60 * 1000;
-/** The second transaction of a claim: commit (the key handled, the record written) or release. */
-type Finish = (
-  key: string,
-  subject: string | null,
-  holder: string,
-  record: JournalRecord | null,
-  handled: boolean,
-  now: number,
-) => void;
+/** The second write of a claim: commit (the key handled, the record written) or release. */
+interface Finish {
+  readonly key: string;
+  readonly subject: string | null;
+  readonly holder: string;
+  readonly record: JournalRecord | null;
+  readonly handled: boolean;
+  readonly now: number;
+}
 
 class SqliteClaim implements StoreClaim<undefined> {
   readonly transaction = undefined;
   readonly transactional = false;
 
   constructor(
-    private readonly finish: Finish,
+    private readonly finishes: GroupCommit<Finish, void>,
     private readonly key: string,
     private readonly subject: string | null,
     /** This claim's token on the subject's row, so that it gives up only its own hold. */
@@ -55,12 +56,17 @@ class SqliteClaim implements StoreClaim<undefined> {
     readonly previous: JournalRecord | null,
   ) {}
 
-  commit(record: JournalRecord | null): void {
-    this.finish(this.key, this.subject, this.holder, record, true, Date.now());
+  commit(record: JournalRecord | null): Promise<void> {
+    return this.finish(record, true);
   }
 
-  release(): void {
-    this.finish(this.key, this.subject, this.holder, null, false, Date.now());
+  release(): Promise<void> {
+    return this.finish(null, false);
+  }
+
+  private finish(record: JournalRecord | null, handled: boolean): Promise<void> {
+    const { key, subject, holder } = this;
+    return this.finishes.submit({ key, subject, holder, record, handled, now: Date.now() });
   }
 }
 
@@ -69,8 +75,15 @@ class SqliteClaim implements StoreClaim<undefined> {
  * one machine. It survives restarts, so a postback handled just before a crash stays handled,
  * and the journal with it. A claim is one `BEGIN IMMEDIATE` transaction that takes the key and
  * holds the subject (the action) with a lease, so two processes never both claim a key, nor
- * apply two postbacks of one action at once; a commit is a second transaction. Primary keys
- * keep both a single index probe at millions of rows; expired rows are pruned on a timer.
+ * apply two postbacks of one action at once. Commits are written in groups: the commits of the
+ * postbacks handled at the same time share one transaction and one fsync (see GroupCommit),
+ * and the 2xx waits for it. Primary keys keep both a single index probe at millions of rows;
+ * expired rows are pruned on a timer.
+ *
+ * Durability: a commit is on disk before the 2xx (`synchronous = FULL`). A claim is written
+ * without an fsync of its own (a second connection with `synchronous = NORMAL`): it survives
+ * the process dying, and a power cut before the next commit's fsync loses it with the work it
+ * stood for, which is then handled again, as a claim whose lease lapsed would be.
  *
  * SQLite's driver is synchronous and its transactions cannot stay open while listeners await,
  * so claims are not transactions the host can write in (`ctx.transaction` is undefined).
@@ -83,6 +96,9 @@ export class SqliteStore implements InboxStore<undefined> {
   readonly lockTimeoutMs: number;
   readonly inbox: SqliteInbox;
   private readonly db: Database;
+  /** The claims' connection: the same file, without an fsync per claim. */
+  private readonly claimDb: Database;
+  private readonly finishes: GroupCommit<Finish, void>;
   private readonly claimTransaction: (
     key: string,
     subject: string | null,
@@ -125,19 +141,24 @@ export class SqliteStore implements InboxStore<undefined> {
       CREATE INDEX IF NOT EXISTS postback_journal_expires_at ON postback_journal (expires_at);
     `);
 
-    const keyState = this.db.prepare('SELECT state, expires_at FROM postback_keys WHERE key = ?');
-    const takeKey = this.db.prepare(`
+    // Claims on a connection of their own, without an fsync each: see the class comment.
+    const claimDb = new Sqlite(options.path);
+    claimDb.pragma('synchronous = NORMAL');
+    claimDb.pragma('busy_timeout = 5000');
+    this.claimDb = claimDb;
+    const keyState = claimDb.prepare('SELECT state, expires_at FROM postback_keys WHERE key = ?');
+    const takeKey = claimDb.prepare(`
       INSERT INTO postback_keys (key, state, expires_at) VALUES (?, ${IN_FLIGHT}, ?)
       ON CONFLICT (key) DO UPDATE SET state = ${IN_FLIGHT}, expires_at = excluded.expires_at
     `);
-    const subjectRow = this.db.prepare('SELECT record, held_until, expires_at FROM postback_journal WHERE subject = ?');
+    const subjectRow = claimDb.prepare('SELECT record, held_until, expires_at FROM postback_journal WHERE subject = ?');
     // A subject seen for the first time gets a row that only holds it, and expires with the lease.
-    const holdSubject = this.db.prepare(`
+    const holdSubject = claimDb.prepare(`
       INSERT INTO postback_journal (subject, record, held_by, held_until, expires_at)
       VALUES (@subject, NULL, @holder, @until, @until)
       ON CONFLICT (subject) DO UPDATE SET held_by = @holder, held_until = @until
     `);
-    this.claimTransaction = this.db.transaction((key: string, subject: string | null, now: number) => {
+    this.claimTransaction = claimDb.transaction((key: string, subject: string | null, now: number) => {
       const found = keyState.get(key) as { state: number; expires_at: number } | undefined;
       if (found !== undefined && found.expires_at > now) return found.state === HANDLED ? 'handled' : 'in-flight';
       const holder = randomUUID();
@@ -150,7 +171,7 @@ export class SqliteStore implements InboxStore<undefined> {
         holdSubject.run({ subject, holder, until: now + this.leaseMs });
       }
       takeKey.run(key, now + this.leaseMs);
-      return new SqliteClaim(finish, key, subject, holder, previous);
+      return new SqliteClaim(finishes, key, subject, holder, previous);
     }).immediate;
 
     const commitKey = this.db.prepare(
@@ -170,24 +191,20 @@ export class SqliteStore implements InboxStore<undefined> {
     const unholdSubject = this.db.prepare(
       'UPDATE postback_journal SET held_by = NULL, held_until = 0 WHERE subject = ? AND held_by = ?',
     );
-    const finish: Finish = this.db.transaction(
-      (
-        key: string,
-        subject: string | null,
-        holder: string,
-        record: JournalRecord | null,
-        handled: boolean,
-        now: number,
-      ) => {
-        if (handled) commitKey.run(key, now + this.retentionMs);
-        else releaseKey.run(key);
-        if (subject === null) return;
-        if (record !== null) {
-          writeRecord.run({ subject, record: JSON.stringify(record), holder, expires: now + this.retentionMs });
-        } else unholdSubject.run(subject, holder);
-      },
-    ).immediate;
+    const finishOne = ({ key, subject, holder, record, handled, now }: Finish): void => {
+      if (handled) commitKey.run(key, now + this.retentionMs);
+      else releaseKey.run(key);
+      if (subject === null) return;
+      if (record !== null) {
+        writeRecord.run({ subject, record: JSON.stringify(record), holder, expires: now + this.retentionMs });
+      } else unholdSubject.run(subject, holder);
+    };
+    // The commits and releases of the postbacks handled at the same time: one transaction, one fsync.
+    const finishes = new GroupCommit<Finish, void>(
+      this.db.transaction((batch: readonly Finish[]) => batch.map(finishOne)).immediate,
+    );
 
+    this.finishes = finishes;
     this.inbox = new SqliteInbox(this.db, {
       retentionMs: this.retentionMs,
       leaseMs: positiveInteger('inboxLeaseMs', options.inboxLeaseMs ?? 30_000),
@@ -235,6 +252,9 @@ export class SqliteStore implements InboxStore<undefined> {
 
   close(): void {
     clearInterval(this.pruneTimer);
+    this.finishes.flush();
+    this.inbox.flush();
+    this.claimDb.close();
     this.db.close();
   }
 }

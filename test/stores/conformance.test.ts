@@ -393,11 +393,16 @@ describe('SqliteStore', () => {
   });
   afterEach(async () => rm(dir, { recursive: true, force: true }));
 
-  it('remembers handled keys and the journal across a close and reopen, in WAL mode', () => {
+  it('remembers handled keys and the journal across a close and reopen, in WAL mode', async () => {
     const file = path.join(dir, 'keys.db');
     const first = new SqliteStore({ path: file });
-    void claimOf(first.begin('a', 'action:1') as BeginResult<unknown>).commit({ status: 'APPROVED' }, 'delivered');
+    const committed = claimOf(first.begin('a', 'action:1') as BeginResult<unknown>).commit(
+      { status: 'APPROVED' },
+      'delivered',
+    );
+    // close() writes a commit still waiting for its group's transaction.
     first.close();
+    await committed;
     const second = new SqliteStore({ path: file });
     expect(second.begin('a', 'action:1')).to.equal('handled');
     expect(claimOf(second.begin('b', 'action:1') as BeginResult<unknown>).previous).to.deep.equal({
@@ -408,7 +413,7 @@ describe('SqliteStore', () => {
     second.close();
   });
 
-  it('finds keys and subjects through their primary keys, and prunes by the expiry indexes', () => {
+  it('finds keys and subjects through their primary keys, and prunes by the expiry indexes', async () => {
     const store = new SqliteStore({ path: path.join(dir, 'plan.db'), retentionMs: 1 });
     const db = (store as unknown as { db: { prepare(sql: string): { all(...args: unknown[]): { detail: string }[] } } })
       .db;
@@ -426,7 +431,7 @@ describe('SqliteStore', () => {
     );
     expect(plan('DELETE FROM postback_keys WHERE expires_at <= ?', 0)).to.match(/postback_keys_expires_at/);
     expect(plan('DELETE FROM postback_journal WHERE expires_at <= ?', 0)).to.match(/postback_journal_expires_at/);
-    void claimOf(store.begin('x', 'action:x') as BeginResult<unknown>).commit({ status: 'PENDING' }, 'delivered');
+    await claimOf(store.begin('x', 'action:x') as BeginResult<unknown>).commit({ status: 'PENDING' }, 'delivered');
     const deadline = Date.now() + 5;
     while (Date.now() <= deadline) {
       // wait past the 1 ms retention

@@ -1,0 +1,110 @@
+/**
+ * The stores section of `npm run bench`: GET postbacks through the router with each store, a
+ * listener that does nothing, measured in interleaved slices as the HTTP comparison is; each
+ * store's requests/s also as a ratio of MemoryStore's in the same run. A store whose service
+ * (Redis at REDIS_URL, PostgreSQL at DATABASE_URL) does not answer is skipped, and the output
+ * says so.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { combine, HTTP_SETTINGS, measureSlice, startTarget, type Measurement, type Slice } from './http';
+
+export const STORES = ['memory', 'sqlite', 'redis', 'postgres', 'sqliteInbox', 'postgresInbox'] as const;
+export type StoreName = (typeof STORES)[number];
+export type StoreResults = Partial<Record<StoreName, Measurement & { ratio: number }>>;
+
+const REDIS_URL = process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379';
+const DATABASE_URL = process.env['DATABASE_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
+
+function redisAnswers(): Promise<boolean> {
+  const { hostname, port } = new URL(REDIS_URL);
+  return new Promise((resolve) => {
+    const socket = net.connect(Number(port || 6379), hostname);
+    const done = (ok: boolean): void => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(1000, () => {
+      done(false);
+    });
+    socket.on('error', () => {
+      done(false);
+    });
+    socket.on('connect', () => {
+      socket.write('PING\r\n');
+    });
+    socket.on('data', (data: Buffer) => {
+      done(data.toString().startsWith('+PONG'));
+    });
+  });
+}
+
+async function withPostgres<T>(work: (client: pg.Client) => Promise<T>): Promise<T | null> {
+  const client = new pg.Client({ connectionString: DATABASE_URL, connectionTimeoutMillis: 2000 });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    return await work(client);
+  } catch {
+    return null;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+export async function runStoreBenchmark(): Promise<StoreResults> {
+  const skipped: string[] = [];
+  const available: StoreName[] = ['memory', 'sqlite', 'sqliteInbox'];
+  if (await redisAnswers()) available.push('redis');
+  else skipped.push(`redis (no Redis at ${REDIS_URL})`);
+  const schema = `bench_${process.pid}`;
+  if ((await withPostgres((client) => client.query(`CREATE SCHEMA IF NOT EXISTS "${schema}"`))) !== null) {
+    available.push('postgres', 'postgresInbox');
+  } else {
+    skipped.push(`postgres and postgresInbox (no PostgreSQL at ${DATABASE_URL})`);
+  }
+  for (const line of skipped) console.log(`stores: skipped ${line}`);
+  const stores = STORES.filter((store) => available.includes(store));
+  const dir = mkdtempSync(path.join(tmpdir(), 'impact-bench-stores-'));
+  const env = { BENCH_DIR: dir, BENCH_SCHEMA: schema, REDIS_URL, DATABASE_URL };
+  const servers = await Promise.all(
+    stores.map(async (store) => [store, await startTarget('router', { ...env, STORE: store })] as const),
+  );
+  try {
+    const slices = new Map<StoreName, Slice[]>();
+    for (const [, { port }] of servers) await measureSlice(port, 'query', 1); // warm-up
+    for (let round = 0; round < HTTP_SETTINGS.rounds; round += 1) {
+      const order = round % 2 === 0 ? servers : [...servers].reverse();
+      for (const [store, { port }] of order) {
+        const slice = await measureSlice(port, 'query', HTTP_SETTINGS.secondsPerSlice);
+        slices.set(store, [...(slices.get(store) ?? []), slice]);
+      }
+    }
+    const measured = new Map(
+      servers.map(([store, { port }]) => [store, combine(port, 'query', slices.get(store) ?? [])] as const),
+    );
+    const memoryRps = measured.get('memory')?.rps ?? 1;
+    const results: StoreResults = {};
+    for (const [store, measurement] of measured) {
+      results[store] = { ...measurement, ratio: Number((measurement.rps / memoryRps).toFixed(3)) };
+    }
+    return results;
+  } finally {
+    for (const [, { child }] of servers) child.kill();
+    rmSync(dir, { recursive: true, force: true });
+    await withPostgres((client) => client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`));
+  }
+}
+
+export function printStoreTable(results: StoreResults): void {
+  const lines = ['| store | req/s | ratio to memory | p50 (ms) | p99 (ms) |', '| --- | ---: | ---: | ---: | ---: |'];
+  for (const store of STORES) {
+    const row = results[store];
+    if (row === undefined) continue;
+    lines.push(`| ${store} | ${row.rps} | ${row.ratio.toFixed(2)} | ${row.p50} | ${row.p99} |`);
+  }
+  console.log(lines.join('\n'));
+}
