@@ -47,6 +47,12 @@ export class Connection {
     client.on('error', this.ignore);
   }
 
+  /** Several statements in one query string (the simple protocol): one round trip, a result each. */
+  async queryAll(text: string): Promise<PgQueryResult[]> {
+    const results = (await this.query(text)) as PgQueryResult | PgQueryResult[];
+    return Array.isArray(results) ? results : [results];
+  }
+
   async query(text: string, values?: unknown[]): Promise<PgQueryResult> {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
@@ -82,13 +88,15 @@ export class Connection {
   private readonly ignore = (): void => undefined;
 }
 
-/** What a commit writes besides the claim's own rows: the journal record, and more for the inbox. */
+/**
+ * What a commit writes besides the claim's own rows: the journal record, and more for the
+ * inbox. Statements with their values written in, sent with the COMMIT as one query.
+ */
 export interface CommitWrites {
-  /** Upserts a subject's journal record: $1 subject, $2 record, $3 retention. */
-  readonly writeRecord: string;
-  readonly retentionMs: number;
+  /** Upserts a subject's journal record. */
+  readonly writeRecord: (subject: string, record: JournalRecord) => string;
   /** A statement to run first, such as marking an inbox row delivered. */
-  readonly first?: (outcome: CommitOutcome) => readonly [text: string, values: unknown[]];
+  readonly first?: (outcome: CommitOutcome) => string;
 }
 
 /** What PostgresStore shares with its inbox. */
@@ -122,17 +130,19 @@ export class PostgresClaim<C> implements StoreClaim<C> {
 
   async commit(record: JournalRecord | null, outcome: CommitOutcome): Promise<void> {
     this.finish();
-    const { writeRecord, retentionMs, first } = this.writes;
+    const { writeRecord, first } = this.writes;
+    const statements: string[] = [];
+    if (first !== undefined) statements.push(first(outcome));
+    if (record !== null && this.subject !== null) statements.push(writeRecord(this.subject, record));
+    statements.push('COMMIT');
     try {
-      if (first !== undefined) await this.connection.query(...first(outcome));
-      if (record !== null && this.subject !== null) {
-        await this.connection.query(writeRecord, [this.subject, JSON.stringify(record), retentionMs]);
-      }
+      // One round trip: a statement that fails stops the rest, COMMIT included.
+      const results = await this.connection.queryAll(statements.join(';\n'));
       // PostgreSQL answers COMMIT with ROLLBACK, not an error, when a statement in the
       // transaction failed (a listener may have caught that error and carried on).
-      const { command } = await this.connection.query('COMMIT');
+      const command = results.at(-1)?.command;
       if (command !== 'COMMIT') {
-        throw new Error(`PostgreSQL rolled the transaction back (${command}): a statement in it had failed`);
+        throw new Error(`PostgreSQL rolled the transaction back (${String(command)}): a statement in it had failed`);
       }
     } catch (error) {
       this.connection.close();

@@ -1,3 +1,4 @@
+import { sqlLiteral } from './postgres-literal';
 import { PostgresClaim, type CommitWrites, type Connection, type PostgresParts } from './postgres-claim';
 import type {
   CommitOutcome,
@@ -129,9 +130,9 @@ export class PostgresInbox<T> implements StoreInbox<T> {
     const { inbox, inboxAdd, inboxNext, channel } = parts.objects;
     this.sql = {
       add: `SELECT ${inboxAdd}($1, $2, $3, $4, $5, $6, $7, $8, $9) AS id`,
-      next: `SELECT * FROM ${inboxNext}($1)`,
-      delivered: `UPDATE ${inbox} SET status = 'delivered', outcome = $2, attempts = attempts + 1,
-        delivered_at = now(), last_error = NULL WHERE id = $1`,
+      next: `SELECT * FROM ${inboxNext}`,
+      delivered: `UPDATE ${inbox} SET status = 'delivered', attempts = attempts + 1,
+        delivered_at = now(), last_error = NULL, outcome = `,
       failed: `UPDATE ${inbox} SET attempts = attempts + 1, last_error = $2,
         status = CASE WHEN $3::timestamptz IS NULL THEN 'dead' ELSE 'retrying' END,
         next_attempt_at = coalesce($3::timestamptz, next_attempt_at)
@@ -167,19 +168,21 @@ export class PostgresInbox<T> implements StoreInbox<T> {
   async next(): Promise<InboxClaim<T> | null> {
     const connection = await this.parts.connect();
     try {
-      await connection.query('BEGIN ISOLATION LEVEL READ COMMITTED');
-      const { rows } = await connection.query(this.sql.next, [this.parts.lockTimeoutMs]);
-      const found = rows[0] as RowRecord | undefined;
+      // BEGIN, the row taken and the savepoint after it, in one round trip.
+      const [, taken] = await connection.queryAll(
+        `BEGIN ISOLATION LEVEL READ COMMITTED;\n${this.sql.next}(${sqlLiteral(this.parts.lockTimeoutMs)});\nSAVEPOINT ${SAVEPOINT}`,
+      );
+      const found = taken?.rows[0] as RowRecord | undefined;
       if (found === undefined) {
         await connection.query('ROLLBACK');
         connection.giveBack();
         return null;
       }
-      await connection.query(`SAVEPOINT ${SAVEPOINT}`);
       const row = rowOf(found);
       const writes = {
         ...this.parts.writes,
-        first: (outcome: CommitOutcome) => [this.sql.delivered, [row.id, outcome]] as [string, unknown[]],
+        first: (outcome: CommitOutcome) =>
+          `${this.sql.delivered}${sqlLiteral(outcome)} WHERE id = ${sqlLiteral(row.id)}`,
       };
       return new PostgresInboxClaim<T>(connection, writes, found.previous ?? null, row, {
         sql: this.sql.failed,

@@ -16,6 +16,7 @@ import {
   type PgQueryResult,
 } from './postgres-claim';
 import { PostgresInbox } from './postgres-inbox';
+import { sqlLiteral } from './postgres-literal';
 import type { BeginResult, InboxStore, JournalReadResult, JournalRecord } from './store';
 
 export type { PgClient, PgPool, PgPoolClient, PgQueryResult } from './postgres-claim';
@@ -108,7 +109,7 @@ export class PostgresStore<T extends PgClient = PgClient> implements InboxStore<
     const expired = (table: string, condition: string): string =>
       `DELETE FROM ${table} WHERE ctid = ANY (ARRAY(SELECT ctid FROM ${table} WHERE ${condition} LIMIT ${PRUNE_BATCH}))`;
     this.sql = {
-      begin: `SELECT claimed, previous FROM ${begin}($1, $2, $3, $4)`,
+      begin: `SELECT claimed, previous FROM ${begin}`,
       readJournal: `SELECT subject, state FROM ${journal} WHERE subject = ANY ($1) AND expires_at > now()`,
       prune: [
         expired(keys, 'expires_at <= now()'),
@@ -119,11 +120,12 @@ export class PostgresStore<T extends PgClient = PgClient> implements InboxStore<
         ),
       ],
     };
+    const retentionMs = this.retentionMs;
     this.writes = {
-      writeRecord: `INSERT INTO ${journal} (subject, state, updated_at, expires_at)
-        VALUES ($1, $2, now(), now() + $3 * interval '1 millisecond')
+      writeRecord: (subject, record) => `INSERT INTO ${journal} (subject, state, updated_at, expires_at)
+        VALUES (${sqlLiteral(subject)}, ${sqlLiteral(JSON.stringify(record))}, now(),
+          now() + ${retentionMs} * interval '1 millisecond')
         ON CONFLICT (subject) DO UPDATE SET state = EXCLUDED.state, updated_at = now(), expires_at = EXCLUDED.expires_at`,
-      retentionMs: this.retentionMs,
     };
     this.inbox = new PostgresInbox<T>({
       objects,
@@ -146,9 +148,11 @@ export class PostgresStore<T extends PgClient = PgClient> implements InboxStore<
   async begin(key: string, subject: string | null): Promise<BeginResult<T>> {
     const connection = await this.connect();
     try {
-      await connection.query('BEGIN ISOLATION LEVEL READ COMMITTED');
-      const { rows } = await connection.query(this.sql.begin, [key, subject, this.lockTimeoutMs, this.retentionMs]);
-      const row = rows[0] as { claimed: boolean; previous: JournalRecord | null } | undefined;
+      // BEGIN and the claim in one round trip.
+      const [, claimed] = await connection.queryAll(
+        `BEGIN ISOLATION LEVEL READ COMMITTED;\n${this.sql.begin}(${sqlLiteral(key)}, ${sqlLiteral(subject)}, ${this.lockTimeoutMs}, ${this.retentionMs})`,
+      );
+      const row = claimed?.rows[0] as { claimed: boolean; previous: JournalRecord | null } | undefined;
       if (row?.claimed === true) {
         return new PostgresClaim<T>(connection, this.writes, subject, row.previous);
       }

@@ -12,6 +12,15 @@ import type {
   StoreInbox,
 } from './store';
 
+/** A row delivered: marked so, with its subject's new record, unless its lease ran out. */
+interface Delivery {
+  readonly row: InboxRow;
+  readonly token: string;
+  readonly record: JournalRecord | null;
+  readonly outcome: CommitOutcome;
+  readonly now: number;
+}
+
 /** A postback to store, and when it arrived. */
 interface Arrival {
   readonly entry: InboxEntry;
@@ -90,12 +99,20 @@ function rowOf(record: RowRecord): InboxRow {
 export class SqliteInbox implements StoreInbox<undefined> {
   private readonly wakers = new Set<() => void>();
   private readonly arrivals: GroupCommit<Arrival, 'stored' | 'duplicate'>;
+  /** Rows marked delivered with their journal records, in groups; null, or why a row was not. */
+  private readonly deliveries: GroupCommit<Delivery, string | null>;
   private readonly nextTransaction: (token: string, now: number) => InboxClaim<undefined> | null;
   private readonly sql;
 
+  /**
+   * `db` writes with an fsync per transaction (arrivals and deliveries, in groups); `leaseDb`,
+   * a second connection on the same file, takes rows for delivery without one: a lease lost to
+   * a power cut only lets the row be delivered again, as a lapsed lease does.
+   */
   constructor(
-    private readonly db: SqliteDatabase,
+    db: SqliteDatabase,
     private readonly settings: SqliteInboxSettings,
+    leaseDb: SqliteDatabase = db,
   ) {
     db.exec(`
       CREATE TABLE IF NOT EXISTS postback_inbox (
@@ -147,7 +164,7 @@ export class SqliteInbox implements StoreInbox<undefined> {
 
     // The oldest row due whose subject has no earlier row waiting: a subject's postbacks are
     // delivered in the order they arrived, a later one waiting while an earlier is retried.
-    const due = db.prepare(`
+    const due = leaseDb.prepare(`
       SELECT * FROM postback_inbox r
       WHERE r.status IN ('pending', 'retrying') AND r.next_attempt_at <= @now AND r.lease_until <= @now
         AND NOT EXISTS (
@@ -155,9 +172,9 @@ export class SqliteInbox implements StoreInbox<undefined> {
           WHERE e.subject = r.subject AND e.id < r.id AND e.status IN ('pending', 'retrying'))
       ORDER BY r.id LIMIT 1
     `);
-    const lease = db.prepare('UPDATE postback_inbox SET leased_by = ?, lease_until = ? WHERE id = ?');
-    const journal = db.prepare('SELECT record, expires_at FROM postback_journal WHERE subject = ?');
-    this.nextTransaction = db.transaction((token: string, now: number) => {
+    const lease = leaseDb.prepare('UPDATE postback_inbox SET leased_by = ?, lease_until = ? WHERE id = ?');
+    const journal = leaseDb.prepare('SELECT record, expires_at FROM postback_journal WHERE subject = ?');
+    this.nextTransaction = leaseDb.transaction((token: string, now: number) => {
       const found = due.get({ now }) as RowRecord | undefined;
       if (found === undefined) return null;
       lease.run(token, now + settings.leaseMs, found.id);
@@ -198,6 +215,24 @@ export class SqliteInbox implements StoreInbox<undefined> {
         WHERE status = 'dead'`),
       prune: db.prepare("DELETE FROM postback_inbox WHERE status = 'delivered' AND delivered_at <= ?"),
     };
+    const { sql } = this;
+    const deliveredOne = ({ row, token, record, outcome, now }: Delivery): string | null => {
+      // Not thrown: that would roll back the other rows of the group.
+      if (sql.delivered.run(outcome, now, row.id, token).changes === 0) {
+        return `inbox row ${row.id} is no longer held by this worker (its lease ran out)`;
+      }
+      if (record !== null && row.subject !== null) {
+        sql.writeRecord.run({
+          subject: row.subject,
+          record: JSON.stringify(record),
+          expires: now + settings.retentionMs,
+        });
+      }
+      return null;
+    };
+    this.deliveries = new GroupCommit<Delivery, string | null>(
+      db.transaction((batch: readonly Delivery[]) => batch.map(deliveredOne)).immediate,
+    );
   }
 
   async add(entry: InboxEntry): Promise<'stored' | 'duplicate'> {
@@ -206,9 +241,10 @@ export class SqliteInbox implements StoreInbox<undefined> {
     return result;
   }
 
-  /** Writes the arrivals waiting for their group's transaction now (before closing). */
+  /** Writes the arrivals and deliveries waiting for their group's transaction now (before closing). */
   flush(): void {
     this.arrivals.flush();
+    this.deliveries.flush();
   }
 
   next(): Promise<InboxClaim<undefined> | null> {
@@ -258,20 +294,11 @@ export class SqliteInbox implements StoreInbox<undefined> {
   }
 
   private claimOf(row: InboxRow, token: string, previous: JournalRecord | null): InboxClaim<undefined> {
-    const { sql, db, settings } = this;
-    const commit = db.transaction((record: JournalRecord | null, outcome: CommitOutcome) => {
-      const now = Date.now();
-      if (sql.delivered.run(outcome, now, row.id, token).changes === 0) {
-        throw new Error(`inbox row ${row.id} is no longer held by this worker (its lease ran out)`);
-      }
-      if (record !== null && row.subject !== null) {
-        sql.writeRecord.run({
-          subject: row.subject,
-          record: JSON.stringify(record),
-          expires: now + settings.retentionMs,
-        });
-      }
-    }).immediate;
+    const { sql, settings } = this;
+    const commit = async (record: JournalRecord | null, outcome: CommitOutcome): Promise<void> => {
+      const problem = await this.deliveries.submit({ row, token, record, outcome, now: Date.now() });
+      if (problem !== null) throw new Error(problem);
+    };
     return {
       row,
       previous,

@@ -205,11 +205,15 @@ export class SqliteStore implements InboxStore<undefined> {
     );
 
     this.finishes = finishes;
-    this.inbox = new SqliteInbox(this.db, {
-      retentionMs: this.retentionMs,
-      leaseMs: positiveInteger('inboxLeaseMs', options.inboxLeaseMs ?? 30_000),
-      handledState: HANDLED,
-    });
+    this.inbox = new SqliteInbox(
+      this.db,
+      {
+        retentionMs: this.retentionMs,
+        leaseMs: positiveInteger('inboxLeaseMs', options.inboxLeaseMs ?? 30_000),
+        handledState: HANDLED,
+      },
+      claimDb,
+    );
 
     const readRecord = this.db.prepare('SELECT record FROM postback_journal WHERE subject = ? AND expires_at > ?');
     this.recordOf = (subject, now) => {

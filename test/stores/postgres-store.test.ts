@@ -161,6 +161,18 @@ describe('PostgresStore', function () {
     });
   });
 
+  it("writes keys, subjects and records holding quotes, backslashes and any Unicode exactly (values are sent in the query's text)", async () => {
+    const postgres = store();
+    const key = `actions:it's \\ a "key" ${randomUUID()}`;
+    const subject = `action:o'brien\\\\x;--${randomUUID()}`;
+    const record = { status: "APP'ROVED", payout: '\\0.88', currency: 'E\u20ac', note: "'; DROP TABLE x; --" };
+    const claim = await postgres.begin(key, subject);
+    if (typeof claim !== 'object') throw new Error(`expected a claim, got ${claim}`);
+    await claim.commit(record, 'delivered');
+    expect(await postgres.readJournal([subject])).to.deep.equal([record]);
+    expect(await postgres.begin(key, subject)).to.equal('handled');
+  });
+
   it('close() ends a pool it created, and never one it was given', async () => {
     const own = new PostgresStore({ connectionString: DATABASE_URL, schema: schema.name });
     await own
