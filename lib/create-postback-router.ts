@@ -178,6 +178,38 @@ export function createPostbackRouter<T = undefined>(options: PostbackRouterOptio
     notify('handled', { route, format, status, code, outcome, durationMs, ip } satisfies HandledRequest);
   }
 
+  /**
+   * Answers a refusal (4xx, with a `rejected` event) or a failure (5xx, with an `error` event),
+   * and reports it as handled.
+   */
+  function refuse(
+    req: Request,
+    res: Response,
+    error: PostbackError,
+    request: {
+      readonly started: number;
+      readonly route: PostbackRoute;
+      readonly format: PostbackFormat | null;
+      readonly ip: string | null;
+      readonly path: string;
+      readonly bodyUnread: boolean;
+    },
+  ): void {
+    const { started, route, format, ip, path, bodyUnread } = request;
+    if (error.status >= 500) reportError(error);
+    else
+      notify('rejected', {
+        code: error.code,
+        status: error.status,
+        message: error.message,
+        ip,
+        method: req.method,
+        path,
+      });
+    sendError(req, res, error, bodyUnread);
+    reportHandled(started, route, format, ip, error.status, error.code, error.status >= 500 ? 'failed' : 'rejected');
+  }
+
   async function handle(route: PostbackRoute, req: Request, res: Response, routePath: string): Promise<void> {
     const receivedAt = new Date();
     // Nothing is measured for nobody: without a `handled` listener, no clock is read.
@@ -231,18 +263,7 @@ export function createPostbackRouter<T = undefined>(options: PostbackRouterOptio
         caught instanceof PostbackError
           ? caught
           : new PostbackError('internal', 'the postback could not be processed', { cause: caught });
-      if (error.status >= 500) reportError(error);
-      else
-        notify('rejected', {
-          code: error.code,
-          status: error.status,
-          message: error.message,
-          ip,
-          method: req.method,
-          path,
-        });
-      sendError(req, res, error, !bodyRead);
-      reportHandled(started, route, format, ip, error.status, error.code, error.status >= 500 ? 'failed' : 'rejected');
+      refuse(req, res, error, { started, route, format, ip, path, bodyUnread: !bodyRead });
     }
   }
 
@@ -290,19 +311,7 @@ export function createPostbackRouter<T = undefined>(options: PostbackRouterOptio
       ip === null || !settings.isAllowedIp(ip)
         ? new PostbackError('ip.forbidden', 'this address may not send postbacks')
         : fromBodyParserError(caught);
-    if (error.status >= 500) reportError(error);
-    else {
-      notify('rejected', {
-        code: error.code,
-        status: error.status,
-        message: error.message,
-        ip,
-        method: req.method,
-        path: req.baseUrl + path,
-      });
-    }
-    sendError(req, res, error, false);
-    reportHandled(started, route, null, ip, error.status, error.code, error.status >= 500 ? 'failed' : 'rejected');
+    refuse(req, res, error, { started, route, format: null, ip, path: req.baseUrl + path, bodyUnread: false });
   };
   emitter.inbox = inboxDelivery?.admin ?? null;
   // Reconciled actions go the direct way in both delivery modes: the store's claim keeps them
