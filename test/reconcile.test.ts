@@ -384,6 +384,20 @@ describe('reconcile() around the store and the router', () => {
     expect(api.requests).to.have.length(0);
   });
 
+  it('rejects with reconcile.http when the API does not answer within timeoutMs', async () => {
+    const app = createApp();
+    api.put(apiAction('1000.12.1', 'APPROVED', '1.00'));
+    api.delayMs = 1000;
+    const started = Date.now();
+    const error: unknown = await app.postbacks
+      .reconcile({ ...options(), timeoutMs: 200 })
+      .catch((caught: unknown) => caught);
+    expect(isPostbackError(error) && error.code).to.equal('reconcile.http');
+    expect(String(error)).to.include('did not answer within 200 ms, reading page 1 of');
+    expect(Date.now() - started).to.be.below(900);
+    expect(app.events.action).to.have.length(0);
+  });
+
   it('refuses a store without a readable journal', async () => {
     const app = createApp({ store: { begin: () => 'handled' as const } });
     const error: unknown = await app.postbacks.reconcile(options()).catch((caught: unknown) => caught);

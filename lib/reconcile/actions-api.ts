@@ -69,6 +69,14 @@ export class ActionsApi {
     }
   }
 
+  private unreachable(error: unknown, label: string): PostbackError {
+    const why =
+      (error as { name?: unknown }).name === 'TimeoutError'
+        ? `did not answer within ${this.settings.timeoutMs} ms`
+        : `could not be reached (${causeText(error)})`;
+    return new PostbackError('reconcile.http', `impact.com's Actions API ${why}, reading ${label}`);
+  }
+
   private pageUrl(start: Date, end: Date, page: number): URL {
     const base = this.settings.baseUrl.replace(/\/+$/, '');
     const url = new URL(`${base}/Mediapartners/${encodeURIComponent(this.settings.accountSid)}/Actions`);
@@ -91,11 +99,7 @@ export class ActionsApi {
           redirect: 'error',
         });
       } catch (error) {
-        const why =
-          (error as { name?: unknown }).name === 'TimeoutError'
-            ? `did not answer within ${this.settings.timeoutMs} ms`
-            : `could not be reached (${causeText(error)})`;
-        throw new PostbackError('reconcile.http', `impact.com's Actions API ${why}, reading ${label}`);
+        throw this.unreachable(error, label);
       }
       if (response.status === 429 && limited < MAX_RATE_LIMITED) {
         await response.body?.cancel();
@@ -112,7 +116,10 @@ export class ActionsApi {
       }
       const length = Number(response.headers.get('content-length') ?? 0);
       if (length > MAX_PAGE_BYTES) throw invalid(`it is ${length} bytes long`, label);
-      return await response.text();
+      // The timeout holds for the body too.
+      return await response.text().catch((error: unknown) => {
+        throw this.unreachable(error, label);
+      });
     }
   }
 

@@ -42,6 +42,9 @@ export class FakeActionsApi {
     return `http://127.0.0.1:${this.port}`;
   }
 
+  /** Milliseconds the answers wait before they are sent. */
+  delayMs = 0;
+
   /** The next `times` requests for `page` (any window) are answered `status`. */
   failPage(page: number, status: number, times = 1, reset?: string): void {
     const queue = this.failures.get(page) ?? [];
@@ -83,8 +86,13 @@ export class FakeActionsApi {
         authorization: req.headers.authorization,
         accept: req.headers.accept,
       });
-      res.writeHead(status, { 'Content-Type': 'application/json', ...headers });
-      res.end(JSON.stringify(body));
+      const answer = () => {
+        if (res.destroyed) return;
+        res.writeHead(status, { 'Content-Type': 'application/json', ...headers });
+        res.end(JSON.stringify(body));
+      };
+      if (this.delayMs === 0) answer();
+      else setTimeout(answer, this.delayMs);
     };
     const expected = `Basic ${Buffer.from(`${this.accountSid}:${this.authToken}`).toString('base64')}`;
     if (req.headers.authorization !== expected) return send(401, { Status: 'ERROR', Message: 'Unauthorized' });
