@@ -58,6 +58,8 @@ function rowOf(record: RowRecord): InboxRow {
 /** A row's claim: a transaction like a direct claim's, whose commit also marks the row delivered. */
 /** Taken after the row: a failed delivery rolls back to it, keeping the row locked. */
 const SAVEPOINT = 'impact_postbacks_row';
+/** How long arrivals gather before one NOTIFY tells the other instances of them, in ms. */
+const ANNOUNCE_MS = 5;
 
 /**
  * A row's claim: a transaction like a direct claim's, whose commit also marks the row
@@ -125,6 +127,8 @@ export class PostgresInbox<T> implements StoreInbox<T> {
   /** The listening connection, with what closes it. */
   private listener: Promise<{ readonly close: () => void }> | null = null;
   private closed = false;
+  /** A NOTIFY is due to be sent. */
+  private announcing = false;
 
   constructor(private readonly parts: PostgresParts) {
     const { inbox, inboxAdd, inboxNext, channel } = parts.objects;
@@ -162,7 +166,25 @@ export class PostgresInbox<T> implements StoreInbox<T> {
       entry.fields,
       this.parts.retentionMs,
     ]);
-    return (rows[0] as { id: string | null } | undefined)?.id == null ? 'duplicate' : 'stored';
+    if ((rows[0] as { id: string | null } | undefined)?.id == null) return 'duplicate';
+    this.announce();
+    return 'stored';
+  }
+
+  /**
+   * Tells every instance's worker that rows were stored: one NOTIFY for the arrivals of the
+   * next few milliseconds, on its own. A NOTIFY in each arrival's transaction serialised their
+   * commits (PostgreSQL takes a database-wide lock to queue a notification at commit). This
+   * process's own worker is woken by the router at once; a lost notification is made up for by
+   * the workers' poll.
+   */
+  private announce(): void {
+    if (this.announcing) return;
+    this.announcing = true;
+    setTimeout(() => {
+      this.announcing = false;
+      this.parts.run(this.sql.notify).catch(() => undefined);
+    }, ANNOUNCE_MS).unref();
   }
 
   async next(): Promise<InboxClaim<T> | null> {

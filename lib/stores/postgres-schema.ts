@@ -26,12 +26,12 @@ export interface PostgresObjects {
 }
 
 // Unquoted-identifier characters only, and short enough that the longest derived name
-// (<prefix>journal_expires_at, <prefix>inbox_next_v2) stays within PostgreSQL's 63 bytes.
+// (<prefix>journal_expires_at, <prefix>inbox_next_v3) stays within PostgreSQL's 63 bytes.
 const SCHEMA_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 const TABLE_PREFIX = /^[A-Za-z_][A-Za-z0-9_]{0,44}$/;
 
 /** Raised when the DDL changes: a store finding an older version's function applies the DDL again. */
-const VERSION = 2;
+const VERSION = 3;
 
 export function checkNames(schema: unknown, tablePrefix: unknown): PostgresNames {
   if (typeof schema !== 'string' || !SCHEMA_NAME.test(schema)) {
@@ -69,7 +69,7 @@ function lockNamespace({ schema, tablePrefix }: PostgresNames): string {
 /** The whole DDL; every statement may run again harmlessly. */
 export function schemaSql(names: PostgresNames): string {
   const { schema, tablePrefix } = names;
-  const { keys, journal, begin, inbox, inboxAdd, inboxNext, channel } = objectsOf(names);
+  const { keys, journal, begin, inbox, inboxAdd, inboxNext } = objectsOf(names);
   return `-- impact-postbacks: dedupe keys, action journal, inbox and their functions (version ${VERSION})
 ${schema === 'public' ? '' : `CREATE SCHEMA IF NOT EXISTS "${schema}";\n`}
 -- One row per handled postback, kept for the retention. A claim's row is inserted in the
@@ -142,8 +142,9 @@ CREATE INDEX IF NOT EXISTS "${tablePrefix}inbox_waiting" ON ${inbox} (id) WHERE 
 CREATE INDEX IF NOT EXISTS "${tablePrefix}inbox_subject" ON ${inbox} (subject, id) WHERE status IN ('pending', 'retrying');
 CREATE INDEX IF NOT EXISTS "${tablePrefix}inbox_status" ON ${inbox} (status, id);
 
--- Arrival: the key and the row in one statement, or neither (a copy); then a notification,
--- sent when the caller's transaction commits.
+-- Arrival: the key and the row in one statement, or neither (a copy). It sends no NOTIFY: a
+-- transaction that notifies takes a database-wide lock at commit, which made arrivals commit one
+-- at a time; the store notifies separately, at most once every few milliseconds.
 CREATE OR REPLACE FUNCTION ${inboxAdd}(p_key text, p_subject text, p_route text, p_format text, p_ip text,
   p_path text, p_received_at timestamptz, p_fields json, p_retention_ms bigint)
 RETURNS bigint
@@ -161,7 +162,6 @@ BEGIN
   INSERT INTO ${inbox} (key, subject, route, format, ip, path, received_at, fields)
     VALUES (p_key, p_subject, p_route, p_format, p_ip, p_path, p_received_at, p_fields)
     RETURNING id INTO v_id;
-  PERFORM pg_notify('${channel}', '');
   RETURN v_id;
 END
 $$;
