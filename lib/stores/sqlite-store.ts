@@ -30,6 +30,11 @@ interface Database extends SqliteDatabase {
 
 type DatabaseConstructor = new (path: string) => Database;
 
+/** better-sqlite3 13 needs Node.js 22 or later (on 20 it crashes): the version to install here. */
+export function betterSqliteForThisNode(major = Number(process.versions.node.split('.')[0])): string {
+  return major >= 22 ? 'better-sqlite3@13' : 'better-sqlite3@12';
+}
+
 const IN_FLIGHT = 0;
 const HANDLED = 1;
 const DAY = 24 * 60 * 60 * 1000;
@@ -71,7 +76,7 @@ class SqliteClaim implements StoreClaim<undefined> {
 }
 
 /**
- * A durable store in one SQLite file (better-sqlite3 12, WAL mode), shared by every process on
+ * A durable store in one SQLite file (better-sqlite3 12 or 13, WAL mode), shared by every process on
  * one machine. It survives restarts, so a postback handled just before a crash stays handled,
  * and the journal with it. A claim is one `BEGIN IMMEDIATE` transaction that takes the key and
  * holds the subject (the action) with a lease, so two processes never both claim a key, nor
@@ -116,7 +121,11 @@ export class SqliteStore implements InboxStore<undefined> {
     this.leaseMs = positiveInteger('leaseMs', options.leaseMs ?? 5 * 60 * 1000);
     this.lockTimeoutMs = positiveInteger('lockTimeoutMs', options.lockTimeoutMs ?? 5000);
     const pruneIntervalMs = positiveInteger('pruneIntervalMs', options.pruneIntervalMs ?? 60 * 60 * 1000);
-    const Sqlite = loadOptionalModule('better-sqlite3', 'SqliteStore', 'better-sqlite3@12') as DatabaseConstructor;
+    const Sqlite = loadOptionalModule(
+      'better-sqlite3',
+      'SqliteStore',
+      betterSqliteForThisNode(),
+    ) as DatabaseConstructor;
 
     this.db = new Sqlite(options.path);
     this.db.pragma('journal_mode = WAL');

@@ -18,6 +18,7 @@ import {
   type StoreClaim,
 } from '../../lib';
 import { loadOptionalModule } from '../../lib/stores/optional-module';
+import { betterSqliteForThisNode } from '../../lib/stores/sqlite-store';
 import { createApp, errorCode } from '../helpers/create-app';
 import {
   createTestSchema,
@@ -536,5 +537,11 @@ describe('optional store modules', () => {
     expect(() => loadOptionalModule('better-sqlite3-not-installed', 'SqliteStore', 'better-sqlite3@12')).to.throw(
       /SqliteStore needs the package "better-sqlite3-not-installed", which is not installed: run npm install better-sqlite3@12/,
     );
+  });
+
+  it('tell SqliteStore users the better-sqlite3 that runs on their Node.js', () => {
+    expect(betterSqliteForThisNode(20)).to.equal('better-sqlite3@12');
+    expect(betterSqliteForThisNode(22)).to.equal('better-sqlite3@13');
+    expect(betterSqliteForThisNode(24)).to.equal('better-sqlite3@13');
   });
 });
