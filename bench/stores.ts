@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import type { ChildProcess } from 'node:child_process';
 import pg from 'pg';
 import { combine, HTTP_SETTINGS, measureSlice, startTarget, type Measurement, type Slice } from './http';
 
@@ -55,6 +56,24 @@ async function withPostgres<T>(work: (client: pg.Client) => Promise<T>): Promise
   }
 }
 
+/** Resolves once the server's inbox has nothing left to deliver (at once without an inbox), or after 10 s. */
+async function drained(child: ChildProcess): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    const count = await new Promise<number>((resolve) => {
+      const answer = (message: { type?: string; count?: number }): void => {
+        if (message.type !== 'waiting') return;
+        child.off('message', answer);
+        resolve(message.count ?? 0);
+      };
+      child.on('message', answer);
+      child.send({ type: 'waiting' });
+    });
+    if (count === 0) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
 export async function runStoreBenchmark(): Promise<StoreResults> {
   const skipped: string[] = [];
   const available: StoreName[] = ['memory', 'sqlite', 'sqliteInbox'];
@@ -67,7 +86,9 @@ export async function runStoreBenchmark(): Promise<StoreResults> {
     skipped.push(`postgres and postgresInbox (no PostgreSQL at ${DATABASE_URL})`);
   }
   for (const line of skipped) console.log(`stores: skipped ${line}`);
-  const stores = STORES.filter((store) => available.includes(store));
+  // BENCH_STORES=memory,sqlite measures those only.
+  const chosen = process.env['BENCH_STORES']?.split(',');
+  const stores = STORES.filter((store) => available.includes(store) && (chosen?.includes(store) ?? true));
   const dir = mkdtempSync(path.join(tmpdir(), 'impact-bench-stores-'));
   const env = { BENCH_DIR: dir, BENCH_SCHEMA: schema, REDIS_URL, DATABASE_URL };
   const servers = await Promise.all(
@@ -78,9 +99,12 @@ export async function runStoreBenchmark(): Promise<StoreResults> {
     for (const [, { port }] of servers) await measureSlice(port, 'query', 1); // warm-up
     for (let round = 0; round < HTTP_SETTINGS.rounds; round += 1) {
       const order = round % 2 === 0 ? servers : [...servers].reverse();
-      for (const [store, { port }] of order) {
+      for (const [store, { port, child }] of order) {
         const slice = await measureSlice(port, 'query', HTTP_SETTINGS.secondsPerSlice);
         slices.set(store, [...(slices.get(store) ?? []), slice]);
+        // An inbox delivers what it stored after its slice: let it, before the next store's
+        // slice, so that its worker's work is not measured against another store.
+        await drained(child);
       }
     }
     const measured = new Map(

@@ -10,7 +10,14 @@ import http from 'node:http';
 import express from 'express';
 import { parseStringPromise } from 'xml2js';
 import path from 'node:path';
-import { createPostbackRouter, PostgresStore, RedisStore, SqliteStore, type PostbackRouterOptions } from '../dist';
+import {
+  createPostbackRouter,
+  PostgresStore,
+  RedisStore,
+  SqliteStore,
+  type PostbackInbox,
+  type PostbackRouterOptions,
+} from '../dist';
 
 function parseBody(contentType: string, text: string): unknown {
   if (contentType.startsWith('application/json')) return JSON.parse(text);
@@ -96,10 +103,14 @@ function storeOptions(): Partial<PostbackRouterOptions<unknown>> {
   }
 }
 
+/** With delivery: 'inbox', the router's inbox: the stores benchmark waits for it to empty. */
+let inbox: PostbackInbox | null = null;
+
 function router(): http.RequestListener {
   const app = express();
   const postbacks = createPostbackRouter({ allowedIps: ['127.0.0.1', '::1'], ...storeOptions() });
   postbacks.on('action', () => undefined);
+  inbox = postbacks.inbox;
   app.use('/impact', postbacks.router);
   return app;
 }
@@ -116,6 +127,13 @@ server.listen(0, '127.0.0.1', () => {
 process.on('SIGINT', () => process.exit(0));
 // The memory benchmark asks for resident memory and heap in use after a full collection.
 process.on('message', (message: { type?: string }) => {
+  if (message.type === 'waiting') {
+    // How many stored postbacks wait for delivery (0 without an inbox).
+    void (inbox?.stats() ?? Promise.resolve({ pending: 0, retrying: 0 })).then(({ pending, retrying }) => {
+      process.send?.({ type: 'waiting', count: pending + retrying });
+    });
+    return;
+  }
   if (message.type !== 'rss') return;
   (globalThis as { gc?: () => void }).gc?.();
   const { rss, heapUsed } = process.memoryUsage();

@@ -178,14 +178,19 @@ DECLARE
   v_lock_timeout text := current_setting('lock_timeout');
   v ${inbox}%ROWTYPE;
 BEGIN
-  SELECT r.* INTO v FROM ${inbox} r
+  -- Planned on every call (EXECUTE), not once per connection: a plan made while the table was
+  -- small scans it, and with thousands of rows waiting (a backlog, when the inbox matters most)
+  -- each call then took seconds.
+  EXECUTE $q$
+    SELECT r.* FROM ${inbox} r
     WHERE r.status IN ('pending', 'retrying') AND r.next_attempt_at <= now()
       AND NOT EXISTS (
         SELECT 1 FROM ${inbox} e
         WHERE e.subject = r.subject AND e.id < r.id AND e.status IN ('pending', 'retrying'))
     ORDER BY r.id LIMIT 1
-    FOR UPDATE OF r SKIP LOCKED;
-  IF NOT FOUND THEN
+    FOR UPDATE OF r SKIP LOCKED$q$ INTO v;
+  -- EXECUTE does not set FOUND.
+  IF v.id IS NULL THEN
     RETURN;
   END IF;
   IF v.subject IS NOT NULL THEN
