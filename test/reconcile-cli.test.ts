@@ -8,7 +8,7 @@ import request from 'supertest';
 import { PostgresStore, SqliteStore } from '../lib';
 import { createApp } from './helpers/create-app';
 import { apiAction, FakeActionsApi } from './helpers/fake-actions-api';
-import { createTestSchema, DATABASE_URL, requirePostgres, type TestSchema } from './helpers/services';
+import { DATABASE_URL, useTestSchema } from './helpers/services';
 
 const BIN = path.resolve(__dirname, '../dist/cli/main.js');
 const SID = 'IRcli';
@@ -134,18 +134,11 @@ describe('impact-postbacks reconcile', function () {
   });
 
   describe('on PostgresStore', function () {
-    let schema: TestSchema;
-    before(async function () {
-      await requirePostgres(this);
-    });
-    beforeEach(async () => {
-      schema = await createTestSchema();
-    });
-    afterEach(async () => schema.drop());
+    const testSchema = useTestSchema();
 
     it('reads the journal of a PostgreSQL database', async () => {
       const app = createApp({
-        store: new PostgresStore({ connectionString: DATABASE_URL, schema: schema.name }),
+        store: new PostgresStore({ connectionString: DATABASE_URL, schema: testSchema().name }),
       });
       await request(app.app)
         .get('/impact/actions')
@@ -164,7 +157,7 @@ describe('impact-postbacks reconcile', function () {
         '--database-url',
         DATABASE_URL,
         '--schema',
-        schema.name,
+        testSchema().name,
       ]);
       expect(code).to.equal(1);
       expect(stdout).to.include('missing  1000.2.2  PENDING 2.00 USD');

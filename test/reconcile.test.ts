@@ -23,6 +23,7 @@ import {
   REDIS_URL,
   requirePostgres,
   requireRedis,
+  useTestSchema,
   type TestSchema,
 } from './helpers/services';
 
@@ -406,23 +407,18 @@ describe('reconcile() around the store and the router', () => {
   });
 
   describe('with PostgresStore', function () {
-    let schema: TestSchema;
-    before(async function () {
-      await requirePostgres(this);
-    });
-    beforeEach(async () => {
-      schema = await createTestSchema();
-    });
-    afterEach(async () => schema.drop());
+    const testSchema = useTestSchema();
 
     it('lets listeners write through ctx.transaction, and rolls a failed delivery back with the journal', async () => {
-      const store = new PostgresStore({ connectionString: DATABASE_URL, schema: schema.name });
+      const store = new PostgresStore({ connectionString: DATABASE_URL, schema: testSchema().name });
       const app = createApp<unknown>({ store }, { listen: false });
-      await schema.pool.query(`CREATE TABLE "${schema.name}".ledger (action_id text, status text, payout numeric)`);
+      await testSchema().pool.query(
+        `CREATE TABLE "${testSchema().name}".ledger (action_id text, status text, payout numeric)`,
+      );
       let failOn: string | null = '1000.10.2';
       app.postbacks.on('action', async (event, ctx) => {
         const client = ctx.transaction as { query(text: string, values: unknown[]): Promise<unknown> };
-        await client.query(`INSERT INTO "${schema.name}".ledger VALUES ($1, $2, $3)`, [
+        await client.query(`INSERT INTO "${testSchema().name}".ledger VALUES ($1, $2, $3)`, [
           event.actionId,
           event.status,
           event.payout,
@@ -433,9 +429,9 @@ describe('reconcile() around the store and the router', () => {
       api.put(apiAction('1000.10.2', 'APPROVED', '2.00'));
       expect(await app.postbacks.reconcile(options())).to.include({ missing: 2, delivered: 1, failed: 1 });
       const ledger = async () =>
-        (await schema.pool.query(`SELECT action_id FROM "${schema.name}".ledger ORDER BY action_id`)).rows.map(
-          (row: { action_id: string }) => row.action_id,
-        );
+        (
+          await testSchema().pool.query(`SELECT action_id FROM "${testSchema().name}".ledger ORDER BY action_id`)
+        ).rows.map((row: { action_id: string }) => row.action_id);
       expect(await ledger()).to.deep.equal(['1000.10.1']);
       failOn = null;
       expect(await app.postbacks.reconcile(options())).to.include({ missing: 1, unchanged: 1, delivered: 1 });

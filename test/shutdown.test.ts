@@ -3,7 +3,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { expect } from 'chai';
 import type pg from 'pg';
-import { createTestSchema, DATABASE_URL, requirePostgres, type TestSchema } from './helpers/services';
+import { DATABASE_URL, useTestSchema } from './helpers/services';
 
 const SERVER = path.resolve(__dirname, '../example-app/server.ts');
 
@@ -53,25 +53,18 @@ describe('example app shutdown (a real child process)', function () {
   });
 
   describe('on PostgreSQL', function () {
-    let schema: TestSchema;
-    before(async function () {
-      await requirePostgres(this);
-    });
-    beforeEach(async () => {
-      schema = await createTestSchema();
-    });
-    afterEach(async () => schema.drop());
+    const testSchema = useTestSchema();
 
     it('on SIGTERM during a slow listener: that postback still gets its 2xx, nothing is lost, and it exits 0', async () => {
-      const example = await startExample({ DATABASE_URL, DATABASE_SCHEMA: schema.name });
+      const example = await startExample({ DATABASE_URL, DATABASE_SCHEMA: testSchema().name });
       // The ledger's table locked by another transaction: the example's listener blocks writing
       // to it, a slow listener without any hook in the example.
-      const locker: pg.PoolClient = await schema.pool.connect();
+      const locker: pg.PoolClient = await testSchema().pool.connect();
       try {
         await locker.query('BEGIN');
-        await locker.query(`LOCK TABLE "${schema.name}".example_ledger IN ACCESS EXCLUSIVE MODE`);
+        await locker.query(`LOCK TABLE "${testSchema().name}".example_ledger IN ACCESS EXCLUSIVE MODE`);
         const slow = fetch(`${example.base}/impact/actions?ActionId=1000.2.1&Payout=5.00&Currency=USD&SubId1=alice`);
-        await waitForLockWait(schema.pool);
+        await waitForLockWait(testSchema().pool);
         example.child.kill('SIGTERM');
         await sleep(300);
         // Stopped taking connections: a new postback is not answered 2xx (impact.com retries it).
@@ -88,8 +81,8 @@ describe('example app shutdown (a real child process)', function () {
       }
       expect(await example.exited).to.deep.equal({ code: 0, signal: null });
       expect(example.output).to.include.members(['SIGTERM: shutting down', 'stopped']);
-      const { rows } = await schema.pool.query<{ action_id: string; credit_cents: string }>(
-        `SELECT action_id, credit_cents FROM "${schema.name}".example_ledger`,
+      const { rows } = await testSchema().pool.query<{ action_id: string; credit_cents: string }>(
+        `SELECT action_id, credit_cents FROM "${testSchema().name}".example_ledger`,
       );
       expect(rows).to.deep.equal([{ action_id: '1000.2.1', credit_cents: '500' }]);
     });

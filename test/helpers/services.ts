@@ -93,3 +93,27 @@ export async function createTestSchema(): Promise<TestSchema> {
     },
   };
 }
+
+/**
+ * For a describe block on PostgreSQL: skips it (visibly) when no PostgreSQL answers, or fails
+ * under REQUIRE_POSTGRES=1, and gives each test a schema of its own, dropped after it. Register
+ * hooks that close stores before calling this: mocha runs afterEach hooks in the order given,
+ * and a schema cannot be dropped under an open transaction.
+ */
+export function useTestSchema(): () => TestSchema {
+  let schema: TestSchema | undefined;
+  before(async function () {
+    await requirePostgres(this);
+  });
+  beforeEach(async () => {
+    schema = await createTestSchema();
+  });
+  afterEach(async () => {
+    await schema?.drop();
+    schema = undefined;
+  });
+  return () => {
+    if (schema === undefined) throw new Error('no test schema outside a test');
+    return schema;
+  };
+}

@@ -2,22 +2,14 @@ import { expect } from 'chai';
 import request from 'supertest';
 import { PostgresStore } from '../../lib';
 import { createApp } from '../helpers/create-app';
-import { createTestSchema, DATABASE_URL, requirePostgres, type TestSchema } from '../helpers/services';
+import { DATABASE_URL, useTestSchema } from '../helpers/services';
 
 describe("PostgresStore's inbox with a backlog", function () {
   this.timeout(60_000);
-  let schema: TestSchema;
-
-  before(async function () {
-    await requirePostgres(this);
-  });
-  beforeEach(async () => {
-    schema = await createTestSchema();
-  });
-  afterEach(async () => schema.drop());
+  const schema = useTestSchema();
 
   it('delivers 2,000 waiting rows in seconds, with workers that started on an empty table', async () => {
-    const store = new PostgresStore({ connectionString: DATABASE_URL, schema: schema.name });
+    const store = new PostgresStore({ connectionString: DATABASE_URL, schema: schema().name });
     const { app, postbacks } = createApp({ store, delivery: 'inbox', concurrency: 4 }, { listen: false });
     // Listeners held until the backlog is in: the workers looked for rows while the table was empty.
     let open!: () => void;

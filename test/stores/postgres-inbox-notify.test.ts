@@ -1,27 +1,20 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import { PostgresStore } from '../../lib';
-import { createTestSchema, DATABASE_URL, requirePostgres, type TestSchema } from '../helpers/services';
+import { DATABASE_URL, useTestSchema } from '../helpers/services';
 
 describe("PostgresStore's inbox: other instances hear of new rows", function () {
   this.timeout(20_000);
-  let schema: TestSchema;
   const stores: PostgresStore[] = [];
-
-  before(async function () {
-    await requirePostgres(this);
-  });
-  beforeEach(async () => {
-    schema = await createTestSchema();
-  });
+  // Before the schema's own hooks: its stores close before it is dropped.
   afterEach(async () => {
     await Promise.all(stores.splice(0).map((store) => store.close()));
-    await schema.drop();
   });
+  const schema = useTestSchema();
 
   it('a worker waiting in another instance wakes within milliseconds of an arrival, long before its poll', async () => {
     const open = (): PostgresStore => {
-      const store = new PostgresStore({ connectionString: DATABASE_URL, schema: schema.name });
+      const store = new PostgresStore({ connectionString: DATABASE_URL, schema: schema().name });
       stores.push(store);
       return store;
     };
