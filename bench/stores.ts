@@ -6,42 +6,16 @@
  * says so.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import pg from 'pg';
+import { DATABASE_URL, REDIS_URL, redisAnswers } from '../test/helpers/services';
 import { combine, HTTP_SETTINGS, measureSlice, startTarget, type Measurement, type Slice } from './http';
 
 export const STORES = ['memory', 'sqlite', 'redis', 'postgres', 'sqliteInbox', 'postgresInbox'] as const;
 export type StoreName = (typeof STORES)[number];
 export type StoreResults = Partial<Record<StoreName, Measurement & { ratio: number }>>;
-
-const REDIS_URL = process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379';
-const DATABASE_URL = process.env['DATABASE_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
-
-function redisAnswers(): Promise<boolean> {
-  const { hostname, port } = new URL(REDIS_URL);
-  return new Promise((resolve) => {
-    const socket = net.connect(Number(port || 6379), hostname);
-    const done = (ok: boolean): void => {
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.setTimeout(1000, () => {
-      done(false);
-    });
-    socket.on('error', () => {
-      done(false);
-    });
-    socket.on('connect', () => {
-      socket.write('PING\r\n');
-    });
-    socket.on('data', (data: Buffer) => {
-      done(data.toString().startsWith('+PONG'));
-    });
-  });
-}
 
 async function withPostgres<T>(work: (client: pg.Client) => Promise<T>): Promise<T | null> {
   const client = new pg.Client({ connectionString: DATABASE_URL, connectionTimeoutMillis: 2000 });
@@ -77,7 +51,7 @@ async function drained(child: ChildProcess): Promise<void> {
 export async function runStoreBenchmark(): Promise<StoreResults> {
   const skipped: string[] = [];
   const available: StoreName[] = ['memory', 'sqlite', 'sqliteInbox'];
-  if (await redisAnswers()) available.push('redis');
+  if (await redisAnswers(REDIS_URL)) available.push('redis');
   else skipped.push(`redis (no Redis at ${REDIS_URL})`);
   const schema = `bench_${process.pid}`;
   if ((await withPostgres((client) => client.query(`CREATE SCHEMA IF NOT EXISTS "${schema}"`))) !== null) {

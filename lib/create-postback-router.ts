@@ -5,6 +5,7 @@ import { addField, type FieldRecord, type FieldValue } from './body/field-record
 import { parseUrlEncoded, queryStringOf } from './body/parse-urlencoded';
 import { dedupeKey } from './dedupe/dedupe-key';
 import { callListeners, withTimeout } from './delivery/call-listeners';
+import { ignore } from './delivery/apply-claim';
 import { createDirectDelivery } from './delivery/direct';
 import { createInboxDelivery, type PostbackInbox } from './delivery/inbox';
 import { PostbackError, type PostbackErrorCode } from './errors';
@@ -70,10 +71,6 @@ const ROUTE_EVENTS: Readonly<Record<PostbackRoute, 'action' | 'inquiry' | 'catal
   inquiries: 'inquiry',
   catalog: 'catalog',
 };
-
-function ignore(): void {
-  // Its caller sees how it ended.
-}
 
 class PostbackReceiver extends EventEmitter {
   // Assigned right after construction: these need the emitter.
@@ -323,7 +320,7 @@ export function createPostbackRouter<T = undefined>(options: PostbackRouterOptio
     }
     if (closing !== null) throw new PostbackError('router.closed', 'this receiver is shutting down');
     const reconciling = reconcileActions(reconcileOptions, {
-      readJournal: (subjects) => store.readJournal?.(subjects) ?? [],
+      readJournal: store.readJournal.bind(store),
       ordering: settings.ordering,
       deliver: async (event) => directDelivery('action', event),
       stopped: () => closing !== null,

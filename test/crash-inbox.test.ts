@@ -5,7 +5,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { expect } from 'chai';
-import { startChildServer, type ChildServer } from './helpers/child-server';
+import { killAgainAndAgain, startChildServer, type ChildServer } from './helpers/child-server';
 import { createTestSchema, DATABASE_URL, requirePostgres, type TestSchema } from './helpers/services';
 
 type Fields = Readonly<Record<string, string>>;
@@ -117,23 +117,12 @@ describe('crash with inbox delivery: SIGKILL while a stored postback is delivere
       }
       const processEnv = { ...env(), LISTENER_DELAY_MS: '5', FAIL_FIRST: '5', BACKOFF_MS: '100' };
       const steady = await start(processEnv);
-      const shared: { victim: ChildServer | null; sending: boolean } = {
-        victim: await start(processEnv),
-        sending: true,
-      };
-      let kills = 0;
+      const killing = killAgainAndAgain(
+        await start(processEnv),
+        () => start(processEnv),
+        () => 250,
+      );
       let requests = 0;
-      const killer = (async () => {
-        for (;;) {
-          await sleep(250);
-          const dying = shared.victim;
-          if (!shared.sending || dying === null) break;
-          shared.victim = null;
-          await dying.kill();
-          kills += 1;
-          shared.victim = await start(processEnv);
-        }
-      })();
       const queue = [...sequences];
       await Promise.all(
         Array.from({ length: 20 }, async (_, sender) => {
@@ -141,7 +130,7 @@ describe('crash with inbox delivery: SIGKILL while a stored postback is delivere
             for (const fields of sequence) {
               for (let attempt = 0; ; attempt += 1) {
                 requests += 1;
-                const target = (sender + attempt) % 2 === 0 || shared.victim === null ? steady : shared.victim;
+                const target = (sender + attempt) % 2 === 0 || killing.victim === null ? steady : killing.victim;
                 if ((await deliver(target.port, fields)) === 200) break;
                 await sleep(50);
               }
@@ -151,8 +140,7 @@ describe('crash with inbox delivery: SIGKILL while a stored postback is delivere
           }
         }),
       );
-      shared.sending = false;
-      await killer;
+      const kills = await killing.stop();
       const waited = await until(
         async () =>
           (await count(`SELECT count(*) FROM $schema.impact_postbacks_inbox WHERE status <> 'delivered'`)) === 0,

@@ -1,7 +1,7 @@
 import http from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { expect } from 'chai';
-import { startChildServer, type ChildServer } from './helpers/child-server';
+import { killAgainAndAgain, startChildServer, type ChildServer } from './helpers/child-server';
 import { createTestSchema, DATABASE_URL, requirePostgres, type TestSchema } from './helpers/services';
 
 type Fields = Readonly<Record<string, string>>;
@@ -145,27 +145,18 @@ describe('crash with PostgresStore: SIGKILL at the worst moments, listeners writ
 
     const env = { LISTENER_DELAY_MS: '10' };
     const steady = await start(env);
-    // Shared with the senders, which change `sending`, and read `victim` as the killer changes it.
-    const shared: { sending: boolean; victim: ChildServer | null } = { sending: true, victim: await start(env) };
-    let kills = 0;
+    const killing = killAgainAndAgain(
+      await start(env),
+      () => start(env),
+      () => 150 + Math.floor(random() * 150),
+    );
     let attempts = 0;
-    const killer = (async () => {
-      for (;;) {
-        await sleep(150 + Math.floor(random() * 150));
-        const dying = shared.victim;
-        if (!shared.sending || dying === null) break;
-        shared.victim = null;
-        await dying.kill();
-        kills += 1;
-        shared.victim = await start(env);
-      }
-    })();
     const queue = [...postbacks];
     const sender = async () => {
       for (let fields = queue.shift(); fields !== undefined; fields = queue.shift()) {
         for (;;) {
           attempts += 1;
-          const target = random() < 0.5 || shared.victim === null ? steady : shared.victim;
+          const target = random() < 0.5 || killing.victim === null ? steady : killing.victim;
           if ((await deliver(target.port, fields)) === 200) break;
           await sleep(50);
         }
@@ -174,8 +165,7 @@ describe('crash with PostgresStore: SIGKILL at the worst moments, listeners writ
       }
     };
     await Promise.all(Array.from({ length: 12 }, sender));
-    shared.sending = false;
-    await killer;
+    const kills = await killing.stop();
 
     const ledger = await rows<LedgerRow>('SELECT * FROM $schema.ledger ORDER BY id');
     const stale = await rows<{ status: string; previous_status: string; key: string }>(

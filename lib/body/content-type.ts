@@ -59,12 +59,15 @@ function parsePlan(contentType: string): BodyPlan {
  * tabs, U+00A0 and U+2028, which are characters a body may not hide behind.
  */
 export function isEmptyBody(text: string): boolean {
-  return /^\uFEFF?[ \t\r\n]*$/.test(text);
+  return LEADING_SPACE.exec(text)?.[0].length === text.length;
 }
+
+/** At most one byte order mark, then JSON's whitespace. */
+const LEADING_SPACE = /^\uFEFF?[ \t\r\n]*/;
 
 /** The format of a sniffed body by its first character after JSON whitespace: `{` is JSON, `<` is XML, anything else a form. */
 export function sniffFormat(text: string): BodyFormat {
-  const first = text.replace(/^\uFEFF?[ \t\r\n]*/, '').charAt(0);
+  const first = text.charAt(LEADING_SPACE.exec(text)?.[0].length ?? 0);
   if (first === '{') return 'json';
   if (first === '<') return 'xml';
   return 'form';

@@ -1,5 +1,5 @@
 import { loadOptionalModule } from '../stores/optional-module';
-import { kebab } from './open-store';
+import { asFlags } from './open-store';
 import { checkNames, schemaSql } from '../stores/postgres-schema';
 import { applySchema, type PgPool } from '../stores/postgres-store';
 
@@ -25,9 +25,7 @@ export async function migrate(options: MigrateOptions): Promise<number> {
   try {
     names = checkNames(options.schema ?? 'public', options.tablePrefix ?? 'impact_postbacks_');
   } catch (error) {
-    throw new MigrateUsageError(
-      (error as Error).message.replace(/^option (\w+)/, (_, name: string) => `--${kebab(name)}`),
-    );
+    throw new MigrateUsageError(asFlags((error as Error).message));
   }
   if (options.print) {
     console.log(schemaSql(names));

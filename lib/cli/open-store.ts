@@ -37,13 +37,15 @@ export function openStore(args: StoreArguments): { store: SqliteStore | Postgres
       ...(args.tablePrefix === undefined ? {} : { tablePrefix: args.tablePrefix }),
     });
   } catch (error) {
-    throw new StoreUsageError(
-      (error as Error).message.replace(/^option (\w+)/, (_, name: string) => `--${kebab(name)}`),
-    );
+    throw new StoreUsageError(asFlags((error as Error).message));
   }
   return { store, close: () => store.close() };
 }
 
-export function kebab(name: string): string {
-  return name.replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`);
+/** A setup error's message as a command line says it: "option tablePrefix ..." as "--table-prefix ...". */
+export function asFlags(message: string): string {
+  return message.replace(
+    /^option (\w+)/,
+    (_, name: string) => `--${name.replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`)}`,
+  );
 }

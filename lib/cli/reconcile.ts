@@ -1,7 +1,7 @@
 import { isPostbackError } from '../errors';
 import type { ActionState } from '../events';
 import { reconcileActions, type ReconcileFinding, type ReconcileReport } from '../reconcile/reconcile';
-import { openStore, StoreUsageError, type StoreArguments } from './open-store';
+import { asFlags, openStore, StoreUsageError, type StoreArguments } from './open-store';
 
 export interface ReconcileCommand extends StoreArguments {
   readonly accountSid: string | undefined;
@@ -52,7 +52,7 @@ export async function reconcileCommand(command: ReconcileCommand, env: NodeJS.Pr
       },
     });
   } catch (error) {
-    if (error instanceof TypeError) throw new StoreUsageError(error.message.replace(/^option (\w+)/, optionName));
+    if (error instanceof TypeError) throw new StoreUsageError(asFlags(error.message));
     const why = isPostbackError(error) ? `${error.code}: ${error.message}` : (error as Error).message;
     console.error(`impact-postbacks: reconcile failed: ${why}`);
     return 1;
@@ -83,10 +83,6 @@ function dateArgument(name: string, value: string | undefined, required: boolean
     throw new StoreUsageError(`--${name} must be a date such as 2026-11-01 or 2026-11-01T12:00:00Z, got "${value}"`);
   }
   return date;
-}
-
-function optionName(_: string, name: string): string {
-  return `--${name.replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`)}`;
 }
 
 interface StateFields {

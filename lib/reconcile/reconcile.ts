@@ -7,6 +7,7 @@ import { compileFieldIndex } from '../fields/field-names';
 import { ACTION_FIELDS } from '../fields/field-specs';
 import { normalizeFields } from '../fields/normalize-fields';
 import { isStale, sameActionState, stateOf, subjectOf, type Ordering } from '../journal/journal';
+import { positiveInteger } from '../stores/optional-module';
 import type { JournalReadResult, JournalRecord } from '../stores/store';
 import { ActionsApi, type ActionsPage } from './actions-api';
 
@@ -172,8 +173,6 @@ function checkOptions(options: ReconcileOptions) {
   if (!Number.isSafeInteger(pageSize) || pageSize < 1 || pageSize > MAX_PAGE_SIZE) {
     throw new TypeError(`option pageSize must be an integer from 1 to ${MAX_PAGE_SIZE}`);
   }
-  const timeoutMs = options.timeoutMs ?? 30_000;
-  if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1)
-    throw new TypeError('option timeoutMs must be a positive integer');
+  const timeoutMs = positiveInteger('timeoutMs', options.timeoutMs ?? 30_000);
   return { accountSid, authToken, since, until, baseUrl, pageSize, timeoutMs };
 }

@@ -68,6 +68,16 @@ export class Connection {
     }
   }
 
+  /** Rolls its transaction back and goes back to the pool; closed instead when the rollback fails. */
+  async rollBack(): Promise<void> {
+    try {
+      await this.query('ROLLBACK');
+      this.giveBack();
+    } catch {
+      this.close();
+    }
+  }
+
   /** Back to the pool, its transaction ended. */
   giveBack(): void {
     this.end(undefined);
@@ -159,12 +169,7 @@ export class PostgresClaim<C> implements StoreClaim<C> {
       this.connection.close();
       return;
     }
-    try {
-      await this.connection.query('ROLLBACK');
-      this.connection.giveBack();
-    } catch {
-      this.connection.close();
-    }
+    await this.connection.rollBack();
   }
 
   protected finish(): void {

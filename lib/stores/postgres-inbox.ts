@@ -134,9 +134,13 @@ export class PostgresInbox<T> implements StoreInbox<T> {
     const { inbox, inboxAdd, inboxNext, channel } = parts.objects;
     this.sql = {
       add: `SELECT ${inboxAdd}($1, $2, $3, $4, $5, $6, $7, $8, $9) AS id`,
-      next: `SELECT * FROM ${inboxNext}`,
-      delivered: `UPDATE ${inbox} SET status = 'delivered', attempts = attempts + 1,
-        delivered_at = now(), last_error = NULL, outcome = `,
+      // BEGIN, the row taken and the savepoint after it, in one query string, one round trip.
+      next: `BEGIN ISOLATION LEVEL READ COMMITTED;
+        SELECT * FROM ${inboxNext}(${sqlLiteral(parts.lockTimeoutMs)});
+        SAVEPOINT ${SAVEPOINT}`,
+      delivered: (id: number, outcome: CommitOutcome) =>
+        `UPDATE ${inbox} SET status = 'delivered', attempts = attempts + 1, delivered_at = now(),
+          last_error = NULL, outcome = ${sqlLiteral(outcome)} WHERE id = ${sqlLiteral(id)}`,
       failed: `UPDATE ${inbox} SET attempts = attempts + 1, last_error = $2,
         status = CASE WHEN $3::timestamptz IS NULL THEN 'dead' ELSE 'retrying' END,
         next_attempt_at = coalesce($3::timestamptz, next_attempt_at)
@@ -190,10 +194,7 @@ export class PostgresInbox<T> implements StoreInbox<T> {
   async next(): Promise<InboxClaim<T> | null> {
     const connection = await this.parts.connect();
     try {
-      // BEGIN, the row taken and the savepoint after it, in one round trip.
-      const [, taken] = await connection.queryAll(
-        `BEGIN ISOLATION LEVEL READ COMMITTED;\n${this.sql.next}(${sqlLiteral(this.parts.lockTimeoutMs)});\nSAVEPOINT ${SAVEPOINT}`,
-      );
+      const [, taken] = await connection.queryAll(this.sql.next);
       const found = taken?.rows[0] as RowRecord | undefined;
       if (found === undefined) {
         await connection.query('ROLLBACK');
@@ -203,8 +204,7 @@ export class PostgresInbox<T> implements StoreInbox<T> {
       const row = rowOf(found);
       const writes = {
         ...this.parts.writes,
-        first: (outcome: CommitOutcome) =>
-          `${this.sql.delivered}${sqlLiteral(outcome)} WHERE id = ${sqlLiteral(row.id)}`,
+        first: (outcome: CommitOutcome) => this.sql.delivered(row.id, outcome),
       };
       return new PostgresInboxClaim<T>(connection, writes, found.previous ?? null, row, {
         sql: this.sql.failed,
@@ -213,14 +213,7 @@ export class PostgresInbox<T> implements StoreInbox<T> {
     } catch (error) {
       // Another process's claim held the subject for lockTimeoutMs: the row waits for the next round.
       if ((error as { code?: unknown }).code === LOCK_NOT_AVAILABLE) {
-        await connection.query('ROLLBACK').then(
-          () => {
-            connection.giveBack();
-          },
-          () => {
-            connection.close();
-          },
-        );
+        await connection.rollBack();
         return null;
       }
       connection.close();

@@ -69,7 +69,11 @@ export class PostgresStore<T extends PgClient = PgClient> implements InboxStore<
   private readonly names: PostgresNames;
   private readonly pool: PgPool;
   private readonly ownsPool: boolean;
-  private readonly sql: { readonly begin: string; readonly readJournal: string; readonly prune: readonly string[] };
+  private readonly sql: {
+    readonly begin: (key: string, subject: string | null) => string;
+    readonly readJournal: string;
+    readonly prune: readonly string[];
+  };
   private readonly writes: CommitWrites;
   /** The longest the store waits on one of its own statements: two lock waits, and a margin. */
   private readonly boundMs: number;
@@ -109,7 +113,9 @@ export class PostgresStore<T extends PgClient = PgClient> implements InboxStore<
     const expired = (table: string, condition: string): string =>
       `DELETE FROM ${table} WHERE ctid = ANY (ARRAY(SELECT ctid FROM ${table} WHERE ${condition} LIMIT ${PRUNE_BATCH}))`;
     this.sql = {
-      begin: `SELECT claimed, previous FROM ${begin}`,
+      // BEGIN and the claim in one query string, one round trip.
+      begin: (key: string, subject: string | null) =>
+        `BEGIN ISOLATION LEVEL READ COMMITTED;\nSELECT claimed, previous FROM ${begin}(${sqlLiteral(key)}, ${sqlLiteral(subject)}, ${this.lockTimeoutMs}, ${this.retentionMs})`,
       readJournal: `SELECT subject, state FROM ${journal} WHERE subject = ANY ($1) AND expires_at > now()`,
       prune: [
         expired(keys, 'expires_at <= now()'),
@@ -148,10 +154,7 @@ export class PostgresStore<T extends PgClient = PgClient> implements InboxStore<
   async begin(key: string, subject: string | null): Promise<BeginResult<T>> {
     const connection = await this.connect();
     try {
-      // BEGIN and the claim in one round trip.
-      const [, claimed] = await connection.queryAll(
-        `BEGIN ISOLATION LEVEL READ COMMITTED;\n${this.sql.begin}(${sqlLiteral(key)}, ${sqlLiteral(subject)}, ${this.lockTimeoutMs}, ${this.retentionMs})`,
-      );
+      const [, claimed] = await connection.queryAll(this.sql.begin(key, subject));
       const row = claimed?.rows[0] as { claimed: boolean; previous: JournalRecord | null } | undefined;
       if (row?.claimed === true) {
         return new PostgresClaim<T>(connection, this.writes, subject, row.previous);
@@ -162,14 +165,7 @@ export class PostgresStore<T extends PgClient = PgClient> implements InboxStore<
     } catch (error) {
       // Waited lockTimeoutMs for a copy or another postback of the action: the sender retries.
       if ((error as { code?: unknown }).code === LOCK_NOT_AVAILABLE) {
-        await connection.query('ROLLBACK').then(
-          () => {
-            connection.giveBack();
-          },
-          () => {
-            connection.close();
-          },
-        );
+        await connection.rollBack();
         return 'in-flight';
       }
       connection.close();

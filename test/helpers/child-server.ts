@@ -61,3 +61,42 @@ export async function startChildServer(
     },
   };
 }
+
+/**
+ * A server process killed with SIGKILL again and again while senders run, started again after
+ * each kill: `victim` is null while it is down. `stop()` ends the killing (the last one started
+ * stays up) and gives how many kills there were.
+ */
+export function killAgainAndAgain(
+  first: ChildServer,
+  restart: () => Promise<ChildServer>,
+  pauseMs: () => number,
+): { readonly victim: ChildServer | null; stop(): Promise<number> } {
+  // Changed by the loop below and by stop(), read by the senders.
+  const state: { victim: ChildServer | null; stopped: boolean; kills: number } = {
+    victim: first,
+    stopped: false,
+    kills: 0,
+  };
+  const killing = (async () => {
+    for (;;) {
+      await new Promise((resolve) => setTimeout(resolve, pauseMs()));
+      const dying = state.victim;
+      if (state.stopped || dying === null) break;
+      state.victim = null;
+      await dying.kill();
+      state.kills += 1;
+      state.victim = await restart();
+    }
+  })();
+  return {
+    get victim() {
+      return state.victim;
+    },
+    async stop() {
+      state.stopped = true;
+      await killing;
+      return state.kills;
+    },
+  };
+}

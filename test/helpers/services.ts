@@ -5,8 +5,8 @@ import pg from 'pg';
 export const REDIS_URL = process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379';
 export const DATABASE_URL = process.env['DATABASE_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
 
-/** True when something answers PING at REDIS_URL within a second. */
-async function redisAnswers(url: string): Promise<boolean> {
+/** True when something answers PING at the Redis URL within a second. */
+export async function redisAnswers(url: string): Promise<boolean> {
   const { hostname, port } = new URL(url);
   return new Promise((resolve) => {
     const socket = net.connect(Number(port || 6379), hostname || '127.0.0.1');
