@@ -4,6 +4,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { expect } from 'chai';
 import { ERROR_STATUS } from '../lib';
+import { freePort } from './helpers/server';
 
 const run = promisify(execFile);
 const ROOT = path.resolve(__dirname, '..');
@@ -117,7 +118,7 @@ describe('README', function () {
     const file = path.join(SCRATCH, 'quick-start.ts');
     await writeFile(file, snippet);
     const ask = async (env: Record<string, string>): Promise<[number | undefined, string | undefined]> => {
-      const port = 20_000 + Math.floor(Math.random() * 20_000);
+      const port = await freePort();
       const child = spawn(process.execPath, ['--import', 'tsx', file], {
         cwd: ROOT,
         env: { ...process.env, PORT: String(port), ...env },

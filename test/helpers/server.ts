@@ -68,3 +68,15 @@ export function rawExchange(
 export function statusOf(response: string): number {
   return Number(/^HTTP\/1\.1 (\d{3})/.exec(response)?.[1] ?? 0);
 }
+
+/**
+ * A port on 127.0.0.1 where nothing listens now: the OS picks it, so it is neither in use nor
+ * taken by an outgoing connection, as a random one in the ephemeral range may be.
+ */
+export async function freePort(): Promise<number> {
+  const probe = net.createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const { port } = probe.address() as AddressInfo;
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}

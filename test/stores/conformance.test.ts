@@ -20,6 +20,7 @@ import {
 import { loadOptionalModule } from '../../lib/stores/optional-module';
 import { betterSqliteForThisNode } from '../../lib/stores/sqlite-store';
 import { createApp, errorCode } from '../helpers/create-app';
+import { freePort } from '../helpers/server';
 import {
   createTestSchema,
   DATABASE_URL,
@@ -53,15 +54,6 @@ interface StoreKind {
   readonly abandon: (claim: AnyClaim) => Promise<void>;
   /** A store whose backend is down; undefined where there is no backend to lose. */
   readonly broken?: () => Promise<{ store: AnyStore; stop: () => Promise<void> }>;
-}
-
-/** A port where nothing listens. */
-async function closedPort(): Promise<number> {
-  const probe = net.createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address() as net.AddressInfo;
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
 }
 
 const waitOutLease = async (): Promise<void> => sleep(250);
@@ -135,7 +127,7 @@ function redisKind(): StoreKind {
     },
     abandon: waitOutLease,
     broken: async () => {
-      const store = new RedisStore({ url: `redis://127.0.0.1:${await closedPort()}`, commandTimeoutMs: 300 });
+      const store = new RedisStore({ url: `redis://127.0.0.1:${await freePort()}`, commandTimeoutMs: 300 });
       return { store, stop: () => store.close() };
     },
   };
@@ -176,7 +168,7 @@ function postgresKind(): StoreKind {
       await claim.release('timeout');
     },
     broken: async () => {
-      const store = new PostgresStore({ connectionString: `postgres://postgres@127.0.0.1:${await closedPort()}/test` });
+      const store = new PostgresStore({ connectionString: `postgres://postgres@127.0.0.1:${await freePort()}/test` });
       return { store, stop: () => store.close() };
     },
   };
