@@ -1,11 +1,11 @@
 import { EventEmitter } from 'node:events';
 import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Response } from 'express';
-import { createBodyReader, fromBodyParserError } from './body/read-body';
+import { createBodyReader, fromBodyParserError, type ReceivedBody } from './body/read-body';
 import { addField, type FieldRecord, type FieldValue } from './body/field-record';
 import { parseUrlEncoded, queryStringOf } from './body/parse-urlencoded';
 import { dedupeKey } from './dedupe/dedupe-key';
 import { callListeners, withTimeout } from './delivery/call-listeners';
-import { ignore } from './delivery/apply-claim';
+import { ignore, type DeliveryOutcome } from './delivery/apply-claim';
 import { createDirectDelivery } from './delivery/direct';
 import { createInboxDelivery, type PostbackInbox } from './delivery/inbox';
 import { PostbackError, type PostbackErrorCode } from './errors';
@@ -207,17 +207,37 @@ export function createPostbackRouter<T = undefined>(options: PostbackRouterOptio
     reportHandled(started, route, format, ip, error.status, error.code, error.status >= 500 ? 'failed' : 'rejected');
   }
 
-  async function handle(route: PostbackRoute, req: Request, res: Response, routePath: string): Promise<void> {
-    const receivedAt = new Date();
-    // Nothing is measured for nobody: without a `handled` listener, no clock is read.
-    const started = emitter.listenerCount('handled') === 0 ? -1 : performance.now();
-    const path = req.baseUrl + routePath;
-    let ip: string | null = null;
-    let bodyRead = false;
-    let format: PostbackFormat | null = null;
+  /** What is known of a request being handled, for its answer and its `handled` report. */
+  interface Handling {
+    readonly route: PostbackRoute;
+    readonly receivedAt: Date;
+    readonly started: number;
+    readonly path: string;
+    ip: string | null;
+    format: PostbackFormat | null;
+    bodyRead: boolean;
+  }
+
+  /**
+   * Handles one postback. A GET whose store and listeners answer synchronously (the default
+   * store) is answered before this returns, and no promise is made; it returns a promise only
+   * while it waits for a body or for the delivery.
+   */
+  function handle(route: PostbackRoute, req: Request, res: Response, routePath: string): Promise<void> | undefined {
+    const request: Handling = {
+      route,
+      receivedAt: new Date(),
+      // Nothing is measured for nobody: without a `handled` listener, no clock is read.
+      started: emitter.listenerCount('handled') === 0 ? -1 : performance.now(),
+      path: req.baseUrl + routePath,
+      ip: null,
+      format: null,
+      bodyRead: false,
+    };
     try {
       if (closing !== null) throw new PostbackError('router.closed', 'this receiver is shutting down; retry later');
-      ip = resolveClientIp(req.socket.remoteAddress, req.headers['x-forwarded-for'], settings.proxyTrust);
+      const ip = resolveClientIp(req.socket.remoteAddress, req.headers['x-forwarded-for'], settings.proxyTrust);
+      request.ip = ip;
       // Checked before anything else is read: a refused sender costs no parsing.
       if (ip === null || !settings.isAllowedIp(ip)) {
         throw new PostbackError('ip.forbidden', 'this address may not send postbacks');
@@ -228,40 +248,90 @@ export function createPostbackRouter<T = undefined>(options: PostbackRouterOptio
       }
       const query = parseUrlEncoded(queryStringOf(req.originalUrl), settings.maxFields);
       checkSecret(query, req);
-      const body = req.method === 'POST' ? await readBody(req, res) : null;
-      bodyRead = true;
-      const received = body === null ? query : withQueryFields(query, body.record);
-      format = body?.format ?? 'query';
+      if (req.method === 'GET') return handleFields(request, ip, req, res, query, null);
+      return readBody(req, res).then(
+        (body) => handleFields(request, ip, req, res, query, body),
+        (caught: unknown) => {
+          refuseCaught(req, res, caught, request);
+        },
+      );
+    } catch (caught) {
+      refuseCaught(req, res, caught, request);
+      return undefined;
+    }
+  }
 
+  /** Turns the fields received (the query's, and the body's if any) into an event, delivers it and answers by the outcome. */
+  function handleFields(
+    request: Handling,
+    ip: string,
+    req: Request,
+    res: Response,
+    query: FieldRecord,
+    body: ReceivedBody | null,
+  ): Promise<void> | undefined {
+    request.bodyRead = true;
+    const { route } = request;
+    try {
+      const received = body === null ? query : withQueryFields(query, body.record);
+      const format = body?.format ?? 'query';
+      request.format = format;
       const normalized = normalizeFields(received, fieldIndexes[route]);
       const meta = {
-        receivedAt,
+        receivedAt: request.receivedAt,
         ip,
         format,
         route,
-        path,
+        path: request.path,
         key: dedupeKey(route, normalized.canonical),
       } as const;
       const event = buildEvent(route, normalized, received, meta);
       const delivered = deliver(ROUTE_EVENTS[route], event);
-      const outcome = delivered instanceof Promise ? await delivered : delivered;
-      if (outcome.kind === 'failed') {
-        sendError(req, res, outcome.error, false);
-        reportHandled(started, route, format, ip, outcome.error.status, outcome.error.code, 'failed');
-        return;
+      if (!(delivered instanceof Promise)) {
+        answer(request, req, res, event, delivered);
+        return undefined;
       }
-      if (outcome.kind === 'duplicate') notify('duplicate', event);
-      // With the inbox, a 2xx means stored: the worker delivers it afterwards.
-      const answered = inboxDelivery !== null && outcome.kind === 'delivered' ? 'stored' : outcome.kind;
-      sendSuccess(req, res, settings.successResponse, answered);
-      reportHandled(started, route, format, ip, res.statusCode, null, answered);
+      return delivered.then(
+        (outcome) => {
+          answer(request, req, res, event, outcome);
+        },
+        (caught: unknown) => {
+          refuseCaught(req, res, caught, request);
+        },
+      );
     } catch (caught) {
-      const error =
-        caught instanceof PostbackError
-          ? caught
-          : new PostbackError('internal', 'the postback could not be processed', { cause: caught });
-      refuse(req, res, error, { started, route, format, ip, path, bodyUnread: !bodyRead });
+      refuseCaught(req, res, caught, request);
+      return undefined;
     }
+  }
+
+  function answer(
+    request: Handling,
+    req: Request,
+    res: Response,
+    event: PostbackEvent,
+    outcome: DeliveryOutcome,
+  ): void {
+    const { started, route, format, ip } = request;
+    if (outcome.kind === 'failed') {
+      sendError(req, res, outcome.error, false);
+      reportHandled(started, route, format, ip, outcome.error.status, outcome.error.code, 'failed');
+      return;
+    }
+    if (outcome.kind === 'duplicate') notify('duplicate', event);
+    // With the inbox, a 2xx means stored: the worker delivers it afterwards.
+    const answered = inboxDelivery !== null && outcome.kind === 'delivered' ? 'stored' : outcome.kind;
+    sendSuccess(req, res, settings.successResponse, answered);
+    reportHandled(started, route, format, ip, res.statusCode, null, answered);
+  }
+
+  function refuseCaught(req: Request, res: Response, caught: unknown, request: Handling): void {
+    const error =
+      caught instanceof PostbackError
+        ? caught
+        : new PostbackError('internal', 'the postback could not be processed', { cause: caught });
+    const { started, route, format, ip, path, bodyRead } = request;
+    refuse(req, res, error, { started, route, format, ip, path, bodyUnread: !bodyRead });
   }
 
   // One middleware for the four routes, not an express.Router with four route layers: a nested
@@ -281,14 +351,27 @@ export function createPostbackRouter<T = undefined>(options: PostbackRouterOptio
       next();
       return;
     }
+    let pending: Promise<void> | undefined;
+    try {
+      pending = handle(route, req, res, path);
+    } catch (error) {
+      answerFailed(res, error);
+      return;
+    }
+    // Answered already: nothing for close() to wait for.
+    if (pending === undefined) return;
     // Handled here, not by Express: Express 4 does not catch rejected promises.
-    const handled = handle(route, req, res, path).catch((error: unknown) => {
-      reportError(new PostbackError('internal', 'the answer could not be written', { cause: error }));
-      res.destroy();
+    const handled = pending.catch((error: unknown) => {
+      answerFailed(res, error);
     });
     handling.add(handled);
     void handled.finally(() => handling.delete(handled));
   };
+  /** Writing an answer failed (the response object threw): the connection is dropped. */
+  function answerFailed(res: Response, error: unknown): void {
+    reportError(new PostbackError('internal', 'the answer could not be written', { cause: error }));
+    res.destroy();
+  }
   // Express passes an error to the four-argument middleware after the failed one, skipping the
   // router: a host parser's failure on a postback route lands here.
   emitter.errorHandler = function postbackErrors(caught: unknown, req: Request, res: Response, next: NextFunction) {
