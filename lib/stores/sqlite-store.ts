@@ -81,9 +81,9 @@ class SqliteClaim implements StoreClaim<undefined> {
 /**
  * A durable store in one SQLite file (better-sqlite3 12 or 13, WAL mode), shared by every process on
  * one machine. It survives restarts, so a postback handled just before a crash stays handled,
- * and the journal with it. A claim is one `BEGIN IMMEDIATE` transaction that takes the key and
- * holds the subject (the action) with a lease, so two processes never both claim a key, nor
- * apply two postbacks of one action at once. Commits are written in groups: the commits of the
+ * and the journal with it. A claim is one `BEGIN IMMEDIATE` transaction that holds the subject
+ * (the action) with a lease, or the key of a postback without one, so two processes never both
+ * claim a key, nor apply two postbacks of one action at once. Commits are written in groups: the commits of the
  * postbacks handled at the same time share one transaction and one fsync (see GroupCommit),
  * and the 2xx waits for it. Primary keys keep both a single index probe at millions of rows;
  * expired rows are pruned on a timer.
@@ -175,6 +175,12 @@ export class SqliteStore implements InboxStore<undefined> {
       VALUES (@subject, NULL, @holder, @until, @until)
       ON CONFLICT (subject) DO UPDATE SET held_by = @holder, held_until = @until
     `);
+    // A postback with a subject holds the subject's row, and that hold keeps its key too (the key
+    // is made from the postback, the action's id in it): a copy of it, in this process or another,
+    // waits for the hold like any other postback of the action, then finds the key handled or
+    // free. Its key row is written once, handled, by the commit. Without a subject (catalog) the
+    // key itself is held in flight. One row written per claim instead of two: the claim's WAL
+    // pages (a table's page and its expiry index's, 4 KiB each) are half as many.
     this.claimTransaction = claimDb.transaction((key: string, subject: string | null, now: number) => {
       const found = keyState.get(key) as { state: number; expires_at: number } | undefined;
       if (found !== undefined && found.expires_at > now) return found.state === HANDLED ? 'handled' : 'in-flight';
@@ -186,8 +192,9 @@ export class SqliteStore implements InboxStore<undefined> {
         if (row !== undefined && row.held_until > now) return BUSY;
         if (row?.record != null && row.expires_at > now) previous = JSON.parse(row.record) as JournalRecord;
         holdSubject.run({ subject, holder, until: now + this.leaseMs });
+      } else {
+        takeKey.run(key, now + this.leaseMs);
       }
-      takeKey.run(key, now + this.leaseMs);
       return new SqliteClaim(finishes, key, subject, holder, previous);
     }).immediate;
 

@@ -406,6 +406,30 @@ describe('SqliteStore', () => {
     second.close();
   });
 
+  it('makes a copy of a postback held by another process wait for it: a duplicate once committed, claimed once released', async () => {
+    const file = path.join(dir, 'copies.db');
+    const [first, second] = [new SqliteStore({ path: file }), new SqliteStore({ path: file, lockTimeoutMs: 3000 })];
+    try {
+      const held = claimOf(first.begin('k1', 'action:1') as BeginResult<unknown>);
+      const copy = Promise.resolve(second.begin('k1', 'action:1'));
+      await sleep(100);
+      await held.commit({ status: 'PENDING' }, 'delivered');
+      expect(await copy).to.equal('handled');
+
+      const failing = claimOf(first.begin('k2', 'action:2') as BeginResult<unknown>);
+      const retry = Promise.resolve(second.begin('k2', 'action:2'));
+      await sleep(100);
+      await failing.release('failed');
+      const claim = claimOf(await retry);
+      expect(claim.previous).to.equal(null);
+      await claim.commit({ status: 'PENDING' }, 'delivered');
+      expect(first.begin('k2', 'action:2')).to.equal('handled');
+    } finally {
+      first.close();
+      second.close();
+    }
+  });
+
   it('finds keys and subjects through their primary keys, and prunes by the expiry indexes', async () => {
     const store = new SqliteStore({ path: path.join(dir, 'plan.db'), retentionMs: 1 });
     const db = (store as unknown as { db: { prepare(sql: string): { all(...args: unknown[]): { detail: string }[] } } })
