@@ -192,8 +192,7 @@ export class SqliteInbox implements StoreInbox<undefined> {
           last_error = NULL, leased_by = NULL, lease_until = 0
         WHERE id = ? AND leased_by = ?`),
       writeRecord: db.prepare(`
-        INSERT INTO postback_journal (subject, record, held_by, held_until, expires_at)
-        VALUES (@subject, @record, NULL, 0, @expires)
+        INSERT INTO postback_journal (subject, record, expires_at) VALUES (@subject, @record, @expires)
         ON CONFLICT (subject) DO UPDATE SET record = @record, expires_at = @expires`),
       failed: db.prepare(`
         UPDATE postback_inbox SET attempts = attempts + 1, last_error = @error,

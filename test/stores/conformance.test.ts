@@ -446,6 +446,9 @@ describe('SqliteStore', () => {
     expect(plan('SELECT record FROM postback_journal WHERE subject = ?', 's')).to.match(
       /SEARCH postback_journal USING PRIMARY KEY \(subject=\?\)/,
     );
+    expect(plan('SELECT held_until FROM postback_holds WHERE subject = ?', 's')).to.match(
+      /SEARCH postback_holds USING PRIMARY KEY \(subject=\?\)/,
+    );
     expect(plan('DELETE FROM postback_keys WHERE expires_at <= ?', 0)).to.match(/postback_keys_expires_at/);
     expect(plan('DELETE FROM postback_journal WHERE expires_at <= ?', 0)).to.match(/postback_journal_expires_at/);
     await claimOf(store.begin('x', 'action:x') as BeginResult<unknown>).commit({ status: 'PENDING' }, 'delivered');
