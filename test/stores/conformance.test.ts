@@ -517,6 +517,41 @@ describe('RedisStore', () => {
     }
   });
 
+  it('fails within commandTimeoutMs when Redis answers the connection check, then never a command', async () => {
+    // Answers what ioredis sends as it connects (HELLO, CLIENT SETINFO and the ready check's
+    // INFO), and never any other command.
+    const info = '# Server\r\nloading:0\r\n';
+    const answers: Record<string, string> = {
+      hello: '*0\r\n',
+      client: '+OK\r\n',
+      info: `$${Buffer.byteLength(info)}\r\n${info}\r\n`,
+    };
+    const hung = net.createServer((socket) => {
+      socket.on('data', (data: Buffer) => {
+        // Each command is an array of bulk strings; its name is the first.
+        for (const [, name] of data.toString('latin1').matchAll(/\*\d+\r\n\$\d+\r\n([^\r]*)\r\n/g)) {
+          const answer = answers[(name ?? '').toLowerCase()];
+          if (answer !== undefined) socket.write(answer);
+        }
+      });
+    });
+    await new Promise<void>((resolve) => hung.listen(0, '127.0.0.1', resolve));
+    const { port } = hung.address() as net.AddressInfo;
+    const store = new RedisStore({ url: `redis://127.0.0.1:${port}`, commandTimeoutMs: 300 });
+    try {
+      const started = Date.now();
+      const outcome = await store.begin('k', 'action:1').then(
+        (value) => value,
+        (error: unknown) => error,
+      );
+      expect(outcome).to.be.instanceOf(Error);
+      expect(Date.now() - started).to.be.below(1500);
+    } finally {
+      await store.close();
+      hung.close();
+    }
+  });
+
   it('fails within commandTimeoutMs when Redis accepts but never answers, and close() still drops the connection', async () => {
     const accepted: net.Socket[] = [];
     // Reads and drops what it is sent, as a hung Redis's kernel would, but never answers.
