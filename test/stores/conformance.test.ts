@@ -470,6 +470,25 @@ describe('SqliteStore', () => {
   });
 });
 
+/** Listens on a port of loopback the OS picks; resolves with it. */
+async function listening(server: net.Server): Promise<number> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return (server.address() as net.AddressInfo).port;
+}
+
+/** Expects the call to fail, and within `boundMs`. */
+async function failsWithin(boundMs: number, call: () => unknown): Promise<void> {
+  const started = Date.now();
+  const outcome = await Promise.resolve()
+    .then(call)
+    .then(
+      (value) => value,
+      (error: unknown) => error,
+    );
+  expect(outcome).to.be.instanceOf(Error);
+  expect(Date.now() - started).to.be.below(boundMs);
+}
+
 describe('RedisStore', () => {
   before(async function () {
     await requireRedis(this);
@@ -535,17 +554,9 @@ describe('RedisStore', () => {
         }
       });
     });
-    await new Promise<void>((resolve) => hung.listen(0, '127.0.0.1', resolve));
-    const { port } = hung.address() as net.AddressInfo;
-    const store = new RedisStore({ url: `redis://127.0.0.1:${port}`, commandTimeoutMs: 300 });
+    const store = new RedisStore({ url: `redis://127.0.0.1:${await listening(hung)}`, commandTimeoutMs: 300 });
     try {
-      const started = Date.now();
-      const outcome = await store.begin('k', 'action:1').then(
-        (value) => value,
-        (error: unknown) => error,
-      );
-      expect(outcome).to.be.instanceOf(Error);
-      expect(Date.now() - started).to.be.below(1500);
+      await failsWithin(1500, () => store.begin('k', 'action:1'));
     } finally {
       await store.close();
       hung.close();
@@ -559,17 +570,9 @@ describe('RedisStore', () => {
       accepted.push(socket);
       socket.resume();
     });
-    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
-    const { port } = silent.address() as net.AddressInfo;
-    const store = new RedisStore({ url: `redis://127.0.0.1:${port}`, commandTimeoutMs: 300 });
+    const store = new RedisStore({ url: `redis://127.0.0.1:${await listening(silent)}`, commandTimeoutMs: 300 });
     try {
-      const started = Date.now();
-      const outcome = await store.begin('k', null).then(
-        (value) => value,
-        (error: unknown) => error,
-      );
-      expect(outcome).to.be.instanceOf(Error);
-      expect(Date.now() - started).to.be.below(1500);
+      await failsWithin(1500, () => store.begin('k', null));
     } finally {
       await store.close();
       silent.close();
