@@ -207,8 +207,10 @@ export function createPostbackRouter<T = undefined>(options: PostbackRouterOptio
     reportHandled(started, route, format, ip, error.status, error.code, error.status >= 500 ? 'failed' : 'rejected');
   }
 
-  /** What is known of a request being handled, for its answer and its `handled` report. */
+  /** A request being handled, and what is known of it for its answer and its `handled` report. */
   interface Handling {
+    readonly req: Request;
+    readonly res: Response;
     readonly route: PostbackRoute;
     readonly receivedAt: Date;
     readonly started: number;
@@ -225,6 +227,8 @@ export function createPostbackRouter<T = undefined>(options: PostbackRouterOptio
    */
   function handle(route: PostbackRoute, req: Request, res: Response, routePath: string): Promise<void> | undefined {
     const request: Handling = {
+      req,
+      res,
       route,
       receivedAt: new Date(),
       // Nothing is measured for nobody: without a `handled` listener, no clock is read.
@@ -248,15 +252,15 @@ export function createPostbackRouter<T = undefined>(options: PostbackRouterOptio
       }
       const query = parseUrlEncoded(queryStringOf(req.originalUrl), settings.maxFields);
       checkSecret(query, req);
-      if (req.method === 'GET') return handleFields(request, ip, req, res, query, null);
+      if (req.method === 'GET') return handleFields(request, ip, query, null);
       return readBody(req, res).then(
-        (body) => handleFields(request, ip, req, res, query, body),
+        (body) => handleFields(request, ip, query, body),
         (caught: unknown) => {
-          refuseCaught(req, res, caught, request);
+          refuseCaught(request, caught);
         },
       );
     } catch (caught) {
-      refuseCaught(req, res, caught, request);
+      refuseCaught(request, caught);
       return undefined;
     }
   }
@@ -265,8 +269,6 @@ export function createPostbackRouter<T = undefined>(options: PostbackRouterOptio
   function handleFields(
     request: Handling,
     ip: string,
-    req: Request,
-    res: Response,
     query: FieldRecord,
     body: ReceivedBody | null,
   ): Promise<void> | undefined {
@@ -288,31 +290,25 @@ export function createPostbackRouter<T = undefined>(options: PostbackRouterOptio
       const event = buildEvent(route, normalized, received, meta);
       const delivered = deliver(ROUTE_EVENTS[route], event);
       if (!(delivered instanceof Promise)) {
-        answer(request, req, res, event, delivered);
+        answer(request, event, delivered);
         return undefined;
       }
       return delivered.then(
         (outcome) => {
-          answer(request, req, res, event, outcome);
+          answer(request, event, outcome);
         },
         (caught: unknown) => {
-          refuseCaught(req, res, caught, request);
+          refuseCaught(request, caught);
         },
       );
     } catch (caught) {
-      refuseCaught(req, res, caught, request);
+      refuseCaught(request, caught);
       return undefined;
     }
   }
 
-  function answer(
-    request: Handling,
-    req: Request,
-    res: Response,
-    event: PostbackEvent,
-    outcome: DeliveryOutcome,
-  ): void {
-    const { started, route, format, ip } = request;
+  function answer(request: Handling, event: PostbackEvent, outcome: DeliveryOutcome): void {
+    const { req, res, started, route, format, ip } = request;
     if (outcome.kind === 'failed') {
       sendError(req, res, outcome.error, false);
       reportHandled(started, route, format, ip, outcome.error.status, outcome.error.code, 'failed');
@@ -325,12 +321,13 @@ export function createPostbackRouter<T = undefined>(options: PostbackRouterOptio
     reportHandled(started, route, format, ip, res.statusCode, null, answered);
   }
 
-  function refuseCaught(req: Request, res: Response, caught: unknown, request: Handling): void {
+  /** Refuses the request for what was thrown: a PostbackError as it is, anything else as `internal`. */
+  function refuseCaught(request: Handling, caught: unknown): void {
     const error =
       caught instanceof PostbackError
         ? caught
         : new PostbackError('internal', 'the postback could not be processed', { cause: caught });
-    const { started, route, format, ip, path, bodyRead } = request;
+    const { req, res, started, route, format, ip, path, bodyRead } = request;
     refuse(req, res, error, { started, route, format, ip, path, bodyUnread: !bodyRead });
   }
 
