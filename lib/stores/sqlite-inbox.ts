@@ -43,8 +43,16 @@ export interface SqliteInboxSettings {
   readonly retentionMs: number;
   /** How long a worker holds a row it delivers, renewed while listeners run, in ms. */
   readonly leaseMs: number;
-  /** The state the dedupe key table marks a handled key with. */
-  readonly handledState: number;
+  /** The store's own writes, in the transaction of the caller: a key handled, a subject's record. */
+  readonly writes: SqliteWrites;
+}
+
+/** What SqliteStore writes for a claim's commit, and its inbox for an arrival and a delivery. */
+export interface SqliteWrites {
+  /** Marks the key handled, for the retention. */
+  commitKey(key: string, now: number): void;
+  /** Upserts the subject's journal record, for the retention. */
+  writeRecord(subject: string, record: JournalRecord, now: number): void;
 }
 
 /** How often a worker looks for rows that another process on the file stored. */
@@ -140,12 +148,7 @@ export class SqliteInbox implements StoreInbox<undefined> {
         WHERE status IN ('pending', 'retrying');
       CREATE INDEX IF NOT EXISTS postback_inbox_status ON postback_inbox (status, id);
     `);
-    const handled = settings.handledState;
     const keyState = db.prepare('SELECT state, expires_at FROM postback_keys WHERE key = ?');
-    const storeKey = db.prepare(`
-      INSERT INTO postback_keys (key, state, expires_at) VALUES (?, ${handled}, ?)
-      ON CONFLICT (key) DO UPDATE SET state = ${handled}, expires_at = excluded.expires_at
-    `);
     const insert = db.prepare(`
       INSERT INTO postback_inbox (key, subject, route, format, ip, path, received_at, fields, status, next_attempt_at)
       VALUES (@key, @subject, @route, @format, @ip, @path, @receivedAt, @fields, 'pending', @now)
@@ -153,7 +156,7 @@ export class SqliteInbox implements StoreInbox<undefined> {
     const addOne = ({ entry, now }: Arrival): 'stored' | 'duplicate' => {
       const found = keyState.get(entry.key) as { state: number; expires_at: number } | undefined;
       if (found !== undefined && found.expires_at > now) return 'duplicate';
-      storeKey.run(entry.key, now + settings.retentionMs);
+      settings.writes.commitKey(entry.key, now);
       insert.run({ ...entry, receivedAt: entry.receivedAt.getTime(), now });
       return 'stored';
     };
@@ -191,9 +194,6 @@ export class SqliteInbox implements StoreInbox<undefined> {
         UPDATE postback_inbox SET status = 'delivered', outcome = ?, attempts = attempts + 1, delivered_at = ?,
           last_error = NULL, leased_by = NULL, lease_until = 0
         WHERE id = ? AND leased_by = ?`),
-      writeRecord: db.prepare(`
-        INSERT INTO postback_journal (subject, record, expires_at) VALUES (@subject, @record, @expires)
-        ON CONFLICT (subject) DO UPDATE SET record = @record, expires_at = @expires`),
       failed: db.prepare(`
         UPDATE postback_inbox SET attempts = attempts + 1, last_error = @error,
           status = CASE WHEN @retryAt IS NULL THEN 'dead' ELSE 'retrying' END,
@@ -221,11 +221,7 @@ export class SqliteInbox implements StoreInbox<undefined> {
         return `inbox row ${row.id} is no longer held by this worker (its lease ran out)`;
       }
       if (record !== null && row.subject !== null) {
-        sql.writeRecord.run({
-          subject: row.subject,
-          record: JSON.stringify(record),
-          expires: now + settings.retentionMs,
-        });
+        settings.writes.writeRecord(row.subject, record, now);
       }
       return null;
     };

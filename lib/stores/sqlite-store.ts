@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { loadOptionalModule, positiveInteger } from './optional-module';
 import { GroupCommit } from './group-commit';
 import { BUSY, retryWhileBusy } from './retry-while-busy';
-import { SqliteInbox, type SqliteDatabase } from './sqlite-inbox';
+import { SqliteInbox, type SqliteDatabase, type SqliteWrites } from './sqlite-inbox';
 import type { BeginResult, InboxStore, JournalReadResult, JournalRecord, StoreClaim } from './store';
 
 export interface SqliteStoreOptions {
@@ -214,11 +214,16 @@ export class SqliteStore implements InboxStore<undefined> {
       ON CONFLICT (subject) DO UPDATE SET record = excluded.record, expires_at = excluded.expires_at
     `);
     const unholdSubject = this.db.prepare('DELETE FROM postback_holds WHERE subject = ? AND held_by = ?');
+    // Shared with the inbox, whose arrivals and deliveries write the same rows.
+    const writes: SqliteWrites = {
+      commitKey: (key, now) => commitKey.run(key, now + this.retentionMs),
+      writeRecord: (subject, record, now) => writeRecord.run(subject, JSON.stringify(record), now + this.retentionMs),
+    };
     const finishOne = ({ key, subject, holder, record, handled, now }: Finish): void => {
-      if (handled) commitKey.run(key, now + this.retentionMs);
+      if (handled) writes.commitKey(key, now);
       else releaseKey.run(key);
       if (subject === null) return;
-      if (record !== null) writeRecord.run(subject, JSON.stringify(record), now + this.retentionMs);
+      if (record !== null) writes.writeRecord(subject, record, now);
       unholdSubject.run(subject, holder);
     };
     // The commits and releases of the postbacks handled at the same time: one transaction, one fsync.
@@ -232,7 +237,7 @@ export class SqliteStore implements InboxStore<undefined> {
       {
         retentionMs: this.retentionMs,
         leaseMs: positiveInteger('inboxLeaseMs', options.inboxLeaseMs ?? 30_000),
-        handledState: HANDLED,
+        writes,
       },
       claimDb,
     );
