@@ -1,12 +1,11 @@
-import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { expect } from 'chai';
 import { killAgainAndAgain, startChildServer, type ChildServer } from './helpers/child-server';
 import { createTestSchema, DATABASE_URL, requirePostgres, type TestSchema } from './helpers/services';
+import { useTempDir } from './helpers/temp-dir';
 
 type Fields = Readonly<Record<string, string>>;
 
@@ -176,16 +175,12 @@ describe('crash with inbox delivery: SIGKILL while a stored postback is delivere
   });
 
   describe('on SQLite', () => {
-    let dir = '';
-    beforeEach(async () => {
-      dir = await mkdtemp(path.join(tmpdir(), 'impact-inbox-crash-'));
-    });
-    afterEach(async () => rm(dir, { recursive: true, force: true }));
+    const dir = useTempDir('impact-inbox-crash-');
 
     it("delivers it again once the dead process's lease lapses; an effect idempotent on meta.key happens once", async () => {
       const env = {
-        STORE: `sqlite:${path.join(dir, 'inbox.db')}`,
-        LEDGER_DB: path.join(dir, 'ledger.db'),
+        STORE: `sqlite:${path.join(dir(), 'inbox.db')}`,
+        LEDGER_DB: path.join(dir(), 'ledger.db'),
         INBOX_LEASE_MS: '2000',
       };
       const doomed = await start({ ...env, HANG: 'after-write' });

@@ -8,6 +8,27 @@ import { expect } from 'chai';
 const run = promisify(execFile);
 const ROOT = path.resolve(__dirname, '..');
 
+/**
+ * For a describe block: a project of a user's, made before its tests, with the package as
+ * `npm pack` makes it and `packages` installed beside it; removed after them. Returns its directory.
+ */
+function useConsumerProject(prefix: string, packages: readonly string[]): () => string {
+  let project = '';
+  before(async () => {
+    project = await mkdtemp(path.join(tmpdir(), prefix));
+    const { stdout } = await run('npm', ['pack', '--silent', '--pack-destination', project], { cwd: ROOT });
+    const tarball = stdout.trim().split('\n').pop() ?? '';
+    await writeFile(path.join(project, 'package.json'), JSON.stringify({ name: 'consumer', private: true }));
+    await run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', `./${tarball}`, ...packages], {
+      cwd: project,
+    });
+  });
+  after(async () => {
+    if (project !== '') await rm(project, { recursive: true, force: true });
+  });
+  return () => project;
+}
+
 /** Loads the package the way a user's CommonJS or ESM code does, and serves one postback. */
 const CONSUMER = (loader: string) => `
 ${loader}
@@ -31,45 +52,31 @@ const server = app.listen(0, '127.0.0.1', () => {
 
 describe('the packed package', function () {
   this.timeout(180_000);
-  let project = '';
-
-  before(async () => {
-    project = await mkdtemp(path.join(tmpdir(), 'impact-postbacks-consumer-'));
-    const { stdout } = await run('npm', ['pack', '--silent', '--pack-destination', project], { cwd: ROOT });
-    const tarball = stdout.trim().split('\n').pop() ?? '';
-    await writeFile(path.join(project, 'package.json'), JSON.stringify({ name: 'consumer', private: true }));
-    await run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', `./${tarball}`, 'express@5'], {
-      cwd: project,
-    });
-  });
-
-  after(async () => {
-    if (project !== '') await rm(project, { recursive: true, force: true });
-  });
+  const consumer = useConsumerProject('impact-postbacks-consumer-', ['express@5']);
 
   it('ships the built code and its types, and no sources or tests', async () => {
-    const files = await readdir(path.join(project, 'node_modules', 'impact-postbacks'), { recursive: true });
+    const files = await readdir(path.join(consumer(), 'node_modules', 'impact-postbacks'), { recursive: true });
     expect(files).to.include.members(['dist/index.js', 'dist/index.d.ts', 'README.md', 'package.json']);
     expect(files.filter((file) => file.startsWith('lib') || file.startsWith('test'))).to.deep.equal([]);
   });
 
   it('works from require()', async () => {
     await writeFile(
-      path.join(project, 'use.cjs'),
+      path.join(consumer(), 'use.cjs'),
       CONSUMER(`const { createPostbackRouter, MemoryStore } = require('impact-postbacks');`),
     );
-    const { stdout } = await run(process.execPath, ['use.cjs'], { cwd: project });
+    const { stdout } = await run(process.execPath, ['use.cjs'], { cwd: consumer() });
     expect(JSON.parse(stdout)).to.deep.equal({ status: 200, seen: ['7'], store: 'function' });
   });
 
   it('works from import', async () => {
     await writeFile(
-      path.join(project, 'use.mjs'),
+      path.join(consumer(), 'use.mjs'),
       CONSUMER(
         `import { createRequire } from 'node:module';\nimport { createPostbackRouter, MemoryStore } from 'impact-postbacks';\nconst require = createRequire(import.meta.url);`,
       ),
     );
-    const { stdout } = await run(process.execPath, ['use.mjs'], { cwd: project });
+    const { stdout } = await run(process.execPath, ['use.mjs'], { cwd: consumer() });
     expect(JSON.parse(stdout)).to.deep.equal({ status: 200, seen: ['7'], store: 'function' });
   });
 });
@@ -103,24 +110,8 @@ const server = app.listen(0, '127.0.0.1', async () => {
 
 describe('the packed package in a consumer whose tree resolves an older sax', function () {
   this.timeout(180_000);
-  let project = '';
-
-  before(async () => {
-    project = await mkdtemp(path.join(tmpdir(), 'impact-postbacks-old-sax-'));
-    const { stdout } = await run('npm', ['pack', '--silent', '--pack-destination', project], { cwd: ROOT });
-    const tarball = stdout.trim().split('\n').pop() ?? '';
-    await writeFile(path.join(project, 'package.json'), JSON.stringify({ name: 'consumer', private: true }));
-    // sax 1.2.4 predates the entity changes of 1.3.0, 1.4 and 1.5; xml2js accepts any sax from 0.6.
-    await run(
-      'npm',
-      ['install', '--no-audit', '--no-fund', '--prefer-offline', `./${tarball}`, 'express@5', 'sax@1.2.4'],
-      { cwd: project },
-    );
-  });
-
-  after(async () => {
-    if (project !== '') await rm(project, { recursive: true, force: true });
-  });
+  // sax 1.2.4 predates the entity changes of 1.3.0, 1.4 and 1.5; xml2js accepts any sax from 0.6.
+  const consumer = useConsumerProject('impact-postbacks-old-sax-', ['express@5', 'sax@1.2.4']);
 
   it('answers hostile XML exactly as in this repository: DTDs, entities and HTML names refused', async () => {
     const field = (value: string) => `<r><ActionId>1000.1.${value.length}</ActionId><SubId1>${value}</SubId1></r>`;
@@ -141,9 +132,9 @@ describe('the packed package in a consumer whose tree resolves an older sax', fu
       ],
       [field('ok'), 200, 'OK'],
     ];
-    await writeFile(path.join(project, 'xml.cjs'), XML_CONSUMER);
+    await writeFile(path.join(consumer(), 'xml.cjs'), XML_CONSUMER);
     const { stdout } = await run(process.execPath, ['xml.cjs', JSON.stringify(cases.map(([body]) => body))], {
-      cwd: project,
+      cwd: consumer(),
     });
     const result = JSON.parse(stdout) as { saxVersion: string; answers: [number, string][]; seen: string[] };
     // The consumer's xml2js really runs on the old sax.

@@ -29,6 +29,7 @@ import {
   requireRedis,
   type TestSchema,
 } from '../helpers/services';
+import { useTempDir } from '../helpers/temp-dir';
 
 interface StoreSettings {
   readonly leaseMs?: number;
@@ -380,14 +381,10 @@ for (const kind of [memoryKind(), sqliteKind(), redisKind(), postgresKind()]) {
 }
 
 describe('SqliteStore', () => {
-  let dir = '';
-  beforeEach(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), 'impact-sqlite-'));
-  });
-  afterEach(async () => rm(dir, { recursive: true, force: true }));
+  const dir = useTempDir('impact-sqlite-');
 
   it('remembers handled keys and the journal across a close and reopen, in WAL mode', async () => {
-    const file = path.join(dir, 'keys.db');
+    const file = path.join(dir(), 'keys.db');
     const first = new SqliteStore({ path: file });
     const committed = claimOf(first.begin('a', 'action:1') as BeginResult<unknown>).commit(
       { status: 'APPROVED' },
@@ -407,7 +404,7 @@ describe('SqliteStore', () => {
   });
 
   it('makes a copy of a postback held by another process wait for it: a duplicate once committed, claimed once released', async () => {
-    const file = path.join(dir, 'copies.db');
+    const file = path.join(dir(), 'copies.db');
     const [first, second] = [new SqliteStore({ path: file }), new SqliteStore({ path: file, lockTimeoutMs: 3000 })];
     try {
       const held = claimOf(first.begin('k1', 'action:1') as BeginResult<unknown>);
@@ -431,7 +428,7 @@ describe('SqliteStore', () => {
   });
 
   it('finds keys and subjects through their primary keys, and prunes by the expiry indexes', async () => {
-    const store = new SqliteStore({ path: path.join(dir, 'plan.db'), retentionMs: 1 });
+    const store = new SqliteStore({ path: path.join(dir(), 'plan.db'), retentionMs: 1 });
     const db = (store as unknown as { db: { prepare(sql: string): { all(...args: unknown[]): { detail: string }[] } } })
       .db;
     const plan = (sql: string, parameter: unknown) =>
@@ -462,8 +459,8 @@ describe('SqliteStore', () => {
 
   it('checks its options, naming them', () => {
     expect(() => new SqliteStore({ path: '' })).to.throw(TypeError, /option path/);
-    expect(() => new SqliteStore({ path: path.join(dir, 'x.db'), leaseMs: 0 })).to.throw(TypeError, /option leaseMs/);
-    expect(() => new SqliteStore({ path: path.join(dir, 'x.db'), lockTimeoutMs: -1 })).to.throw(
+    expect(() => new SqliteStore({ path: path.join(dir(), 'x.db'), leaseMs: 0 })).to.throw(TypeError, /option leaseMs/);
+    expect(() => new SqliteStore({ path: path.join(dir(), 'x.db'), lockTimeoutMs: -1 })).to.throw(
       TypeError,
       /option lockTimeoutMs/,
     );

@@ -1,5 +1,3 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
 import request from 'supertest';
@@ -7,6 +5,7 @@ import { SqliteStore } from '../../lib';
 import { GroupCommit } from '../../lib/stores/group-commit';
 import { createApp, errorCode } from '../helpers/create-app';
 import { loadOptionalModule } from '../../lib/stores/optional-module';
+import { useTempDir } from '../helpers/temp-dir';
 
 describe('group commit', () => {
   it('writes what callers submit in one turn of the event loop as one batch, results in order', async () => {
@@ -41,14 +40,10 @@ describe('group commit', () => {
   });
 
   describe("SqliteStore's inbox", () => {
-    let dir = '';
-    beforeEach(async () => {
-      dir = await mkdtemp(path.join(tmpdir(), 'impact-group-'));
-    });
-    afterEach(async () => rm(dir, { recursive: true, force: true }));
+    const dir = useTempDir('impact-group-');
 
     it('stores 40 postbacks arriving at once, and answers 503 to each postback of a group whose transaction fails', async () => {
-      const file = path.join(dir, 'inbox.db');
+      const file = path.join(dir(), 'inbox.db');
       const { app, postbacks, events } = createApp({ store: new SqliteStore({ path: file }), delivery: 'inbox' });
       const send = (id: string) => request(app).get(`/impact/actions?ActionId=${id}&Payout=1.00`);
       const answers = await Promise.all(Array.from({ length: 40 }, (_, id) => send(`1000.1.${id}`)));
