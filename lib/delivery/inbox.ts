@@ -137,7 +137,7 @@ export function createInboxDelivery<T>(
     const attempt = row.attempts + 1;
     const dead = attempt >= settings.maxAttempts;
     try {
-      await claim.recordFailure(error.message, dead ? null : new Date(Date.now() + delayBefore(attempt)));
+      await claim.recordFailure(error.message, dead ? null : delayBefore(attempt));
     } catch (cause) {
       reportError(
         new PostbackError('store.failed', `the inbox failed to record a failed delivery of row ${row.id}`, { cause }),

@@ -1,5 +1,6 @@
 import { KeyTable, SlotState } from './key-table';
 import type { JournalRecord } from './store';
+import { clock } from '../clock';
 
 /** Bytes of arena per record the journal may hold: records of the router's run to about 200. */
 const BYTES_PER_RECORD = 256;
@@ -44,7 +45,7 @@ export class MemoryJournal {
   read(subject: string): JournalRecord | null {
     const slot = this.table.find(subject);
     if (slot < 0) return null;
-    if (this.table.expiryOf(slot) <= Date.now()) {
+    if (this.table.expiryOf(slot) <= clock.now()) {
       this.table.remove(slot);
       return null;
     }
@@ -67,7 +68,7 @@ export class MemoryJournal {
     const at = start % this.arena.length;
     this.arena.writeUInt16LE(length, at);
     this.arena.write(text, at + LENGTH_BYTES);
-    this.table.add(subject, SlotState.handled, Date.now() + this.maxAgeMs, start);
+    this.table.add(subject, SlotState.handled, clock.now() + this.maxAgeMs, start);
     this.written = start + size;
     while (this.table.size > this.maxRecords) this.dropOldest();
   }

@@ -1,4 +1,5 @@
 import { type HeldState, KeyTable, SlotState } from './key-table';
+import { clock } from '../clock';
 
 /** What a claim of a key finds: free (now claimed), held by a claim, or committed before. */
 export type KeyClaim = 'claimed' | 'in-flight' | 'handled';
@@ -41,12 +42,12 @@ export class MemoryKeys {
   /** Whether the key is held, and how, without claiming it. */
   peek(key: string): 'free' | 'in-flight' | 'handled' {
     const slot = this.table.find(key);
-    if (slot < 0 || this.table.expiryOf(slot) <= Date.now()) return 'free';
+    if (slot < 0 || this.table.expiryOf(slot) <= clock.now()) return 'free';
     return STATE_NAMES[this.table.stateOf(slot)];
   }
 
   claim(key: string): KeyClaim {
-    const now = Date.now();
+    const now = clock.now();
     const slot = this.table.find(key);
     if (slot >= 0) {
       if (this.table.expiryOf(slot) > now) return STATE_NAMES[this.table.stateOf(slot)];
@@ -58,7 +59,7 @@ export class MemoryKeys {
   }
 
   commit(key: string): void {
-    const now = Date.now();
+    const now = clock.now();
     const slot = this.table.find(key);
     // Updated in place: the key keeps its place in the eviction order, that of its claim a
     // moment before.

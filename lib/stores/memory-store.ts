@@ -2,6 +2,7 @@ import { MemoryJournal } from './memory-journal';
 import { MemoryKeys } from './memory-keys';
 import { positiveInteger } from './optional-module';
 import type { BeginResult, JournalReadResult, JournalRecord, PostbackStore, StoreClaim } from './store';
+import { clock } from '../clock';
 
 export interface MemoryStoreOptions {
   /** Keys kept at most, and as many journal records; the oldest go first. Default 100,000. */
@@ -85,7 +86,7 @@ export class MemoryStore implements PostbackStore {
 
   begin(key: string, subject: string | null): BeginResult<undefined> {
     const { keys, journal, holders } = this.parts;
-    const now = Date.now();
+    const now = clock.now();
     const holder = subject === null ? undefined : holders.get(subject);
     if (holder !== undefined && holder.expiresAt > now) {
       // A handled key stays a duplicate whoever holds its subject.

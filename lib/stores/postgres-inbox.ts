@@ -85,8 +85,8 @@ class PostgresInboxClaim<C> extends PostgresClaim<C> implements InboxClaim<C> {
     return Promise.resolve();
   }
 
-  async recordFailure(error: string, retryAt: Date | null): Promise<void> {
-    const values = [this.row.id, error, retryAt];
+  async recordFailure(error: string, retryAfterMs: number | null): Promise<void> {
+    const values = [this.row.id, error, retryAfterMs];
     if (this.releasedFor === 'timeout') {
       // Listeners may still use the connection: it is closed, not rolled back and reused. The
       // attempt is recorded through another one, whose update queues on the row's lock until
@@ -142,8 +142,8 @@ export class PostgresInbox<T> implements StoreInbox<T> {
         `UPDATE ${inbox} SET status = 'delivered', attempts = attempts + 1, delivered_at = now(),
           last_error = NULL, outcome = ${sqlLiteral(outcome)} WHERE id = ${sqlLiteral(id)}`,
       failed: `UPDATE ${inbox} SET attempts = attempts + 1, last_error = $2,
-        status = CASE WHEN $3::timestamptz IS NULL THEN 'dead' ELSE 'retrying' END,
-        next_attempt_at = coalesce($3::timestamptz, next_attempt_at)
+        status = CASE WHEN $3::bigint IS NULL THEN 'dead' ELSE 'retrying' END,
+        next_attempt_at = coalesce(now() + $3::bigint * interval '1 millisecond', next_attempt_at)
         WHERE id = $1 AND status IN ('pending', 'retrying')`,
       counts: `SELECT status, count(*)::int AS count FROM ${inbox} GROUP BY status`,
       oldest: `SELECT (extract(epoch FROM now() - min(received_at)) * 1000)::float8 AS age

@@ -11,6 +11,7 @@ import type {
   JournalRecord,
   StoreInbox,
 } from './store';
+import { clock } from '../clock';
 
 /** A row delivered: marked so, with its subject's new record, unless its lease ran out. */
 interface Delivery {
@@ -231,7 +232,7 @@ export class SqliteInbox implements StoreInbox<undefined> {
   }
 
   async add(entry: InboxEntry): Promise<'stored' | 'duplicate'> {
-    const result = await this.arrivals.submit({ entry, now: Date.now() });
+    const result = await this.arrivals.submit({ entry, now: clock.now() });
     if (result === 'stored') this.wake();
     return result;
   }
@@ -243,7 +244,7 @@ export class SqliteInbox implements StoreInbox<undefined> {
   }
 
   next(): Promise<InboxClaim<undefined> | null> {
-    return Promise.resolve(this.nextTransaction(randomUUID(), Date.now()));
+    return Promise.resolve(this.nextTransaction(randomUUID(), clock.now()));
   }
 
   waitForWork(ms: number): Promise<void> {
@@ -263,7 +264,7 @@ export class SqliteInbox implements StoreInbox<undefined> {
     const counts = { pending: 0, retrying: 0, dead: 0, delivered: 0 };
     for (const row of this.sql.counts.all() as { status: InboxStatus; count: number }[]) counts[row.status] = row.count;
     const { oldest } = this.sql.oldest.get() as { oldest: number | null };
-    return Promise.resolve({ ...counts, oldestPendingAgeMs: oldest === null ? null : Date.now() - oldest });
+    return Promise.resolve({ ...counts, oldestPendingAgeMs: oldest === null ? null : clock.now() - oldest });
   }
 
   list(query: InboxQuery = {}): Promise<InboxRow[]> {
@@ -273,7 +274,7 @@ export class SqliteInbox implements StoreInbox<undefined> {
   }
 
   retry(target: number | { readonly status: 'dead' }): Promise<number> {
-    const now = Date.now();
+    const now = clock.now();
     const { changes } = typeof target === 'number' ? this.sql.retryOne.run(now, target) : this.sql.retryDead.run(now);
     if (changes > 0) this.wake();
     return Promise.resolve(changes);
@@ -291,7 +292,7 @@ export class SqliteInbox implements StoreInbox<undefined> {
   private claimOf(row: InboxRow, token: string, previous: JournalRecord | null): InboxClaim<undefined> {
     const { sql, settings } = this;
     const commit = async (record: JournalRecord | null, outcome: CommitOutcome): Promise<void> => {
-      const problem = await this.deliveries.submit({ row, token, record, outcome, now: Date.now() });
+      const problem = await this.deliveries.submit({ row, token, record, outcome, now: clock.now() });
       if (problem !== null) throw new Error(problem);
     };
     return {
@@ -301,13 +302,14 @@ export class SqliteInbox implements StoreInbox<undefined> {
       transactional: false,
       commit,
       release: () => undefined,
-      recordFailure: (error, retryAt) => {
-        sql.failed.run({ id: row.id, token, error, retryAt: retryAt === null ? null : retryAt.getTime() });
+      recordFailure: (error, retryAfterMs) => {
+        const retryAt = retryAfterMs === null ? null : clock.now() + retryAfterMs;
+        sql.failed.run({ id: row.id, token, error, retryAt });
         return Promise.resolve();
       },
       leaseMs: settings.leaseMs,
       renew: () => {
-        sql.renew.run(Date.now() + settings.leaseMs, row.id, token);
+        sql.renew.run(clock.now() + settings.leaseMs, row.id, token);
         return Promise.resolve();
       },
     };

@@ -4,6 +4,7 @@ import { GroupCommit } from './group-commit';
 import { BUSY, retryWhileBusy } from './retry-while-busy';
 import { SqliteInbox, type SqliteDatabase, type SqliteWrites } from './sqlite-inbox';
 import type { BeginResult, InboxStore, JournalReadResult, JournalRecord, StoreClaim } from './store';
+import { clock } from '../clock';
 
 export interface SqliteStoreOptions {
   /** The database file; created if missing. `:memory:` works but is not durable. */
@@ -74,7 +75,7 @@ class SqliteClaim implements StoreClaim<undefined> {
 
   private finish(record: JournalRecord | null, handled: boolean): Promise<void> {
     const { key, subject, holder } = this;
-    return this.finishes.submit({ key, subject, holder, record, handled, now: Date.now() });
+    return this.finishes.submit({ key, subject, holder, record, handled, now: clock.now() });
   }
 }
 
@@ -270,19 +271,19 @@ export class SqliteStore implements InboxStore<undefined> {
   }
 
   begin(key: string, subject: string | null): BeginResult<undefined> | Promise<BeginResult<undefined>> {
-    const result = this.claimTransaction(key, subject, Date.now());
+    const result = this.claimTransaction(key, subject, clock.now());
     if (result !== BUSY) return result;
-    return retryWhileBusy(() => this.claimTransaction(key, subject, Date.now()), this.lockTimeoutMs);
+    return retryWhileBusy(() => this.claimTransaction(key, subject, clock.now()), this.lockTimeoutMs);
   }
 
   readJournal(subjects: readonly string[]): JournalReadResult {
-    const now = Date.now();
+    const now = clock.now();
     return subjects.map((subject) => this.recordOf(subject, now));
   }
 
   /** Deletes expired keys and journal records, and rows delivered past the retention, now; returns how many. */
   prune(): number {
-    return this.pruneTransaction(Date.now());
+    return this.pruneTransaction(clock.now());
   }
 
   close(): void {

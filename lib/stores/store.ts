@@ -112,8 +112,11 @@ export interface InboxRow extends InboxEntry {
  */
 export interface InboxClaim<T> extends StoreClaim<T> {
   readonly row: InboxRow;
-  /** Records a failed attempt: due again at `retryAt`, or dead when it is null. */
-  recordFailure(error: string, retryAt: Date | null): Promise<void>;
+  /**
+   * Records a failed attempt: due again `retryAfterMs` from now (the store's now, so that every
+   * instance reads one clock), or dead when it is null.
+   */
+  recordFailure(error: string, retryAfterMs: number | null): Promise<void>;
   /** Where the store holds rows by lease: its length, in ms; the worker renews it every third. */
   readonly leaseMs?: number;
   /** Extends the lease while the row's listeners run. */

@@ -1,0 +1,77 @@
+import type { ActionEvent, ActionState } from '../../lib';
+
+/** What an action in a state is worth to its user, in cents: its payout, nothing once reversed. */
+export function worthCents(status: string | null | undefined, payout: string | null | undefined): number {
+  if (status === 'REVERSED' || payout === null || payout === undefined) return 0;
+  return Math.round(Number(payout) * 100);
+}
+
+export interface LedgerEntry {
+  readonly key: string;
+  readonly actionId: string;
+  readonly cents: number;
+  /** The state the entry moved the action from (`status payout`), `new` on first sight. */
+  readonly from: string;
+  readonly to: string;
+  readonly trigger: ActionEvent['trigger'];
+}
+
+/** The context a ledger reads: ctx.previous and the key the README advises to be idempotent on. */
+export interface ChangeContext {
+  readonly previous: ActionState | null;
+  readonly idempotencyKey?: string;
+}
+
+function stateText(status: string | null | undefined, payout: string | null | undefined): string {
+  return `${status ?? '-'} ${payout ?? '-'}`;
+}
+
+/**
+ * A cashback site's ledger kept as the README advises for stores whose claims are not
+ * transactions: one entry per change of an action, crediting the difference between what the
+ * action is worth now and what it was worth in `ctx.previous`, and unique on the change's
+ * idempotency key (a unique index in a real table), so that a change delivered again is
+ * written once.
+ */
+export class HostLedger {
+  readonly entries: LedgerEntry[] = [];
+  /** Writes refused by the unique key: the same change delivered again. */
+  refused = 0;
+  private readonly keys = new Set<string>();
+
+  /** Writes the change unless its key is there; true if it wrote. */
+  apply(event: ActionEvent, ctx: ChangeContext): boolean {
+    // Before ctx carried idempotencyKey the README advised meta.key: kept as the fallback so
+    // that a run of older code shows what that advice let through.
+    const key = ctx.idempotencyKey ?? event.meta.key;
+    if (this.keys.has(key)) {
+      this.refused += 1;
+      return false;
+    }
+    this.keys.add(key);
+    const status = event.status ?? ctx.previous?.status;
+    const payout = event.payout ?? ctx.previous?.payout;
+    const cents = worthCents(status, payout) - worthCents(ctx.previous?.status, ctx.previous?.payout);
+    this.entries.push({
+      key,
+      actionId: event.actionId,
+      cents,
+      from: ctx.previous === null ? 'new' : stateText(ctx.previous.status, ctx.previous.payout),
+      to: stateText(status, payout),
+      trigger: event.trigger,
+    });
+    return true;
+  }
+
+  /** The sum credited for one action, or for all. */
+  balance(actionId?: string): number {
+    return this.entries
+      .filter((entry) => actionId === undefined || entry.actionId === actionId)
+      .reduce((sum, entry) => sum + entry.cents, 0);
+  }
+
+  /** The entries of one action, in the order they were written. */
+  of(actionId: string): LedgerEntry[] {
+    return this.entries.filter((entry) => entry.actionId === actionId);
+  }
+}
