@@ -113,6 +113,17 @@ export class InjectedFault extends Error {
 type Maybe<T> = T | Promise<T>;
 
 /**
+ * A claim whose answer was lost: a driver that loses an answer closes its connection, so a
+ * transaction (PostgreSQL's) is rolled back; a lease stays until it lapses, as a dead holder's.
+ */
+function abandonLostClaim(result: unknown): void {
+  const claim = result as Partial<StoreClaim<unknown>> | null;
+  if (typeof claim === 'object' && claim?.transactional === true && typeof claim.release === 'function') {
+    void Promise.resolve(claim.release('timeout')).catch(() => undefined);
+  }
+}
+
+/**
  * A store wrapped so that tests can make any of its calls fail, hang, wait or pause, at a chosen
  * call, and see every call made. Calls no rule picks go straight through, synchronous ones
  * staying synchronous, so that the router's fast path is what runs. `kill()` makes the store
@@ -204,7 +215,8 @@ export class FaultyStore<T = undefined> implements PostbackStore<T> {
       case 'fail-after':
         return Promise.resolve()
           .then(through)
-          .then(() => {
+          .then((result) => {
+            abandonLostClaim(result);
             throw new InjectedFault(call, 'done, but its answer was lost');
           });
       case 'hang':

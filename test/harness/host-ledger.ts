@@ -26,6 +26,20 @@ function stateText(status: string | null | undefined, payout: string | null | un
   return `${status ?? '-'} ${payout ?? '-'}`;
 }
 
+/** What a change credits, and the states it moves the action between. */
+export function changeOf(
+  event: ActionEvent,
+  previous: ActionState | null,
+): { readonly cents: number; readonly from: string; readonly to: string } {
+  const status = event.status ?? previous?.status;
+  const payout = event.payout ?? previous?.payout;
+  return {
+    cents: worthCents(status, payout) - worthCents(previous?.status, previous?.payout),
+    from: previous === null ? 'new' : stateText(previous.status, previous.payout),
+    to: stateText(status, payout),
+  };
+}
+
 /**
  * A cashback site's ledger kept as the README advises for stores whose claims are not
  * transactions: one entry per change of an action, crediting the difference between what the
@@ -49,17 +63,7 @@ export class HostLedger {
       return false;
     }
     this.keys.add(key);
-    const status = event.status ?? ctx.previous?.status;
-    const payout = event.payout ?? ctx.previous?.payout;
-    const cents = worthCents(status, payout) - worthCents(ctx.previous?.status, ctx.previous?.payout);
-    this.entries.push({
-      key,
-      actionId: event.actionId,
-      cents,
-      from: ctx.previous === null ? 'new' : stateText(ctx.previous.status, ctx.previous.payout),
-      to: stateText(status, payout),
-      trigger: event.trigger,
-    });
+    this.entries.push({ key, actionId: event.actionId, ...changeOf(event, ctx.previous), trigger: event.trigger });
     return true;
   }
 
