@@ -3,6 +3,7 @@ import { MemoryKeys } from './memory-keys';
 import { positiveInteger } from './optional-module';
 import type { BeginResult, JournalReadResult, JournalRecord, PostbackStore, StoreClaim } from './store';
 import { clock } from '../clock';
+import { ClaimLostError } from './claim-lost';
 
 export interface MemoryStoreOptions {
   /** Keys kept at most, and as many journal records; the oldest go first. Default 100,000. */
@@ -22,22 +23,52 @@ class MemoryClaim implements StoreClaim<undefined> {
   constructor(
     private readonly store: MemoryParts,
     private readonly key: string,
+    /** This claim's token on its key. */
+    private readonly token: number,
     private readonly subject: string | null,
     readonly previous: JournalRecord | null,
     /** When the hold on the subject lapses, as the key's claim does. */
-    readonly expiresAt: number,
+    public expiresAt: number,
+    readonly leaseMs: number,
   ) {}
 
   commit(record: JournalRecord | null): void {
-    this.store.keys.commit(this.key);
+    const { keys, journal } = this.store;
+    if (this.subject !== null && !this.holdsSubject(this.subject)) {
+      // Done already (its answer was lost), or taken over: either way nothing more is written.
+      if (keys.peek(this.key) === 'handled') return;
+      throw new ClaimLostError(`the claim of ${this.subject}`);
+    }
+    if (!keys.commit(this.key, this.token)) throw new ClaimLostError(`the claim of ${this.key}`);
     if (this.subject === null) return;
-    if (record !== null) this.store.journal.write(this.subject, record);
+    if (record !== null) journal.write(this.subject, record);
     this.letGo(this.subject);
   }
 
   release(): void {
-    this.store.keys.release(this.key);
+    this.store.keys.release(this.key, this.token);
     if (this.subject !== null) this.letGo(this.subject);
+  }
+
+  renew(): void {
+    const subject = this.subject;
+    if (
+      (subject !== null && this.store.holders.get(subject) !== this) ||
+      !this.store.keys.renew(this.key, this.token)
+    ) {
+      throw new ClaimLostError(`the claim of ${subject ?? this.key}`);
+    }
+    this.expiresAt = clock.now() + this.leaseMs;
+  }
+
+  /**
+   * Whether this claim may still write the subject: it holds it, or nobody does and the journal
+   * still has the record this claim read (the lease lapsed, but nobody took it over meanwhile).
+   */
+  private holdsSubject(subject: string): boolean {
+    const holder = this.store.holders.get(subject);
+    if (holder !== undefined) return holder === this;
+    return JSON.stringify(this.store.journal.read(subject)) === JSON.stringify(this.previous);
   }
 
   private letGo(subject: string): void {
@@ -92,10 +123,11 @@ export class MemoryStore implements PostbackStore {
       // A handled key stays a duplicate whoever holds its subject.
       return keys.peek(key) === 'handled' ? 'handled' : 'in-flight';
     }
-    const found = keys.claim(key);
-    if (found !== 'claimed') return found;
-    if (subject === null) return new MemoryClaim(this.parts, key, null, null, now + this.leaseMs);
-    const claim = new MemoryClaim(this.parts, key, subject, journal.read(subject), now + this.leaseMs);
+    const token = keys.claim(key);
+    if (typeof token !== 'number') return token;
+    const expiresAt = now + this.leaseMs;
+    if (subject === null) return new MemoryClaim(this.parts, key, token, null, null, expiresAt, this.leaseMs);
+    const claim = new MemoryClaim(this.parts, key, token, subject, journal.read(subject), expiresAt, this.leaseMs);
     holders.set(subject, claim);
     return claim;
   }

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { loadOptionalModule, positiveInteger } from './optional-module';
+import { ClaimLostError } from './claim-lost';
 import { BUSY, retryWhileBusy } from './retry-while-busy';
 import type { BeginResult, JournalReadResult, JournalRecord, PostbackStore, StoreClaim } from './store';
 
@@ -55,15 +56,25 @@ end
 return {'claimed'}
 `;
 
-// The key handled for the retention, the record (if any) kept as long, and the subject given up
-// if this claim still holds it. ARGV: token, retention, record or ''.
+// Fenced: writes only while this claim holds its subject (or, without one, its key), or while
+// nobody does and the record is still the one the claim read (ARGV[4]): a claim whose lease
+// lapsed and was taken over writes nothing ('lost'). A key already handled is a commit made
+// before whose answer was lost ('done'). Then the key handled for the retention, the record (if
+// any) kept as long, and the hold given up. ARGV: token, retention, record or '', the record
+// read or ''.
 const COMMIT = `
+if redis.call('GET', KEYS[1]) == 'handled' then return 'done' end
+local owner = redis.call('GET', KEYS[#KEYS == 3 and 2 or 1])
+if owner ~= ARGV[1] then
+  if owner then return 'lost' end
+  if #KEYS == 3 and (redis.call('GET', KEYS[3]) or '') ~= ARGV[4] then return 'lost' end
+end
 redis.call('SET', KEYS[1], 'handled', 'PX', ARGV[2])
 if #KEYS == 3 then
   if ARGV[3] ~= '' then redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[2]) end
   if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
 end
-return 1
+return 'ok'
 `;
 
 // Gives up only this claim's own key and subject: after a lease ran out another process may
@@ -71,6 +82,16 @@ return 1
 const RELEASE = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 if #KEYS == 3 and redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+return 1
+`;
+
+// Extends this claim's lease on its key and subject; 0 when it no longer holds them. ARGV:
+// token, lease.
+const RENEW = `
+for index = 1, math.min(#KEYS, 2) do
+  if redis.call('GET', KEYS[index]) ~= ARGV[1] then return 0 end
+end
+for index = 1, math.min(#KEYS, 2) do redis.call('PEXPIRE', KEYS[index], ARGV[2]) end
 return 1
 `;
 
@@ -83,21 +104,37 @@ type RunScript = (script: string, keys: readonly string[], args: readonly (strin
 class RedisClaim implements StoreClaim<undefined> {
   readonly transaction = undefined;
   readonly transactional = false;
+  readonly previous: JournalRecord | null;
 
   constructor(
     private readonly run: RunScript,
     private readonly retentionMs: number,
     private readonly keys: readonly string[],
     private readonly token: string,
-    readonly previous: JournalRecord | null,
-  ) {}
+    /** The subject's record as the claim read it (JSON), or ''. */
+    private readonly readText: string,
+    readonly leaseMs: number,
+  ) {
+    this.previous = readText === '' ? null : (JSON.parse(readText) as JournalRecord);
+  }
 
   async commit(record: JournalRecord | null): Promise<void> {
-    await this.run(COMMIT, this.keys, [this.token, this.retentionMs, record === null ? '' : JSON.stringify(record)]);
+    const answer = await this.run(COMMIT, this.keys, [
+      this.token,
+      this.retentionMs,
+      record === null ? '' : JSON.stringify(record),
+      this.readText,
+    ]);
+    if (answer === 'lost') throw new ClaimLostError(`the claim of ${this.keys[1] ?? this.keys[0] ?? ''}`);
   }
 
   async release(): Promise<void> {
     await this.run(RELEASE, this.keys, [this.token]);
+  }
+
+  async renew(): Promise<void> {
+    const held = await this.run(RENEW, this.keys, [this.token, this.leaseMs]);
+    if (held !== 1) throw new ClaimLostError(`the claim of ${this.keys[1] ?? this.keys[0] ?? ''}`);
   }
 }
 
@@ -168,8 +205,14 @@ export class RedisStore implements PostbackStore {
       const answer = await this.run(BEGIN, keys, [token, this.leaseMs]);
       const [state, record] = Array.isArray(answer) ? (answer as unknown[]) : [];
       if (state === 'claimed') {
-        const previous = typeof record === 'string' ? (JSON.parse(record) as JournalRecord) : null;
-        return new RedisClaim(this.run, this.retentionMs, keys, token, previous);
+        return new RedisClaim(
+          this.run,
+          this.retentionMs,
+          keys,
+          token,
+          typeof record === 'string' ? record : '',
+          this.leaseMs,
+        );
       }
       if (state === 'handled' || state === 'in-flight' || state === BUSY) return state;
       throw new Error(`unexpected answer from Redis: ${String(answer)}`);

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { ClaimLostError } from './claim-lost';
 import { GroupCommit } from './group-commit';
 import type {
   CommitOutcome,
@@ -17,6 +18,8 @@ import { clock } from '../clock';
 interface Delivery {
   readonly row: InboxRow;
   readonly token: string;
+  /** The journal record the delivery read, as stored (JSON). */
+  readonly readText: string | null;
   readonly record: JournalRecord | null;
   readonly outcome: CommitOutcome;
   readonly now: number;
@@ -54,6 +57,14 @@ export interface SqliteWrites {
   commitKey(key: string, now: number): void;
   /** Upserts the subject's journal record, for the retention. */
   writeRecord(subject: string, record: JournalRecord, now: number): void;
+  /**
+   * Whether the holder of a claim on `hold` (a subject, or `key:` and a key) may still write: it
+   * holds it, or nobody does and the subject's record is still the one read (`readText`, as
+   * stored).
+   */
+  mayWrite(hold: string, holder: string, subject: string | null, readText: string | null, now: number): boolean;
+  /** Gives a hold up, if it is the holder's. */
+  unhold(hold: string, holder: string): void;
 }
 
 /** How often a worker looks for rows that another process on the file stored. */
@@ -148,6 +159,9 @@ export class SqliteInbox implements StoreInbox<undefined> {
       CREATE INDEX IF NOT EXISTS postback_inbox_subject ON postback_inbox (subject, id)
         WHERE status IN ('pending', 'retrying');
       CREATE INDEX IF NOT EXISTS postback_inbox_status ON postback_inbox (status, id);
+      -- Every row of a subject, delivered ones too: a retried row learns whether a later one of
+      -- its action was delivered already.
+      CREATE INDEX IF NOT EXISTS postback_inbox_subject_all ON postback_inbox (subject, id);
     `);
     const keyState = db.prepare('SELECT state, expires_at FROM postback_keys WHERE key = ?');
     const insert = db.prepare(`
@@ -166,31 +180,44 @@ export class SqliteInbox implements StoreInbox<undefined> {
       db.transaction((batch: readonly Arrival[]) => batch.map(addOne)).immediate,
     );
 
-    // The oldest row due whose subject has no earlier row waiting: a subject's postbacks are
-    // delivered in the order they arrived, a later one waiting while an earlier is retried.
+    // The oldest row due whose subject has no earlier row waiting (a subject's postbacks are
+    // delivered in the order they arrived, a later one waiting while an earlier is retried), and
+    // that no claim holds now: a direct one (reconciliation, another process's postback) or
+    // another row's. `superseded`: a later lifecycle postback of its action was delivered (the
+    // row died and was retried), so it must not move the action back.
     const due = leaseDb.prepare(`
-      SELECT * FROM postback_inbox r
+      SELECT r.*, (r.route = 'actions' AND EXISTS (
+          SELECT 1 FROM postback_inbox l
+          WHERE l.subject = r.subject AND l.id > r.id AND l.route = 'actions' AND l.status = 'delivered'
+            AND l.outcome = 'delivered')) AS superseded
+      FROM postback_inbox r
       WHERE r.status IN ('pending', 'retrying') AND r.next_attempt_at <= @now AND r.lease_until <= @now
         AND NOT EXISTS (
           SELECT 1 FROM postback_inbox e
           WHERE e.subject = r.subject AND e.id < r.id AND e.status IN ('pending', 'retrying'))
+        AND NOT EXISTS (SELECT 1 FROM postback_holds h WHERE h.subject = r.subject AND h.held_until > @now)
       ORDER BY r.id LIMIT 1
     `);
     const lease = leaseDb.prepare('UPDATE postback_inbox SET leased_by = ?, lease_until = ? WHERE id = ?');
+    const hold = leaseDb.prepare(
+      'INSERT OR REPLACE INTO postback_holds (subject, held_by, held_until) VALUES (?, ?, ?)',
+    );
     const journal = leaseDb.prepare('SELECT record, expires_at FROM postback_journal WHERE subject = ?');
     this.nextTransaction = leaseDb.transaction((token: string, now: number) => {
-      const found = due.get({ now }) as RowRecord | undefined;
+      const found = due.get({ now }) as (RowRecord & { superseded: number }) | undefined;
       if (found === undefined) return null;
       lease.run(token, now + settings.leaseMs, found.id);
-      let previous: JournalRecord | null = null;
+      let read: string | null = null;
       if (found.subject !== null) {
+        hold.run(found.subject, token, now + settings.leaseMs);
         const entry = journal.get(found.subject) as { record: string | null; expires_at: number } | undefined;
-        if (entry?.record != null && entry.expires_at > now) previous = JSON.parse(entry.record) as JournalRecord;
+        if (entry?.record != null && entry.expires_at > now) read = entry.record;
       }
-      return this.claimOf(rowOf(found), token, previous);
+      return this.claimOf(rowOf(found), token, read, found.superseded === 1);
     }).immediate;
 
     this.sql = {
+      rowState: db.prepare('SELECT status, leased_by FROM postback_inbox WHERE id = ?'),
       delivered: db.prepare(`
         UPDATE postback_inbox SET status = 'delivered', outcome = ?, attempts = attempts + 1, delivered_at = ?,
           last_error = NULL, leased_by = NULL, lease_until = 0
@@ -200,7 +227,8 @@ export class SqliteInbox implements StoreInbox<undefined> {
           status = CASE WHEN @retryAt IS NULL THEN 'dead' ELSE 'retrying' END,
           next_attempt_at = coalesce(@retryAt, next_attempt_at), leased_by = NULL, lease_until = 0
         WHERE id = @id AND leased_by = @token`),
-      renew: db.prepare('UPDATE postback_inbox SET lease_until = ? WHERE id = ? AND leased_by = ?'),
+      renew: leaseDb.prepare('UPDATE postback_inbox SET lease_until = ? WHERE id = ? AND leased_by = ?'),
+      renewHold: leaseDb.prepare('UPDATE postback_holds SET held_until = ? WHERE subject = ? AND held_by = ?'),
       counts: db.prepare('SELECT status, count(*) AS count FROM postback_inbox GROUP BY status'),
       oldest: db.prepare(
         "SELECT min(received_at) AS oldest FROM postback_inbox WHERE status IN ('pending', 'retrying')",
@@ -216,13 +244,19 @@ export class SqliteInbox implements StoreInbox<undefined> {
       prune: db.prepare("DELETE FROM postback_inbox WHERE status = 'delivered' AND delivered_at <= ?"),
     };
     const { sql } = this;
-    const deliveredOne = ({ row, token, record, outcome, now }: Delivery): string | null => {
+    const deliveredOne = ({ row, token, readText, record, outcome, now }: Delivery): string | null => {
       // Not thrown: that would roll back the other rows of the group.
-      if (sql.delivered.run(outcome, now, row.id, token).changes === 0) {
-        return `inbox row ${row.id} is no longer held by this worker (its lease ran out)`;
-      }
-      if (record !== null && row.subject !== null) {
-        settings.writes.writeRecord(row.subject, record, now);
+      const state = sql.rowState.get(row.id) as { status: InboxStatus; leased_by: string | null } | undefined;
+      // Marked delivered before, its answer lost: nothing to write again.
+      if (state?.status === 'delivered') return null;
+      const held =
+        state?.leased_by === token &&
+        (row.subject === null || settings.writes.mayWrite(row.subject, token, row.subject, readText, now));
+      if (!held) return `inbox row ${row.id} is no longer held by this worker (its lease ran out)`;
+      sql.delivered.run(outcome, now, row.id, token);
+      if (row.subject !== null) {
+        if (record !== null) settings.writes.writeRecord(row.subject, record, now);
+        settings.writes.unhold(row.subject, token);
       }
       return null;
     };
@@ -237,10 +271,14 @@ export class SqliteInbox implements StoreInbox<undefined> {
     return result;
   }
 
-  /** Writes the arrivals and deliveries waiting for their group's transaction now (before closing). */
-  flush(): void {
+  /**
+   * Writes the arrivals and deliveries waiting for their group's transaction now, and ends every
+   * wait for work: the store is closing.
+   */
+  close(): void {
     this.arrivals.flush();
     this.deliveries.flush();
+    this.wake();
   }
 
   next(): Promise<InboxClaim<undefined> | null> {
@@ -289,28 +327,32 @@ export class SqliteInbox implements StoreInbox<undefined> {
     for (const waker of [...this.wakers]) waker();
   }
 
-  private claimOf(row: InboxRow, token: string, previous: JournalRecord | null): InboxClaim<undefined> {
+  private claimOf(row: InboxRow, token: string, readText: string | null, superseded: boolean): InboxClaim<undefined> {
     const { sql, settings } = this;
+    const previous = readText === null ? null : (JSON.parse(readText) as JournalRecord);
     const commit = async (record: JournalRecord | null, outcome: CommitOutcome): Promise<void> => {
-      const problem = await this.deliveries.submit({ row, token, record, outcome, now: clock.now() });
-      if (problem !== null) throw new Error(problem);
+      const problem = await this.deliveries.submit({ row, token, readText, record, outcome, now: clock.now() });
+      if (problem !== null) throw new ClaimLostError(problem);
     };
     return {
       row,
       previous,
+      superseded,
       transaction: undefined,
       transactional: false,
       commit,
       release: () => undefined,
       recordFailure: (error, retryAfterMs) => {
         const retryAt = retryAfterMs === null ? null : clock.now() + retryAfterMs;
-        sql.failed.run({ id: row.id, token, error, retryAt });
-        return Promise.resolve();
+        const { changes } = sql.failed.run({ id: row.id, token, error, retryAt });
+        if (row.subject !== null) settings.writes.unhold(row.subject, token);
+        return Promise.resolve(changes > 0);
       },
       leaseMs: settings.leaseMs,
       renew: () => {
-        sql.renew.run(clock.now() + settings.leaseMs, row.id, token);
-        return Promise.resolve();
+        const until = clock.now() + settings.leaseMs;
+        if (sql.renew.run(until, row.id, token).changes === 0) throw new ClaimLostError(`inbox row ${row.id}`);
+        if (row.subject !== null) sql.renewHold.run(until, row.subject, token);
       },
     };
   }

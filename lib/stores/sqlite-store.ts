@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { loadOptionalModule, positiveInteger } from './optional-module';
 import { GroupCommit } from './group-commit';
 import { BUSY, retryWhileBusy } from './retry-while-busy';
+import { ClaimLostError } from './claim-lost';
 import { SqliteInbox, type SqliteDatabase, type SqliteWrites } from './sqlite-inbox';
 import type { BeginResult, InboxStore, JournalReadResult, JournalRecord, StoreClaim } from './store';
 import { clock } from '../clock';
@@ -39,17 +40,24 @@ export function betterSqliteForThisNode(major = Number(process.versions.node.spl
 /** WAL pages after which a commit checkpoints them into the database. */
 const WAL_CHECKPOINT_PAGES = 10_000;
 
-const IN_FLIGHT = 0;
 const HANDLED = 1;
 const DAY = 24 * 60 * 60 * 1000;
+
 /** The second write of a claim: commit (the key handled, the record written) or release. */
 interface Finish {
   readonly key: string;
   readonly subject: string | null;
   readonly holder: string;
+  /** The record the claim read, as stored (JSON), which a commit after a lapsed hold finds unchanged. */
+  readonly readText: string | null;
   readonly record: JournalRecord | null;
   readonly handled: boolean;
   readonly now: number;
+}
+
+/** What a claim holds in postback_holds: its subject, or its key for a postback without one. */
+function holdName(key: string, subject: string | null): string {
+  return subject ?? `key:${key}`;
 }
 
 class SqliteClaim implements StoreClaim<undefined> {
@@ -57,25 +65,37 @@ class SqliteClaim implements StoreClaim<undefined> {
   readonly transactional = false;
 
   constructor(
-    private readonly finishes: GroupCommit<Finish, void>,
+    private readonly store: {
+      readonly finishes: GroupCommit<Finish, string | null>;
+      readonly renewHold: (name: string, holder: string) => boolean;
+    },
     private readonly key: string,
     private readonly subject: string | null,
-    /** This claim's token on the subject's row, so that it gives up only its own hold. */
+    /** This claim's token on its hold, so that it gives up and writes only what it holds. */
     private readonly holder: string,
     readonly previous: JournalRecord | null,
+    /** The record as stored when the claim read it. */
+    private readonly readText: string | null,
+    readonly leaseMs: number,
   ) {}
 
-  commit(record: JournalRecord | null): Promise<void> {
-    return this.finish(record, true);
+  async commit(record: JournalRecord | null): Promise<void> {
+    const problem = await this.finish(record, true);
+    if (problem !== null) throw new ClaimLostError(problem);
   }
 
-  release(): Promise<void> {
-    return this.finish(null, false);
+  async release(): Promise<void> {
+    await this.finish(null, false);
   }
 
-  private finish(record: JournalRecord | null, handled: boolean): Promise<void> {
-    const { key, subject, holder } = this;
-    return this.finishes.submit({ key, subject, holder, record, handled, now: clock.now() });
+  renew(): void {
+    const name = holdName(this.key, this.subject);
+    if (!this.store.renewHold(name, this.holder)) throw new ClaimLostError(`the claim of ${name}`);
+  }
+
+  private finish(record: JournalRecord | null, handled: boolean): Promise<string | null> {
+    const { key, subject, holder, readText } = this;
+    return this.store.finishes.submit({ key, subject, holder, readText, record, handled, now: clock.now() });
   }
 }
 
@@ -107,7 +127,7 @@ export class SqliteStore implements InboxStore<undefined> {
   private readonly db: Database;
   /** The claims' connection: the same file, without an fsync per claim. */
   private readonly claimDb: Database;
-  private readonly finishes: GroupCommit<Finish, void>;
+  private readonly finishes: GroupCommit<Finish, string | null>;
   private readonly claimTransaction: (
     key: string,
     subject: string | null,
@@ -170,67 +190,92 @@ export class SqliteStore implements InboxStore<undefined> {
     claimDb.pragma(`wal_autocheckpoint = ${WAL_CHECKPOINT_PAGES}`);
     this.claimDb = claimDb;
     const keyState = claimDb.prepare('SELECT state, expires_at FROM postback_keys WHERE key = ?');
-    const takeKey = claimDb.prepare(`
-      INSERT INTO postback_keys (key, state, expires_at) VALUES (?, ${IN_FLIGHT}, ?)
-      ON CONFLICT (key) DO UPDATE SET state = ${IN_FLIGHT}, expires_at = excluded.expires_at
-    `);
     const holdOf = claimDb.prepare('SELECT held_until FROM postback_holds WHERE subject = ?');
     const journalRow = claimDb.prepare('SELECT record, expires_at FROM postback_journal WHERE subject = ?');
-    const holdSubject = claimDb.prepare(
+    const takeHold = claimDb.prepare(
       'INSERT OR REPLACE INTO postback_holds (subject, held_by, held_until) VALUES (?, ?, ?)',
     );
-    // A postback with a subject holds the subject (a row of postback_holds), and that hold keeps
-    // its key too (the key is made from the postback, the action's id in it): a copy of it, in this
-    // process or another, waits for the hold like any other postback of the action, then finds the
-    // key handled or free. Its key row is written once, handled, by the commit. Without a subject
-    // (catalog) the key itself is held in flight. A claim so writes one row, in a table of a few
-    // pages, instead of a key row and a journal row with their expiry indexes: one WAL page of
-    // 4 KiB per claim instead of four.
+    const extendHold = claimDb.prepare('UPDATE postback_holds SET held_until = ? WHERE subject = ? AND held_by = ?');
+    // A claim holds its subject (a row of postback_holds), or for a postback without one
+    // (catalog) its key, under a token of its own, with a lease. The hold keeps the key too
+    // (the key is made from the postback, the action's id in it): a copy of it, in this process
+    // or another, waits for the hold like any other postback of the action, then finds the key
+    // handled or free. The key's row is written once, handled, by the commit. A claim so writes
+    // one row, in a table of a few pages, instead of a key row and a journal row with their
+    // expiry indexes: one WAL page of 4 KiB per claim instead of four.
     this.claimTransaction = claimDb.transaction((key: string, subject: string | null, now: number) => {
       const found = keyState.get(key) as { state: number; expires_at: number } | undefined;
+      // An in-flight key row is a claim of a version before holds: it lapses like one.
       if (found !== undefined && found.expires_at > now) return found.state === HANDLED ? 'handled' : 'in-flight';
-      const holder = randomUUID();
-      let previous: JournalRecord | null = null;
+      const name = holdName(key, subject);
+      const hold = holdOf.get(name) as { held_until: number } | undefined;
+      if (hold !== undefined && hold.held_until > now) return BUSY;
+      let read: string | null = null;
       if (subject !== null) {
-        const hold = holdOf.get(subject) as { held_until: number } | undefined;
-        if (hold !== undefined && hold.held_until > now) return BUSY;
         const row = journalRow.get(subject) as { record: string | null; expires_at: number } | undefined;
-        if (row?.record != null && row.expires_at > now) previous = JSON.parse(row.record) as JournalRecord;
-        holdSubject.run(subject, holder, now + this.leaseMs);
-      } else {
-        takeKey.run(key, now + this.leaseMs);
+        if (row?.record != null && row.expires_at > now) read = row.record;
       }
-      return new SqliteClaim(finishes, key, subject, holder, previous);
+      const holder = randomUUID();
+      takeHold.run(name, holder, now + this.leaseMs);
+      const previous = read === null ? null : (JSON.parse(read) as JournalRecord);
+      return new SqliteClaim(claimParts, key, subject, holder, previous, read, this.leaseMs);
     }).immediate;
 
     const commitKey = this.db.prepare(
       `INSERT INTO postback_keys (key, state, expires_at) VALUES (?, ${HANDLED}, ?)
        ON CONFLICT (key) DO UPDATE SET state = ${HANDLED}, expires_at = excluded.expires_at`,
     );
-    const releaseKey = this.db.prepare(`DELETE FROM postback_keys WHERE key = ? AND state = ${IN_FLIGHT}`);
-    // Written even if this claim's lease ran out and another process holds the subject now
-    // (keep leaseMs longer than listeners take); the hold is given up only if it is this claim's.
+    const isHandled = this.db.prepare(
+      `SELECT 1 FROM postback_keys WHERE key = ? AND state = ${HANDLED} AND expires_at > ?`,
+    );
+    const holderOf = this.db.prepare('SELECT held_by FROM postback_holds WHERE subject = ?');
+    const recordText = this.db.prepare('SELECT record, expires_at FROM postback_journal WHERE subject = ?');
     const writeRecord = this.db.prepare(`
       INSERT INTO postback_journal (subject, record, expires_at) VALUES (?, ?, ?)
       ON CONFLICT (subject) DO UPDATE SET record = excluded.record, expires_at = excluded.expires_at
     `);
-    const unholdSubject = this.db.prepare('DELETE FROM postback_holds WHERE subject = ? AND held_by = ?');
+    const unhold = this.db.prepare('DELETE FROM postback_holds WHERE subject = ? AND held_by = ?');
     // Shared with the inbox, whose arrivals and deliveries write the same rows.
     const writes: SqliteWrites = {
       commitKey: (key, now) => commitKey.run(key, now + this.retentionMs),
       writeRecord: (subject, record, now) => writeRecord.run(subject, JSON.stringify(record), now + this.retentionMs),
+      mayWrite: (name, holder, subject, readText, now) => {
+        const hold = holderOf.get(name) as { held_by: string } | undefined;
+        if (hold !== undefined) return hold.held_by === holder;
+        // The hold lapsed and was pruned: the claim may still write if nobody changed the
+        // record it read meanwhile (one who took the subject over would have).
+        if (subject === null) return true;
+        const row = recordText.get(subject) as { record: string | null; expires_at: number } | undefined;
+        return (row !== undefined && row.expires_at > now ? row.record : null) === readText;
+      },
+      unhold: (name, holder) => unhold.run(name, holder),
     };
-    const finishOne = ({ key, subject, holder, record, handled, now }: Finish): void => {
-      if (handled) writes.commitKey(key, now);
-      else releaseKey.run(key);
-      if (subject === null) return;
-      if (record !== null) writes.writeRecord(subject, record, now);
-      unholdSubject.run(subject, holder);
+    /** Null once written; why not, when this claim's hold was taken over. */
+    const finishOne = ({ key, subject, holder, readText, record, handled, now }: Finish): string | null => {
+      const name = holdName(key, subject);
+      if (!handled) {
+        writes.unhold(name, holder);
+        return null;
+      }
+      if (!writes.mayWrite(name, holder, subject, readText, now)) {
+        // Committed before, its answer lost: nothing to write again.
+        if (isHandled.get(key, now) !== undefined) return null;
+        return `the claim of ${name}`;
+      }
+      writes.commitKey(key, now);
+      if (subject !== null && record !== null) writes.writeRecord(subject, record, now);
+      writes.unhold(name, holder);
+      return null;
     };
     // The commits and releases of the postbacks handled at the same time: one transaction, one fsync.
-    const finishes = new GroupCommit<Finish, void>(
+    const finishes = new GroupCommit<Finish, string | null>(
       this.db.transaction((batch: readonly Finish[]) => batch.map(finishOne)).immediate,
     );
+    const claimParts = {
+      finishes,
+      renewHold: (name: string, holder: string): boolean =>
+        extendHold.run(clock.now() + this.leaseMs, name, holder).changes > 0,
+    };
 
     this.finishes = finishes;
     this.inbox = new SqliteInbox(
@@ -289,7 +334,7 @@ export class SqliteStore implements InboxStore<undefined> {
   close(): void {
     clearInterval(this.pruneTimer);
     this.finishes.flush();
-    this.inbox.flush();
+    this.inbox.close();
     this.claimDb.close();
     this.db.close();
   }

@@ -23,7 +23,10 @@ export interface StoreClaim<T> {
   readonly transactional: boolean;
   /**
    * Records the key as handled and, unless `record` is null, the subject's new record. `outcome`
-   * says how it was emitted (an inbox row keeps it).
+   * says how it was emitted (an inbox row keeps it). Fenced: a claim whose lease lapsed and whose
+   * subject (or key) another claim took over since throws ClaimLostError and writes nothing. A
+   * commit made again after one whose answer was lost (it was done) succeeds, writing nothing
+   * twice.
    */
   commit(record: JournalRecord | null, outcome: CommitOutcome): void | Promise<void>;
   /**
@@ -33,6 +36,14 @@ export interface StoreClaim<T> {
    * reach a transaction that commits).
    */
   release(reason: 'failed' | 'timeout'): void | Promise<void>;
+  /**
+   * Where the store holds claims by a lease (that lapses should their holder die): its length, in
+   * ms. The router renews such a claim every third of it while listeners run and while a failed
+   * commit is tried again.
+   */
+  readonly leaseMs?: number;
+  /** Extends the lease; throws ClaimLostError when another claim took the subject or key over. */
+  renew?(): void | Promise<void>;
 }
 
 /** What `readJournal` gives: one record or null per subject asked for. */
@@ -114,13 +125,15 @@ export interface InboxClaim<T> extends StoreClaim<T> {
   readonly row: InboxRow;
   /**
    * Records a failed attempt: due again `retryAfterMs` from now (the store's now, so that every
-   * instance reads one clock), or dead when it is null.
+   * instance reads one clock), or dead when it is null. True once recorded; false when the row
+   * was no longer this claim's to record (another took it over, or counted an attempt since).
    */
-  recordFailure(error: string, retryAfterMs: number | null): Promise<void>;
-  /** Where the store holds rows by lease: its length, in ms; the worker renews it every third. */
-  readonly leaseMs?: number;
-  /** Extends the lease while the row's listeners run. */
-  renew?(): Promise<void>;
+  recordFailure(error: string, retryAfterMs: number | null): Promise<boolean>;
+  /**
+   * A later postback of the row's action was delivered already (the row was retried after it
+   * died): it is delivered as `stale`, so that the action never moves back.
+   */
+  readonly superseded?: boolean;
 }
 
 export interface InboxStats {

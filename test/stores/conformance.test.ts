@@ -284,6 +284,50 @@ for (const kind of [memoryKind(), sqliteKind(), redisKind(), postgresKind()]) {
       expect(await store.begin(key, subject)).to.equal('handled');
     });
 
+    it('never lets a claim that lapsed write over, or free, the claim that took its subject or key over', async () => {
+      const store = kind.create({ leaseMs: 150, lockTimeoutMs: 100 });
+      const subject = `action:${randomUUID()}`;
+      const lapsed = claimOf(await store.begin(randomUUID(), subject));
+      await kind.abandon(lapsed);
+      const current = claimOf(await store.begin(randomUUID(), subject));
+      expect(current.previous).to.equal(null);
+      await Promise.resolve(current.commit({ status: 'REVERSED' }, 'delivered'));
+      let refused = false;
+      try {
+        await lapsed.commit({ status: 'PENDING' }, 'delivered');
+      } catch {
+        refused = true;
+      }
+      expect({ refused, journal: await store.readJournal?.([subject]) }).to.deep.equal({
+        refused: true,
+        journal: [{ status: 'REVERSED' }],
+      });
+
+      const key = randomUUID();
+      const lapsedKey = claimOf(await store.begin(key, null));
+      await kind.abandon(lapsedKey);
+      const currentKey = claimOf(await store.begin(key, null));
+      await Promise.resolve(lapsedKey.release('failed')).catch(() => undefined);
+      await currentKey.renew?.();
+      expect(await store.begin(key, null)).to.equal('in-flight');
+      await currentKey.release('failed');
+    });
+
+    it('keeps a claim it renews past its lease: nobody else takes its subject meanwhile', async () => {
+      const store = kind.create({ leaseMs: 150, lockTimeoutMs: 100 });
+      const subject = `action:${randomUUID()}`;
+      const claim = claimOf(await store.begin(randomUUID(), subject));
+      for (let renewed = 0; renewed < 8; renewed += 1) {
+        await sleep(50);
+        await claim.renew?.();
+      }
+      expect(await store.begin(randomUUID(), subject)).to.equal('in-flight');
+      await claim.commit({ status: 'PENDING' }, 'delivered');
+      const next = claimOf(await store.begin(randomUUID(), subject));
+      expect(next.previous).to.deep.equal({ status: 'PENDING' });
+      await next.release('failed');
+    });
+
     it('forgets a handled key and its record after the retention', async () => {
       const store = kind.create({ retentionMs: 150 });
       const key = randomUUID();

@@ -113,20 +113,28 @@ function keyOf(index: number): string {
 function runAgainstModel(maxKeys: number, sequence: readonly Operation[]): void {
   const store = new MemoryKeys({ maxKeys, maxAgeMs: 7 * 24 * 3600_000, leaseMs: 5 * 60_000 });
   const model = new ModelStore(maxKeys);
+  // A claim's token, which its commit and release hand back; the model has no tokens.
+  const tokens = new Map<string, number>();
+  const claimOf = (key: string): string => {
+    const found = store.claim(key);
+    if (typeof found !== 'number') return found;
+    tokens.set(key, found);
+    return 'claimed';
+  };
   for (const [kind, index] of sequence) {
     const key = keyOf(index);
-    if (kind === 'claim') expect(store.claim(key), `claim ${key}`).to.equal(model.claim(key));
+    if (kind === 'claim') expect(claimOf(key), `claim ${key}`).to.equal(model.claim(key));
     else if (kind === 'commit') {
-      store.commit(key);
+      expect(store.commit(key, tokens.get(key) ?? 0)).to.equal(true);
       model.commit(key);
     } else {
-      store.release(key);
+      store.release(key, tokens.get(key) ?? 0);
       model.release(key);
     }
     expect(store.size).to.equal(model.size);
   }
   // Every key the model holds is still there, in its state; with the sizes equal, no other is.
-  for (const [key, state] of model.held()) expect(store.claim(key), `held ${key}`).to.equal(state);
+  for (const [key, state] of model.held()) expect(claimOf(key), `held ${key}`).to.equal(state);
 }
 
 describe('MemoryStore keys against a plain model of its eviction order', () => {
