@@ -18,6 +18,8 @@ export interface PgClient {
 
 /** A client checked out of a pool, as node-postgres's pool hands it out. */
 export interface PgPoolClient extends PgClient {
+  /** The server process of the connection (node-postgres sets it once connected). */
+  readonly processID?: number | null;
   /** Back to the pool; with an error (or true), the connection is closed instead. */
   release(error?: Error | boolean): void;
   on(event: 'error', listener: (error: Error) => void): unknown;
@@ -42,6 +44,8 @@ export class Connection {
   constructor(
     readonly client: PgPoolClient,
     private readonly boundMs: number,
+    /** Ends a server process through another connection, and waits until it is gone. */
+    private readonly terminateBackend?: (pid: number) => Promise<void>,
   ) {
     // A connection lost while held fails its queries; its 'error' event must not end the process.
     client.on('error', this.ignore);
@@ -88,6 +92,18 @@ export class Connection {
     this.end(new Error('closed by impact-postbacks'));
   }
 
+  /**
+   * Closes the connection and ends its server process at once. A server process running a long
+   * query goes on after its client is gone, holding its transaction's locks (the subject's, an
+   * inbox row's) until the query ends; ending it lets them go now. Closing alone is the fallback.
+   */
+  async terminate(): Promise<void> {
+    const pid = this.client.processID;
+    this.close();
+    if (typeof pid !== 'number' || this.terminateBackend === undefined) return;
+    await this.terminateBackend(pid).catch(() => undefined);
+  }
+
   private end(error: Error | undefined): void {
     if (this.released) return;
     this.released = true;
@@ -123,9 +139,13 @@ export interface PostgresParts {
   connectListener(): Promise<PgPoolClient>;
 }
 
+/** Ends a server process and waits up to a second for it to be gone (PostgreSQL 14 and later wait). */
+export const TERMINATE_BACKEND_SQL = 'SELECT pg_terminate_backend($1::int, 1000)';
+
 export class PostgresClaim<C> implements StoreClaim<C> {
   readonly transactional = true;
-  private finished = false;
+  /** Committed or released (or being so): its transaction is over, or about to be. */
+  protected finished = false;
 
   constructor(
     protected readonly connection: Connection,
@@ -141,7 +161,9 @@ export class PostgresClaim<C> implements StoreClaim<C> {
   async commit(record: JournalRecord | null, outcome: CommitOutcome): Promise<void> {
     this.finish();
     const { writeRecord, first } = this.writes;
-    const statements: string[] = [];
+    // Deferred constraints (the listeners' own) are checked first, so that one that fails does
+    // so before COMMIT, while the transaction is still there (an inbox row stays locked).
+    const statements: string[] = ['SET CONSTRAINTS ALL IMMEDIATE'];
     if (first !== undefined) statements.push(first(outcome));
     if (record !== null && this.subject !== null) statements.push(writeRecord(this.subject, record));
     statements.push('COMMIT');
@@ -155,18 +177,25 @@ export class PostgresClaim<C> implements StoreClaim<C> {
         throw new Error(`PostgreSQL rolled the transaction back (${String(command)}): a statement in it had failed`);
       }
     } catch (error) {
-      this.connection.close();
+      await this.afterFailedCommit();
       throw error;
     }
     this.connection.giveBack();
   }
 
+  /** The transaction could not commit: the connection is closed, and PostgreSQL rolls it back. */
+  protected afterFailedCommit(): Promise<void> {
+    this.connection.close();
+    return Promise.resolve();
+  }
+
   async release(reason: 'failed' | 'timeout'): Promise<void> {
     this.finish();
     // Listeners past their timeout may still be using the client: it must never go back to the
-    // pool, where their late writes would land in another postback's transaction.
+    // pool, where their late writes would land in another postback's transaction. Its server
+    // process is ended too, should a listener's query still run there.
     if (reason === 'timeout') {
-      this.connection.close();
+      await this.connection.terminate();
       return;
     }
     await this.connection.rollBack();

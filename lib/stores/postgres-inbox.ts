@@ -1,5 +1,11 @@
 import { sqlLiteral } from './postgres-literal';
-import { PostgresClaim, type CommitWrites, type Connection, type PostgresParts } from './postgres-claim';
+import {
+  PostgresClaim,
+  type CommitWrites,
+  type Connection,
+  type PgQueryResult,
+  type PostgresParts,
+} from './postgres-claim';
 import type {
   CommitOutcome,
   InboxClaim,
@@ -31,6 +37,7 @@ interface RowRecord {
   delivered_at?: Date | null;
   outcome?: CommitOutcome | null;
   previous?: JournalRecord | null;
+  superseded?: boolean;
 }
 
 function rowOf(record: RowRecord): InboxRow {
@@ -55,7 +62,6 @@ function rowOf(record: RowRecord): InboxRow {
   };
 }
 
-/** A row's claim: a transaction like a direct claim's, whose commit also marks the row delivered. */
 /** Taken after the row: a failed delivery rolls back to it, keeping the row locked. */
 const SAVEPOINT = 'impact_postbacks_row';
 /** How long arrivals gather before one NOTIFY tells the other instances of them, in ms. */
@@ -65,17 +71,22 @@ const ANNOUNCE_MS = 5;
  * A row's claim: a transaction like a direct claim's, whose commit also marks the row
  * delivered. A failure is rolled back and recorded as one step (`release` only notes why): were
  * the row's lock let go first, another worker could take the row before its attempt is counted
- * and its retry put off.
+ * and its retry put off. Where the transaction is over already (its commit failed, or listeners
+ * ran past the timeout), the attempt is recorded through another connection, and counted only
+ * if nobody counted one since the row was taken.
  */
 class PostgresInboxClaim<C> extends PostgresClaim<C> implements InboxClaim<C> {
   private releasedFor: 'failed' | 'timeout' = 'failed';
+  /** The commit failed while its transaction was still there: it is back at the row's savepoint. */
+  private backAtRow = false;
 
   constructor(
     connection: Connection,
     writes: CommitWrites,
     previous: JournalRecord | null,
     readonly row: InboxRow,
-    private readonly failure: { readonly sql: string; run(text: string, values: unknown[]): Promise<unknown> },
+    readonly superseded: boolean,
+    private readonly failure: { readonly sql: string; run(text: string, values: unknown[]): Promise<PgQueryResult> },
   ) {
     super(connection, writes, row.subject, previous);
   }
@@ -85,27 +96,46 @@ class PostgresInboxClaim<C> extends PostgresClaim<C> implements InboxClaim<C> {
     return Promise.resolve();
   }
 
-  async recordFailure(error: string, retryAfterMs: number | null): Promise<void> {
-    const values = [this.row.id, error, retryAfterMs];
-    if (this.releasedFor === 'timeout') {
-      // Listeners may still use the connection: it is closed, not rolled back and reused. The
-      // attempt is recorded through another one, whose update queues on the row's lock until
-      // the close lets it go.
-      const recorded = this.failure.run(this.failure.sql, values);
-      await super.release('timeout');
-      await recorded;
-      return;
-    }
-    this.finish();
+  /**
+   * A statement of the commit failed (the listeners' transaction had failed, or a deferred
+   * constraint): the transaction is still there, so it goes back to the row's savepoint and the
+   * row stays locked until the failure is recorded. A COMMIT that failed ended it: closed.
+   */
+  protected override async afterFailedCommit(): Promise<void> {
     try {
       await this.connection.query(`ROLLBACK TO SAVEPOINT ${SAVEPOINT}`);
-      await this.connection.query(this.failure.sql, values);
+      this.backAtRow = true;
+    } catch {
+      this.connection.close();
+    }
+  }
+
+  async recordFailure(error: string, retryAfterMs: number | null): Promise<boolean> {
+    const values = [this.row.id, error, retryAfterMs, this.row.attempts];
+    if (this.releasedFor === 'timeout' && !this.finished) {
+      // Listeners may still use the connection: it is ended, not rolled back and reused. The
+      // attempt is recorded through another one, whose update queues on the row's lock and so
+      // comes before any other worker's take of the row once the end lets the lock go.
+      this.finished = true;
+      const recorded = this.failure.run(this.failure.sql, values);
+      await this.connection.terminate();
+      return ((await recorded).rowCount ?? 0) > 0;
+    }
+    if (this.finished && !this.backAtRow) {
+      // The commit failed and its transaction, with the row's lock, is gone.
+      return ((await this.failure.run(this.failure.sql, values)).rowCount ?? 0) > 0;
+    }
+    this.finished = true;
+    try {
+      if (!this.backAtRow) await this.connection.query(`ROLLBACK TO SAVEPOINT ${SAVEPOINT}`);
+      const { rowCount } = await this.connection.query(this.failure.sql, values);
       await this.connection.query('COMMIT');
+      this.connection.giveBack();
+      return (rowCount ?? 0) > 0;
     } catch (cause) {
       this.connection.close();
       throw cause;
     }
-    this.connection.giveBack();
   }
 }
 
@@ -144,7 +174,7 @@ export class PostgresInbox<T> implements StoreInbox<T> {
       failed: `UPDATE ${inbox} SET attempts = attempts + 1, last_error = $2,
         status = CASE WHEN $3::bigint IS NULL THEN 'dead' ELSE 'retrying' END,
         next_attempt_at = coalesce(now() + $3::bigint * interval '1 millisecond', next_attempt_at)
-        WHERE id = $1 AND status IN ('pending', 'retrying')`,
+        WHERE id = $1 AND status IN ('pending', 'retrying') AND attempts = $4`,
       counts: `SELECT status, count(*)::int AS count FROM ${inbox} GROUP BY status`,
       oldest: `SELECT (extract(epoch FROM now() - min(received_at)) * 1000)::float8 AS age
         FROM ${inbox} WHERE status IN ('pending', 'retrying')`,
@@ -206,7 +236,7 @@ export class PostgresInbox<T> implements StoreInbox<T> {
         ...this.parts.writes,
         first: (outcome: CommitOutcome) => this.sql.delivered(row.id, outcome),
       };
-      return new PostgresInboxClaim<T>(connection, writes, found.previous ?? null, row, {
+      return new PostgresInboxClaim<T>(connection, writes, found.previous ?? null, row, found.superseded === true, {
         sql: this.sql.failed,
         run: (text, values) => this.parts.run(text, values),
       });

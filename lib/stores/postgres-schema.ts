@@ -26,12 +26,12 @@ export interface PostgresObjects {
 }
 
 // Unquoted-identifier characters only, and short enough that the longest derived name
-// (<prefix>journal_expires_at, <prefix>inbox_next_v3) stays within PostgreSQL's 63 bytes.
+// (<prefix>journal_expires_at, <prefix>inbox_next_v4) stays within PostgreSQL's 63 bytes.
 const SCHEMA_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 const TABLE_PREFIX = /^[A-Za-z_][A-Za-z0-9_]{0,44}$/;
 
 /** Raised when the DDL changes: a store finding an older version's function applies the DDL again. */
-const VERSION = 3;
+const VERSION = 4;
 
 export function checkNames(schema: unknown, tablePrefix: unknown): PostgresNames {
   if (typeof schema !== 'string' || !SCHEMA_NAME.test(schema)) {
@@ -141,10 +141,15 @@ CREATE TABLE IF NOT EXISTS ${inbox} (
 CREATE INDEX IF NOT EXISTS "${tablePrefix}inbox_waiting" ON ${inbox} (id) WHERE status IN ('pending', 'retrying');
 CREATE INDEX IF NOT EXISTS "${tablePrefix}inbox_subject" ON ${inbox} (subject, id) WHERE status IN ('pending', 'retrying');
 CREATE INDEX IF NOT EXISTS "${tablePrefix}inbox_status" ON ${inbox} (status, id);
+-- Every row of a subject, delivered ones too: a retried row learns whether a later one of its
+-- action was delivered already.
+CREATE INDEX IF NOT EXISTS "${tablePrefix}inbox_subject_all" ON ${inbox} (subject, id);
 
 -- Arrival: the key and the row in one statement, or neither (a copy). It sends no NOTIFY: a
 -- transaction that notifies takes a database-wide lock at commit, which made arrivals commit one
--- at a time; the store notifies separately, at most once every few milliseconds.
+-- at a time; the store notifies separately, at most once every few milliseconds. Arrivals of one
+-- subject take their ids one after the other (a lock of their own, not the one deliveries hold),
+-- so that the order of ids is the order they commit and are answered in: the order delivered.
 CREATE OR REPLACE FUNCTION ${inboxAdd}(p_key text, p_subject text, p_route text, p_format text, p_ip text,
   p_path text, p_received_at timestamptz, p_fields json, p_retention_ms bigint)
 RETURNS bigint
@@ -152,6 +157,9 @@ LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
   v_id bigint;
 BEGIN
+  IF p_subject IS NOT NULL THEN
+    PERFORM pg_advisory_xact_lock(hashtextextended('${lockNamespace(names)}arrival:' || p_subject, 0));
+  END IF;
   INSERT INTO ${keys} AS k (key, expires_at)
     VALUES (p_key, now() + p_retention_ms * interval '1 millisecond')
     ON CONFLICT (key) DO UPDATE SET handled_at = now(), expires_at = EXCLUDED.expires_at
@@ -168,11 +176,13 @@ $$;
 
 -- Delivery: the oldest row due whose subject has no earlier row waiting (a subject's postbacks
 -- go in the order they arrived), skipping rows other workers hold; then the subject's advisory
--- lock and its journal state, as a claim takes them.
+-- lock and its journal state, as a claim takes them; and whether a later lifecycle postback of
+-- its action was delivered already (a row that died and was retried: it must not move the
+-- action back).
 CREATE OR REPLACE FUNCTION ${inboxNext}(p_lock_timeout_ms integer)
 RETURNS TABLE (id bigint, key text, subject text, route text, format text, ip text, path text,
   received_at timestamptz, fields json, status text, attempts integer, last_error text,
-  next_attempt_at timestamptz, previous jsonb)
+  next_attempt_at timestamptz, previous jsonb, superseded boolean)
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
   v_lock_timeout text := current_setting('lock_timeout');
@@ -200,7 +210,9 @@ BEGIN
   END IF;
   RETURN QUERY SELECT v.id, v.key, v.subject, v.route, v.format, v.ip, v.path, v.received_at, v.fields,
     v.status, v.attempts, v.last_error, v.next_attempt_at,
-    (SELECT j.state FROM ${journal} j WHERE j.subject = v.subject AND j.expires_at > now());
+    (SELECT j.state FROM ${journal} j WHERE j.subject = v.subject AND j.expires_at > now()),
+    (v.route = 'actions' AND EXISTS (SELECT 1 FROM ${inbox} l WHERE l.subject = v.subject AND l.id > v.id
+      AND l.route = 'actions' AND l.status = 'delivered' AND l.outcome = 'delivered'));
 END
 $$;
 `;

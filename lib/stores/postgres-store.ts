@@ -10,6 +10,7 @@ import {
 import {
   Connection,
   PostgresClaim,
+  TERMINATE_BACKEND_SQL,
   type CommitWrites,
   type PgClient,
   type PgPool,
@@ -208,7 +209,9 @@ export class PostgresStore<T extends PgClient = PgClient> implements InboxStore<
 
   private async connect(): Promise<Connection> {
     await this.ensureSchema();
-    return new Connection(await this.pool.connect(), this.boundMs);
+    return new Connection(await this.pool.connect(), this.boundMs, async (pid) => {
+      await this.run(TERMINATE_BACKEND_SQL, [pid]);
+    });
   }
 
   private async run(text: string, values?: unknown[]): Promise<PgQueryResult> {
