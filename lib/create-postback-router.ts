@@ -6,6 +6,7 @@ import { parseUrlEncoded, queryStringOf } from './body/parse-urlencoded';
 import { dedupeKey } from './dedupe/dedupe-key';
 import { callListeners, withTimeout } from './delivery/call-listeners';
 import { ignore, type DeliveryOutcome } from './delivery/apply-claim';
+import { ClaimUnits } from './delivery/claim-unit';
 import { createDirectDelivery } from './delivery/direct';
 import { createInboxDelivery, type PostbackInbox } from './delivery/inbox';
 import { PostbackError, type PostbackErrorCode } from './errors';
@@ -113,6 +114,10 @@ export function createPostbackRouter<T = undefined>(options: PostbackRouterOptio
     });
   }
 
+  /** Claims being worked on asynchronously, which close() waits for and, past its timeout, gives up. */
+  const units = new ClaimUnits();
+  /** Aborted by close(): a reconciliation under way stops its request or its wait. */
+  const stopping = new AbortController();
   const inboxDelivery =
     settings.delivery.mode === 'inbox'
       ? createInboxDelivery(
@@ -120,6 +125,7 @@ export function createPostbackRouter<T = undefined>(options: PostbackRouterOptio
           settings.delivery.inbox,
           { ...settings, ...settings.delivery },
           reportError,
+          units,
           (eventName, args) => {
             notify(eventName, ...args);
           },
@@ -127,7 +133,7 @@ export function createPostbackRouter<T = undefined>(options: PostbackRouterOptio
           (event) => ROUTE_EVENTS[event.meta.route],
         )
       : null;
-  const directDelivery = createDirectDelivery(emitter, settings.store, settings, reportError);
+  const directDelivery = createDirectDelivery(emitter, settings.store, settings, reportError, units);
   const deliver =
     inboxDelivery === null ? directDelivery : (_eventName: string, event: PostbackEvent) => inboxDelivery.arrive(event);
   /** Requests being handled now, so that close() can wait for them. */
@@ -314,9 +320,11 @@ export function createPostbackRouter<T = undefined>(options: PostbackRouterOptio
       reportHandled(started, route, format, ip, outcome.error.status, outcome.error.code, 'failed');
       return;
     }
-    if (outcome.kind === 'duplicate') notify('duplicate', event);
+    // Only reconciliation, which answers nobody, is overtaken: a postback is a duplicate then.
+    const kind = outcome.kind === 'overtaken' ? 'duplicate' : outcome.kind;
+    if (kind === 'duplicate') notify('duplicate', event);
     // With the inbox, a 2xx means stored: the worker delivers it afterwards.
-    const answered = inboxDelivery !== null && outcome.kind === 'delivered' ? 'stored' : outcome.kind;
+    const answered = inboxDelivery !== null && kind === 'delivered' ? 'stored' : kind;
     sendSuccess(req, res, settings.successResponse, answered);
     reportHandled(started, route, format, ip, res.statusCode, null, answered);
   }
@@ -402,8 +410,8 @@ export function createPostbackRouter<T = undefined>(options: PostbackRouterOptio
     const reconciling = reconcileActions(reconcileOptions, {
       readJournal: store.readJournal.bind(store),
       ordering: settings.ordering,
-      deliver: async (event) => directDelivery('action', event),
-      stopped: () => closing !== null,
+      deliver: async (event, readKey) => directDelivery('action', event, readKey),
+      stopped: stopping.signal,
     });
     const running = reconciling.then(ignore, ignore);
     handling.add(running);
@@ -412,10 +420,14 @@ export function createPostbackRouter<T = undefined>(options: PostbackRouterOptio
   };
   emitter.close = (closeOptions = {}) => {
     closing ??= (async () => {
+      stopping.abort();
       const timeoutMs = closeOptions.timeoutMs ?? settings.listenerTimeout;
       const deadline = Date.now() + timeoutMs;
       const inboxStopped = inboxDelivery?.stop(timeoutMs);
       await withTimeout(Promise.all([...handling]), timeoutMs, undefined);
+      // Claims still worked on after their answer (listeners past the timeout, a commit tried
+      // again) end before the store closes; those that do not by the deadline are given up.
+      await units.drain(deadline - Date.now());
       await inboxStopped;
       await withTimeout(
         Promise.resolve(settings.store.close?.()),

@@ -145,10 +145,19 @@ export interface InquiryState {
  * - `transaction`: with PostgresStore, the client of the open transaction that records this
  *   postback: what a listener writes through it commits with the postback's record, or rolls
  *   back with it. `undefined` with the other stores.
+ * - `idempotencyKey`: what to make a write idempotent on (a unique key in your table) with a store
+ *   whose claims are not transactions: the same for this change of the action however it comes
+ *   (impact.com's retry, the inbox, a delivery again after a crash, reconciliation finding it),
+ *   and different for every other change. Catalog postbacks: their dedupe key.
+ * - `signal`: aborted when the router gives the delivery up (listeners past the timeout with
+ *   PostgresStore, past the give-up bound with the other stores, or `close()` past its timeout):
+ *   write nothing more, as what is written then is not recorded with the postback.
  */
 export interface DeliveryContext<S, T> {
   readonly previous: S | null;
   readonly transaction: T;
+  readonly idempotencyKey: string;
+  readonly signal: AbortSignal;
 }
 
 /** Every event the router emits, with its listener arguments; `T` is the store's transaction type. */

@@ -216,7 +216,11 @@ describe('acknowledgement and delivery', () => {
 
   describe('with a store that fails', () => {
     class FailingStore implements PostbackStore {
-      constructor(private readonly failing: 'begin' | 'commit') {}
+      constructor(
+        private readonly failing: 'begin' | 'commit',
+        /** Commits that fail before they work again. */
+        private commitFailures = Infinity,
+      ) {}
       readonly memory = new MemoryStore();
       begin(key: string, subject: string | null): Promise<BeginResult<undefined>> {
         if (this.failing === 'begin') return Promise.reject(new Error('store down'));
@@ -226,7 +230,9 @@ describe('acknowledgement and delivery', () => {
           previous: claim.previous,
           transaction: undefined,
           transactional: false,
-          commit: () => {
+          commit: (record, outcome) => {
+            if (this.commitFailures <= 0) return claim.commit(record, outcome);
+            this.commitFailures -= 1;
             throw new Error('store down');
           },
           release: () => claim.release('failed'),
@@ -243,11 +249,18 @@ describe('acknowledgement and delivery', () => {
       expect(events.error.map((error) => error.code)).to.deep.equal(['store.failed']);
     });
 
-    it('answers 2xx when only recording a handled postback fails, and reports it', async () => {
-      const { app, events } = createApp({ store: new FailingStore('commit') });
-      await request(app).get('/impact/actions?ActionId=1').expect(200);
+    it('answers 503 when recording a handled postback fails, holds it while the record is tried again, and answers its retry as a duplicate once recorded', async () => {
+      const { app, events, postbacks } = createApp({ store: new FailingStore('commit', 3), listenerTimeout: 200 });
+      const first = await request(app).get('/impact/actions?ActionId=1').expect(503);
+      expect(errorCode(first.text)).to.equal('store.failed');
+      // While the record is tried again, the postback stays held: its retry is not delivered.
+      const meanwhile = await request(app).get('/impact/actions?ActionId=1').expect(503);
+      expect(errorCode(meanwhile.text)).to.equal('postback.in_flight');
+      await sleep(1000);
+      await request(app).get('/impact/actions?ActionId=1').expect(200).expect('X-Postback-Outcome', 'duplicate');
       expect(events.action).to.have.length(1);
-      expect(events.error.map((error) => error.code)).to.deep.equal(['store.failed']);
+      expect(events.error.map((error) => error.code)).to.deep.equal(['store.failed', 'store.failed', 'store.failed']);
+      await postbacks.close();
     });
 
     it('answers 503 postback.in_flight when another process holds the key', async () => {

@@ -1,35 +1,51 @@
 import type { EventEmitter } from 'node:events';
 import { PostbackError } from '../errors';
 import type { PostbackEvent } from '../events';
-import { isAlreadyApplied, isStale, recordOf, stateOf, type Ordering } from '../journal/journal';
+import { isAlreadyApplied, isStale, recordOf, type Ordering } from '../journal/journal';
+import { isClaimLost } from '../stores/claim-lost';
 import type { CommitOutcome, JournalRecord, StoreClaim } from '../stores/store';
-import { isThenable, runListeners, withTimeout } from './call-listeners';
+import { isThenable, runListeners } from './call-listeners';
+import { ABANDONED, ClaimUnit, type ClaimUnits } from './claim-unit';
+import { deliveryContext } from './delivery-context';
 import { testHooks } from './test-hooks';
 
 export type DeliveryOutcome =
   | { readonly kind: 'delivered' }
   | { readonly kind: 'duplicate' }
   | { readonly kind: 'stale' }
+  /** Reconciliation: the journal changed between the page being read and the claim. */
+  | { readonly kind: 'overtaken' }
   | { readonly kind: 'failed'; readonly error: PostbackError };
 
 export interface DeliverySettings {
-  /** How long listeners (and the store's begin) may take before the answer is 503, in ms. */
+  /** How long listeners (and the store's begin and commit) may take before the answer is 503, in ms. */
   readonly listenerTimeout: number;
   readonly ordering: Ordering;
 }
 
 export type Maybe<T> = T | Promise<T>;
 
+/**
+ * With a store whose claims are not transactions, listeners still running this many listener
+ * timeouts after they started are given up: their claim is released (another delivery may run
+ * them again; their late writes are not recorded) and `ctx.signal` aborts.
+ */
+export const GIVE_UP_AFTER_TIMEOUTS = 10;
+/** A failed commit of a claim whose listeners' work is done is tried again after these pauses, in ms. */
+const RECOMMIT_PAUSE_MS = { first: 100, longest: 5000 };
+
 export const TIMED_OUT = Symbol('timed out');
 export const DELIVERED: DeliveryOutcome = Object.freeze({ kind: 'delivered' });
 export const DUPLICATE: DeliveryOutcome = Object.freeze({ kind: 'duplicate' });
 export const STALE: DeliveryOutcome = Object.freeze({ kind: 'stale' });
+export const OVERTAKEN: DeliveryOutcome = Object.freeze({ kind: 'overtaken' });
 
 /**
  * A delivery that went asynchronous: `answer` settles when the sender can be answered, `ended`
  * when the store's claim is committed or released, with what that final outcome was. It is
- * later than the answer when listeners of a store without transactions run past the timeout:
- * their work is being done, so the claim is kept until they finish, then committed or released.
+ * later than the answer when the store's claims are not transactions and their listeners ran
+ * past the timeout (their work is being done, so the claim is kept until they finish), or the
+ * commit failed (their work is done, so the commit is tried again until it lands).
  */
 export class Pending {
   constructor(
@@ -37,6 +53,9 @@ export class Pending {
     readonly ended: Promise<DeliveryOutcome>,
   ) {}
 }
+
+/** A claim, and for an inbox row whether a later postback of its action was delivered already. */
+export type ApplicableClaim<T> = StoreClaim<T> & { readonly superseded?: boolean };
 
 export function failed(error: PostbackError): DeliveryOutcome {
   return { kind: 'failed', error };
@@ -46,83 +65,154 @@ export function ignore(): void {
   // A promise whose outcome is reported elsewhere.
 }
 
+/** The key of the journal record a claim read: what reconciliation compared impact.com's state with. */
+export function readKeyOf(record: JournalRecord | null): string | null {
+  const key = record?.['key'];
+  return typeof key === 'string' ? key : null;
+}
+
 /**
- * Delivers one claimed postback, whichever way it came (a request answered directly, or a row
- * of the inbox): runs the listeners with `(event, { previous, transaction })`, then commits the
- * claim (the key, the subject's new record and what listeners wrote through a transactional
- * store) or releases it. A lifecycle PENDING for an action the journal knows as APPROVED or
- * REVERSED is emitted as `stale` instead (ordering 'final-states'), and committed. A lifecycle
- * postback whose state reconciliation has delivered already is not emitted: it is committed as
- * a duplicate, the journal left as it is.
+ * Delivers one claimed postback, whichever way it came (a request answered directly, a row of
+ * the inbox, reconciliation): runs the listeners with `(event, ctx)`, then commits the claim
+ * (the key, the subject's new record and what listeners wrote through a transactional store)
+ * or releases it. Decided under the claim, from the journal's record the claim read:
+ * - a lifecycle PENDING for an action the journal knows as APPROVED or REVERSED, or an inbox row
+ *   retried after a later postback of its action was delivered, is emitted as `stale` (ordering
+ *   'final-states'), and committed;
+ * - a lifecycle postback whose state reconciliation delivered already is not emitted: it is
+ *   committed as a duplicate, the journal left as it is;
+ * - a reconciled action (`readKey` given) whose journal record changed since reconciliation read
+ *   it is not delivered: a postback came in between, and the next run compares again.
  *
- * With synchronous listeners and a synchronous store the outcome comes back at once.
+ * With synchronous listeners and a synchronous store the outcome comes back at once, and no
+ * timer or promise is made.
  */
 export function createClaimApplier<T>(
   emitter: EventEmitter,
   settings: DeliverySettings,
   reportError: (error: PostbackError) => void,
+  units: ClaimUnits,
 ) {
   const { listenerTimeout: timeoutMs, ordering } = settings;
+  const giveUpMs = GIVE_UP_AFTER_TIMEOUTS * timeoutMs;
+  const renewFailed = (cause: unknown): void => {
+    reportError(new PostbackError('store.failed', 'the store failed to renew a claim', { cause }));
+  };
 
-  function deliverClaimed(claim: StoreClaim<T>, eventName: string, event: PostbackEvent): DeliveryOutcome | Pending {
-    if (isAlreadyApplied(event, claim.previous)) {
-      return pendingIfAsync(settle(claim, eventName, [], null, DUPLICATE, event.meta.key));
+  function deliverClaimed(
+    claim: ApplicableClaim<T>,
+    eventName: string,
+    event: PostbackEvent,
+    readKey?: string | null,
+  ): DeliveryOutcome | Pending {
+    const unit = new ClaimUnit(claim, units, renewFailed);
+    if (readKey !== undefined && readKeyOf(claim.previous) !== readKey) {
+      return pendingIfAsync(then(release(claim, 'failed'), () => OVERTAKEN));
     }
-    const stale = isStale(event, claim.previous, ordering);
+    const key = event.meta.key;
+    if (isAlreadyApplied(event, claim.previous)) return tracked(unit, commitClaim(claim, unit, null, DUPLICATE, key));
+    const stale = isStale(event, claim.previous, ordering) || (ordering !== 'none' && claim.superseded === true);
     const name = stale ? 'stale' : eventName;
-    const record = stale ? null : recordOf(event, claim.previous);
-    const success = stale ? STALE : DELIVERED;
     if (emitter.listenerCount(name) === 0) {
       // Nobody needs to hear of a stale postback; an unheard delivery would be lost.
-      if (stale) return pendingIfAsync(settle(claim, name, [], null, success, event.meta.key));
+      if (stale) return tracked(unit, commitClaim(claim, unit, null, STALE, key));
       const error = new PostbackError('listener.missing', `nothing listens for "${name}" events; retry later`);
       reportError(error);
       return pendingIfAsync(then(release(claim, 'failed'), () => failed(error)));
     }
-    const ctx = Object.freeze({ previous: stateOf(event, claim.previous), transaction: claim.transaction });
-    const run = runListeners(emitter, name, [event, ctx]);
-    if (!(run instanceof Promise)) return pendingIfAsync(settle(claim, name, run, record, success, event.meta.key));
-    return listenersLater(claim, name, run, record, success, event.meta.key);
+    const record = stale ? null : recordOf(event, claim.previous);
+    const success = stale ? STALE : DELIVERED;
+    const run = runListeners(emitter, name, [event, deliveryContext(event, claim, unit)]);
+    if (!(run instanceof Promise)) return tracked(unit, settle(claim, unit, name, run, record, success, key));
+    return tracked(unit, listenersLater(claim, unit, name, run, record, success, key));
+  }
+
+  /** A delivery that went asynchronous is known to close() until it ended; its renewal stops then. */
+  function tracked(unit: ClaimUnit, outcome: DeliveryOutcome | Pending): DeliveryOutcome | Pending {
+    if (!(outcome instanceof Pending)) return outcome;
+    const ended = outcome.ended.finally(() => {
+      unit.stop();
+    });
+    units.add(unit, ended);
+    return new Pending(outcome.answer, ended);
   }
 
   /**
-   * Listeners that answer later, bounded by the listener timeout. Past it the answer is 503: a
-   * transactional claim is released at once, so nothing a late listener writes is committed;
-   * any other claim is kept until the listeners finish, then committed or released as usual,
-   * so a retry meanwhile is not handled a second time.
+   * Listeners that answer later, bounded by the listener timeout, the claim renewed meanwhile.
+   * Past it the answer is 503: a transactional claim is released at once, so nothing a late
+   * listener writes is committed; any other claim is kept until the listeners finish, then
+   * committed or released as usual, so that a retry meanwhile is not handled a second time; up
+   * to the give-up bound, when it is released.
    */
   function listenersLater(
     claim: StoreClaim<T>,
+    unit: ClaimUnit,
     name: string,
     run: Promise<unknown[]>,
     record: JournalRecord | null,
     success: DeliveryOutcome,
     key: string,
   ): Pending {
-    const raced = withTimeout(run, timeoutMs, TIMED_OUT);
-    const answer = raced.then((failures) => {
-      if (failures !== TIMED_OUT) return settle(claim, name, failures, record, success, key);
+    unit.keepAlive();
+    const raced = unit
+      .wait(run, timeoutMs, TIMED_OUT, true)
+      .then((failures) =>
+        failures === TIMED_OUT || failures === ABANDONED
+          ? failures
+          : settle(claim, unit, name, failures, record, success, key),
+      );
+    const timedOut = (): PostbackError => {
       const error = new PostbackError('listener.timeout', `listeners took longer than ${timeoutMs} ms; retry later`);
       reportError(error);
-      if (claim.transactional) return then(release(claim, 'timeout'), () => failed(error));
-      return failed(error);
-    });
-    if (claim.transactional) return new Pending(answer, answer);
-    const ended = raced.then((failures) =>
-      failures === TIMED_OUT ? run.then((late) => settle(claim, name, late, record, success, key)) : answer,
+      return error;
+    };
+    if (claim.transactional) {
+      const result = raced.then((settled) => {
+        if (settled !== TIMED_OUT && settled !== ABANDONED) return settled;
+        const error = settled === ABANDONED ? closed() : timedOut();
+        unit.abandon();
+        return then(release(claim, 'timeout'), () => failed(error));
+      });
+      return new Pending(result.then(answerOf), result.then(endOf));
+    }
+    const answer = raced.then((settled) =>
+      settled === TIMED_OUT ? failed(timedOut()) : settled === ABANDONED ? failed(closed()) : answerOf(settled),
     );
+    const ended = raced.then((settled) => {
+      if (settled === ABANDONED) return giveUp(claim, unit, closed());
+      if (settled !== TIMED_OUT) return endOf(settled);
+      return unit.wait(run, giveUpMs - timeoutMs, TIMED_OUT).then((late) => {
+        if (late === ABANDONED) return giveUp(claim, unit, closed());
+        if (late === TIMED_OUT) {
+          const error = new PostbackError(
+            'listener.timeout',
+            `listeners still ran ${giveUpMs} ms after they started; given up`,
+          );
+          reportError(error);
+          return giveUp(claim, unit, error);
+        }
+        return endOf(settle(claim, unit, name, late, record, success, key));
+      });
+    });
     return new Pending(answer, ended);
   }
 
-  /** Commits after the listeners succeeded, or releases after one failed; gives the outcome. */
+  /** Listeners that never finished: their claim is let go, and their signal aborts. */
+  function giveUp(claim: StoreClaim<T>, unit: ClaimUnit, error: PostbackError): Maybe<DeliveryOutcome> {
+    unit.abandon();
+    return then(release(claim, 'timeout'), () => failed(error));
+  }
+
+  /** Commits after the listeners succeeded, or releases after one failed. */
   function settle(
     claim: StoreClaim<T>,
+    unit: ClaimUnit,
     name: string,
     failures: readonly unknown[],
     record: JournalRecord | null,
     success: DeliveryOutcome,
     key: string,
-  ): Maybe<DeliveryOutcome> {
+  ): DeliveryOutcome | Pending {
     if (failures.length > 0) {
       for (const failure of failures) {
         reportError(new PostbackError('listener.failed', `a "${name}" listener failed`, { cause: failure }));
@@ -130,41 +220,94 @@ export function createClaimApplier<T>(
       const error = new PostbackError('listener.failed', 'the postback could not be handled; retry later', {
         cause: failures[0],
       });
-      return then(release(claim, 'failed'), () => failed(error));
+      return pendingIfAsync(then(release(claim, 'failed'), () => failed(error)));
     }
-    const outcome = success.kind === 'stale' || success.kind === 'duplicate' ? success.kind : 'delivered';
-    return then(commit(claim, record, outcome), (failure) => {
-      if (failure !== null) return failure;
-      if (testHooks.afterCommit !== null) return testHooks.afterCommit(key).then(() => success);
-      return success;
-    });
+    return commitClaim(claim, unit, record, success, key);
   }
 
-  /** Null once committed; a failure to answer when a transactional commit failed. */
-  function commit(
+  /**
+   * Commits the claim. The answer waits for the commit up to the listener timeout: 2xx once it
+   * landed, 503 when it failed or did not answer in time. A transactional claim's failed commit
+   * undid the listeners' writes, and impact.com's retry does them again. Any other claim's
+   * listeners have done their work: its commit is tried again, the claim held and renewed, until
+   * it lands (a retry of the postback meanwhile finds the action held, then handled), another
+   * claim takes it over, or the router closes.
+   */
+  function commitClaim(
     claim: StoreClaim<T>,
+    unit: ClaimUnit,
     record: JournalRecord | null,
-    outcome: CommitOutcome,
-  ): Maybe<DeliveryOutcome | null> {
+    success: DeliveryOutcome,
+    key: string,
+  ): DeliveryOutcome | Pending {
+    const outcome: CommitOutcome =
+      success.kind === 'stale' || success.kind === 'duplicate' ? success.kind : 'delivered';
     let pending: void | Promise<void>;
     try {
       pending = claim.commit(record, outcome);
     } catch (error) {
-      return commitFailed(claim, error);
+      const answer = failedCommit(error);
+      if (claim.transactional || isClaimLost(error)) return answer;
+      return new Pending(Promise.resolve(answer), recommit(claim, unit, record, outcome, success));
     }
-    if (!isThenable(pending)) return null;
-    return Promise.resolve(pending).then(
+    if (!isThenable(pending)) return pendingIfAsync(afterCommit(success, key));
+    const landed = Promise.resolve(pending).then(
       () => null,
-      (error: unknown) => commitFailed(claim, error),
+      (error: unknown) => ({ error }),
     );
+    const answer = unit.wait(landed, timeoutMs, TIMED_OUT, true).then((result) => {
+      if (result === null) return afterCommit(success, key);
+      if (result === ABANDONED) return failed(closed());
+      return failedCommit(
+        result === TIMED_OUT ? new Error(`the store did not commit within ${timeoutMs} ms`) : result.error,
+      );
+    });
+    const ended = landed.then((result) => {
+      if (result === null) return success;
+      if (claim.transactional || isClaimLost(result.error)) return failedCommit(result.error);
+      return recommit(claim, unit, record, outcome, success);
+    });
+    return new Pending(answer, ended);
   }
 
-  function commitFailed(claim: StoreClaim<T>, cause: unknown): DeliveryOutcome | null {
-    const error = new PostbackError('store.failed', 'the store failed to record the postback; retry later', { cause });
+  async function recommit(
+    claim: StoreClaim<T>,
+    unit: ClaimUnit,
+    record: JournalRecord | null,
+    outcome: CommitOutcome,
+    success: DeliveryOutcome,
+  ): Promise<DeliveryOutcome> {
+    unit.keepAlive();
+    for (let pause = RECOMMIT_PAUSE_MS.first; ; pause = Math.min(pause * 2, RECOMMIT_PAUSE_MS.longest)) {
+      if ((await unit.wait(new Promise(ignore), pause, TIMED_OUT)) === ABANDONED) {
+        // The router closes: the claim lapses, and its postback is delivered again (ctx.idempotencyKey).
+        return failed(closed());
+      }
+      try {
+        await claim.commit(record, outcome);
+        return success;
+      } catch (error) {
+        const problem = failedCommit(error);
+        if (isClaimLost(error)) return problem;
+      }
+    }
+  }
+
+  function afterCommit(success: DeliveryOutcome, key: string): Maybe<DeliveryOutcome> {
+    if (testHooks.afterCommit !== null) return testHooks.afterCommit(key).then(() => success);
+    return success;
+  }
+
+  function failedCommit(cause: unknown): DeliveryOutcome {
+    const error = isClaimLost(cause)
+      ? new PostbackError('store.failed', 'another delivery took this postback over; retry later', { cause })
+      : new PostbackError('store.failed', 'the store failed to record the postback; retry later', { cause });
     reportError(error);
-    // A transactional claim's failed commit undid the listeners' writes: impact.com must retry.
-    // Otherwise their work is done, and a retry would do it twice: the answer stays 2xx.
-    return claim.transactional ? failed(error) : null;
+    return failed(error);
+  }
+
+  function closed(): PostbackError {
+    return new PostbackError('router.closed', 'this receiver shut down while the postback was handled; retry later');
   }
 
   /** Releases a claim; a store failure here is reported, and the answer stays what it was. */
@@ -187,12 +330,21 @@ export function createClaimApplier<T>(
   return deliverClaimed;
 }
 
+function answerOf(outcome: DeliveryOutcome | Pending): Promise<DeliveryOutcome> | DeliveryOutcome {
+  return outcome instanceof Pending ? outcome.answer : outcome;
+}
+
+function endOf(outcome: DeliveryOutcome | Pending): Promise<DeliveryOutcome> | DeliveryOutcome {
+  return outcome instanceof Pending ? outcome.ended : outcome;
+}
+
 /** Applies `next` at once to a value, or once a promise of it resolves. */
 export function then<A, B>(value: Maybe<A>, next: (value: A) => Maybe<B>): Maybe<B> {
   return isThenable(value) ? Promise.resolve(value).then(next) : next(value);
 }
 
-export function pendingIfAsync(outcome: Maybe<DeliveryOutcome>): DeliveryOutcome | Pending {
+export function pendingIfAsync(outcome: Maybe<DeliveryOutcome> | Pending): DeliveryOutcome | Pending {
+  if (outcome instanceof Pending) return outcome;
   if (!isThenable(outcome)) return outcome;
   const answer = Promise.resolve(outcome);
   return new Pending(answer, answer);

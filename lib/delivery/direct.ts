@@ -15,6 +15,7 @@ import {
   type Maybe,
 } from './apply-claim';
 import { isThenable, withTimeout } from './call-listeners';
+import type { ClaimUnits } from './claim-unit';
 import { testHooks } from './test-hooks';
 
 /**
@@ -36,9 +37,10 @@ export function createDirectDelivery<T>(
   store: PostbackStore<T>,
   settings: DeliverySettings,
   reportError: (error: PostbackError) => void,
+  units: ClaimUnits,
 ) {
   const timeoutMs = settings.listenerTimeout;
-  const deliverClaimed = createClaimApplier<T>(emitter, settings, reportError);
+  const deliverClaimed = createClaimApplier<T>(emitter, settings, reportError, units);
   /** Units in this process that went asynchronous, by subject (by key when there is none). */
   const busy = new Map<string, Promise<void>>();
 
@@ -53,14 +55,16 @@ export function createDirectDelivery<T>(
   /**
    * Delivers one postback. With a synchronous store and listeners the outcome comes back at
    * once, not as a promise, so the answer is written in the same turn of the event loop.
+   * `readKey`, for reconciliation: the key of the journal record its comparison read, which the
+   * claim must find unchanged.
    */
-  return function deliver(eventName: string, event: PostbackEvent): Maybe<DeliveryOutcome> {
+  return function deliver(eventName: string, event: PostbackEvent, readKey?: string | null): Maybe<DeliveryOutcome> {
     const subject = subjectOf(event);
     const lock = subject ?? event.meta.key;
     // Mostly empty: with a synchronous store and listeners no unit ever waits.
     const earlier = busy.size === 0 ? undefined : busy.get(lock);
-    if (earlier !== undefined) return deliverAfter(earlier, lock, eventName, event, subject);
-    return start(lock, eventName, event, subject);
+    if (earlier !== undefined) return deliverAfter(earlier, lock, eventName, event, subject, readKey);
+    return start(lock, eventName, event, subject, readKey);
   };
 
   /**
@@ -74,6 +78,7 @@ export function createDirectDelivery<T>(
     eventName: string,
     event: PostbackEvent,
     subject: string | null,
+    readKey: string | null | undefined,
   ): Promise<DeliveryOutcome> {
     const deadline = Date.now() + timeoutMs;
     // Several may wait for one unit; the first to wake takes the subject, the others wait again.
@@ -81,7 +86,7 @@ export function createDirectDelivery<T>(
       const left = deadline - Date.now();
       if (left <= 0 || (await withTimeout(waiting, left, TIMED_OUT)) === TIMED_OUT) break;
     }
-    return start(lock, eventName, event, subject);
+    return start(lock, eventName, event, subject, readKey);
   }
 
   function start(
@@ -89,6 +94,7 @@ export function createDirectDelivery<T>(
     eventName: string,
     event: PostbackEvent,
     subject: string | null,
+    readKey: string | null | undefined,
   ): Maybe<DeliveryOutcome> {
     let begun: Maybe<BeginResult<T>>;
     try {
@@ -97,15 +103,20 @@ export function createDirectDelivery<T>(
       return storeUnavailable(error);
     }
     const next = isThenable(begun)
-      ? beginLater(Promise.resolve(begun), eventName, event)
-      : afterBegin(begun, eventName, event);
+      ? beginLater(Promise.resolve(begun), eventName, event, readKey)
+      : afterBegin(begun, eventName, event, readKey);
     if (!(next instanceof Pending)) return next;
     hold(lock, next.ended);
     return next.answer;
   }
 
   /** A store that answers later: bounded by the listener timeout; a claim that comes too late is given up. */
-  function beginLater(begun: Promise<BeginResult<T>>, eventName: string, event: PostbackEvent): Pending {
+  function beginLater(
+    begun: Promise<BeginResult<T>>,
+    eventName: string,
+    event: PostbackEvent,
+    readKey: string | null | undefined,
+  ): Pending {
     let late = false;
     let ended: Promise<DeliveryOutcome> | undefined;
     const answer = withTimeout(begun, timeoutMs, TIMED_OUT).then(
@@ -114,7 +125,7 @@ export function createDirectDelivery<T>(
           late = true;
           return storeUnavailable(new Error(`the store did not answer within ${timeoutMs} ms`));
         }
-        const next = afterBegin(result, eventName, event);
+        const next = afterBegin(result, eventName, event, readKey);
         if (!(next instanceof Pending)) return next;
         ended = next.ended;
         return next.answer;
@@ -130,11 +141,16 @@ export function createDirectDelivery<T>(
     );
   }
 
-  function afterBegin(result: BeginResult<T>, eventName: string, event: PostbackEvent): DeliveryOutcome | Pending {
+  function afterBegin(
+    result: BeginResult<T>,
+    eventName: string,
+    event: PostbackEvent,
+    readKey: string | null | undefined,
+  ): DeliveryOutcome | Pending {
     if (result === 'handled') return DUPLICATE;
     if (result === 'in-flight') return inFlight();
-    if (testHooks.afterClaim === null) return deliverClaimed(result, eventName, event);
-    const hooked = testHooks.afterClaim(event.meta.key).then(() => deliverClaimed(result, eventName, event));
+    if (testHooks.afterClaim === null) return deliverClaimed(result, eventName, event, readKey);
+    const hooked = testHooks.afterClaim(event.meta.key).then(() => deliverClaimed(result, eventName, event, readKey));
     return new Pending(
       hooked.then((next) => (next instanceof Pending ? next.answer : next)),
       hooked.then((next) => (next instanceof Pending ? next.ended : next)),

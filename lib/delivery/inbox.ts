@@ -23,7 +23,8 @@ import {
   type DeliverySettings,
   type Maybe,
 } from './apply-claim';
-import { withTimeout } from './call-listeners';
+import { isThenable, withTimeout } from './call-listeners';
+import type { ClaimUnits } from './claim-unit';
 
 export interface InboxSettings extends DeliverySettings {
   /** Attempts after which a row is dead. */
@@ -84,11 +85,12 @@ export function createInboxDelivery<T>(
   inbox: StoreInbox<T>,
   settings: InboxSettings,
   reportError: (error: PostbackError) => void,
+  units: ClaimUnits,
   notify: (eventName: 'dead', args: readonly unknown[]) => void,
   rebuild: (row: InboxRow) => PostbackEvent,
   eventNameOf: (event: PostbackEvent) => string,
 ): InboxDelivery {
-  const apply = createClaimApplier<T>(emitter, settings, reportError);
+  const apply = createClaimApplier<T>(emitter, settings, reportError, units);
   const inFlight = new Set<Promise<void>>();
   let stopped = false;
   /** Read by the worker between its awaits; stop() sets it. */
@@ -105,23 +107,20 @@ export function createInboxDelivery<T>(
     return Math.round(full / 2 + (Math.random() * full) / 2);
   }
 
+  /**
+   * Delivers one row as the claim applier does (which renews its lease meanwhile), then records
+   * a failed attempt: due again after the backoff, or dead. A delivery given up because the
+   * router closes is not an attempt: the row's lease lapses, and it is delivered again.
+   */
   async function deliverRow(claim: InboxClaim<T>): Promise<void> {
     const { row } = claim;
-    const leaseMs = claim.leaseMs;
-    const renew = claim.renew?.bind(claim);
-    const renewal =
-      leaseMs === undefined || renew === undefined
-        ? null
-        : setInterval(() => {
-            renew().catch(ignoreFailure);
-          }, leaseMs / 3);
     let event: PostbackEvent | null = null;
     let error: PostbackError;
     try {
       event = rebuild(row);
       const result = apply(claim, eventNameOf(event), event);
       const outcome = result instanceof Pending ? await result.ended : result;
-      if (outcome.kind !== 'failed') return;
+      if (outcome.kind !== 'failed' || outcome.error.code === 'router.closed') return;
       error = outcome.error;
     } catch (caught) {
       // The row no longer builds an event (or the store failed outside the applier's care).
@@ -131,20 +130,20 @@ export function createInboxDelivery<T>(
           : new PostbackError('internal', `inbox row ${row.id} could not be delivered`, { cause: caught });
       reportError(error);
       if (event === null) await Promise.resolve(claim.release('failed')).catch(ignoreFailure);
-    } finally {
-      if (renewal !== null) clearInterval(renewal);
     }
     const attempt = row.attempts + 1;
     const dead = attempt >= settings.maxAttempts;
+    let recorded: boolean;
     try {
-      await claim.recordFailure(error.message, dead ? null : delayBefore(attempt));
+      recorded = await claim.recordFailure(error.message, dead ? null : delayBefore(attempt));
     } catch (cause) {
       reportError(
         new PostbackError('store.failed', `the inbox failed to record a failed delivery of row ${row.id}`, { cause }),
       );
       return;
     }
-    if (dead) notify('dead', [event ?? null, error]);
+    // Not recorded: another worker had the row by then, and counts its own attempt.
+    if (dead && recorded) notify('dead', [event ?? null, error]);
   }
 
   async function work(): Promise<void> {
@@ -198,10 +197,11 @@ export function createInboxDelivery<T>(
       } catch (cause) {
         return storeFailed(cause);
       }
-      if (!(stored instanceof Promise)) return arrived(stored);
+      // Any thenable a custom store returns is waited for: 2xx means stored.
+      if (!isThenable(stored)) return arrived(stored);
       // A write that completes after the 503 leaves the postback stored: impact.com's retry of
       // it is then a duplicate, answered 2xx, and it is delivered once.
-      return withTimeout(stored, settings.listenerTimeout, TIMED_OUT).then(arrived, storeFailed);
+      return withTimeout(Promise.resolve(stored), settings.listenerTimeout, TIMED_OUT).then(arrived, storeFailed);
     },
     admin: {
       stats: () => inbox.stats(),
@@ -250,5 +250,5 @@ export function createInboxDelivery<T>(
 }
 
 function ignoreFailure(): void {
-  // A lease not renewed runs out; the row is then delivered again, which the host tolerates.
+  // Reported by the applier already; the row's lease lapses and it is tried again.
 }

@@ -1,3 +1,4 @@
+import { hash } from 'node:crypto';
 import type { ActionEvent, ActionState, InquiryEvent, InquiryState, PostbackEvent } from '../events';
 import { isoText } from '../fields/values';
 import type { JournalRecord } from '../stores/store';
@@ -130,6 +131,46 @@ function inquiryRecord(event: InquiryEvent, previous: JournalRecord | null): Jou
     key: event.meta.key,
     receivedAt: isoText(event.meta.receivedAt),
   };
+}
+
+/**
+ * The key a listener makes its write idempotent on (`ctx.idempotencyKey`): the same for one
+ * change of an action or inquiry however it comes (impact.com's retry, the inbox, a delivery
+ * again after a crash, reconciliation finding it), and different for every other change. A
+ * change is the record it moves from (by that record's key: the event that wrote it) and the
+ * state it moves to (as the journal keeps it, amounts as decimals), so the same state reached
+ * again later is a new change. A clearing is a change of its own kind. Catalog postbacks have
+ * no state: their dedupe key.
+ */
+export function idempotencyKeyOf(event: PostbackEvent, previous: JournalRecord | null): string {
+  const record = recordOf(event, previous);
+  const subject = subjectOf(event);
+  if (record === null || subject === null) return event.meta.key;
+  const from = text(previous?.['key']);
+  const change =
+    event.kind === 'action'
+      ? [
+          event.trigger === 'clearing' ? 'clearing' : 'state',
+          from,
+          record['status'],
+          decimalOf(record['payout']),
+          decimalOf(record['amount']),
+          record['currency'],
+        ]
+      : [
+          'inquiry',
+          from,
+          record['state'],
+          record['resolutionStatus'],
+          decimalOf(record['expectedPayout']),
+          decimalOf(record['finalPayout']),
+          record['currency'],
+        ];
+  return `${subject}:${hash('sha256', JSON.stringify(change), 'base64url')}`;
+}
+
+function decimalOf(value: string | null | undefined): string | null {
+  return typeof value === 'string' ? canonicalDecimal(value) : null;
 }
 
 /**

@@ -12,6 +12,8 @@ export interface ActionsApiSettings {
   readonly pageSize: number;
   /** One request slower than this fails, in ms. */
   readonly timeoutMs: number;
+  /** Aborted when the router shuts down: a request or a wait under way ends. */
+  readonly stopped?: AbortSignal;
 }
 
 /** One page of actions as the API listed them. */
@@ -30,6 +32,8 @@ const FIRST_BACKOFF_MS = 1000;
 const MAX_BACKOFF_MS = 60_000;
 /** The longest wait for a rate limit to reset: impact.com's limit is counted per hour. */
 const MAX_RESET_WAIT_MS = 60 * 60 * 1000;
+/** What a request that met a 429 answers, once its wait is over. */
+const RATE_LIMITED = Symbol('rate limited');
 /** A page holds at most 20,000 actions of a few KB each; anything larger is not a page. */
 const MAX_PAGE_BYTES = 100 * 1024 * 1024;
 
@@ -91,20 +95,42 @@ export class ActionsApi {
   private async fetchPage(url: URL, label: string): Promise<string> {
     for (let limited = 0; ; limited += 1) {
       this.requests += 1;
+      const text = await this.attempt(url, label, limited);
+      if (text !== RATE_LIMITED) return text;
+    }
+  }
+
+  /**
+   * One request, bounded by the timeout with its body (a timer of its own, ended with it, not an
+   * AbortSignal.timeout, whose timer outlives the request by the whole timeout); a 429 that may
+   * be waited out is waited out, and answers RATE_LIMITED.
+   */
+  private async attempt(url: URL, label: string, limited: number): Promise<string | typeof RATE_LIMITED> {
+    const controller = new AbortController();
+    const timer = setTimeout(() => {
+      controller.abort(new DOMException(`no answer within ${this.settings.timeoutMs} ms`, 'TimeoutError'));
+    }, this.settings.timeoutMs);
+    const stop = (): void => {
+      controller.abort(this.settings.stopped?.reason);
+    };
+    this.settings.stopped?.addEventListener('abort', stop);
+    try {
       let response: Response;
       try {
         response = await fetch(url, {
           headers: { Authorization: this.authorization, Accept: 'application/json' },
-          signal: AbortSignal.timeout(this.settings.timeoutMs),
+          signal: controller.signal,
           redirect: 'error',
         });
       } catch (error) {
+        if (this.settings.stopped?.aborted === true) throw stoppedError(label);
         throw this.unreachable(error, label);
       }
       if (response.status === 429 && limited < MAX_RATE_LIMITED) {
         await response.body?.cancel();
-        await delay(rateLimitWait(response.headers.get('x-ratelimit-reset'), limited));
-        continue;
+        clearTimeout(timer);
+        await delay(rateLimitWait(response.headers.get('x-ratelimit-reset'), limited), controller.signal, label);
+        return RATE_LIMITED;
       }
       if (response.status < 200 || response.status > 299) {
         await response.body?.cancel();
@@ -118,8 +144,12 @@ export class ActionsApi {
       if (length > MAX_PAGE_BYTES) throw invalid(`it is ${length} bytes long`, label);
       // The timeout holds for the body too.
       return await response.text().catch((error: unknown) => {
+        if (this.settings.stopped?.aborted === true) throw stoppedError(label);
         throw this.unreachable(error, label);
       });
+    } finally {
+      clearTimeout(timer);
+      this.settings.stopped?.removeEventListener('abort', stop);
     }
   }
 
@@ -187,8 +217,23 @@ function rateLimitWait(reset: string | null, limited: number): number {
   return Math.min(FIRST_BACKOFF_MS * 2 ** limited, MAX_BACKOFF_MS);
 }
 
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+function stoppedError(label: string): PostbackError {
+  return new PostbackError('router.closed', `reconciliation stopped: this receiver is shutting down, reading ${label}`);
+}
+
+/** Waits `ms`, or rejects once `signal` aborts (the router shuts down, or the request timed out). */
+function delay(ms: number, signal: AbortSignal, label: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      reject(stoppedError(label));
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', done);
+      resolve();
+    }, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
 }
 
 /** A network failure's own words (fetch wraps them as "fetch failed"), never the request. */

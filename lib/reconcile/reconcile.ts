@@ -1,5 +1,5 @@
 import { hash } from 'node:crypto';
-import type { DeliveryOutcome } from '../delivery/apply-claim';
+import { readKeyOf, type DeliveryOutcome } from '../delivery/apply-claim';
 import { PostbackError } from '../errors';
 import type { ActionEvent, ActionState } from '../events';
 import { buildEvent } from '../fields/build-event';
@@ -36,6 +36,11 @@ export interface ReconcileReport {
   readonly missing: number;
   /** Seen, with another status, payout, amount or currency now. */
   readonly changed: number;
+  /**
+   * Missing or changed when its page was read, then changed by a postback before its turn came:
+   * not delivered (the API's state may be the older one); the next run compares it again.
+   */
+  readonly overtaken: number;
   readonly unchanged: number;
   /** Different, but a PENDING for an action the journal knows as APPROVED or REVERSED. */
   readonly stale: number;
@@ -61,12 +66,15 @@ export interface ReconcileFinding {
 export interface ReconcileParts {
   readJournal(subjects: readonly string[]): JournalReadResult | Promise<JournalReadResult>;
   readonly ordering: Ordering;
-  /** Delivers a missing or changed action as a postback would be; absent: compare only. */
-  readonly deliver?: (event: ActionEvent) => Promise<DeliveryOutcome>;
+  /**
+   * Delivers a missing or changed action as a postback would be, if the journal's record of it
+   * is still the one compared (`readKey`, its key); absent: compare only.
+   */
+  readonly deliver?: (event: ActionEvent, readKey: string | null) => Promise<DeliveryOutcome>;
   /** Told of every action compared, before it is delivered. */
   readonly onFinding?: (finding: ReconcileFinding) => void;
-  /** True once the router shuts down: no further page is read. */
-  readonly stopped?: () => boolean;
+  /** Aborted once the router shuts down: the request or wait under way ends, and no further page is read. */
+  readonly stopped?: AbortSignal;
 }
 
 const DEFAULT_BASE_URL = 'https://api.impact.com';
@@ -81,8 +89,9 @@ const API_FIELDS = compileFieldIndex(ACTION_FIELDS, new Map());
  * into events before anything of it is delivered, so a page that fails delivers nothing.
  */
 export async function reconcileActions(options: ReconcileOptions, parts: ReconcileParts): Promise<ReconcileReport> {
-  const api = new ActionsApi(checkOptions(options));
-  const counts = { checked: 0, missing: 0, changed: 0, unchanged: 0, stale: 0, delivered: 0, failed: 0 };
+  const settings = checkOptions(options);
+  const api = new ActionsApi(parts.stopped === undefined ? settings : { ...settings, stopped: parts.stopped });
+  const counts = { checked: 0, missing: 0, changed: 0, overtaken: 0, unchanged: 0, stale: 0, delivered: 0, failed: 0 };
   const path = `/Mediapartners/${encodeURIComponent(options.accountSid)}/Actions/`;
   for await (const page of api.read()) {
     const events = eventsOf(page, path);
@@ -94,11 +103,13 @@ export async function reconcileActions(options: ReconcileOptions, parts: Reconci
       counts[kind] += 1;
       parts.onFinding?.({ kind, event, previous: stateOf(event, record) as ActionState | null });
       if (parts.deliver === undefined || (kind !== 'missing' && kind !== 'changed')) continue;
-      const outcome = await parts.deliver(withKey(event, record));
+      // Decided again under the claim: a postback may have changed the action since the read.
+      const outcome = await parts.deliver(withKey(event, record), readKeyOf(record));
       if (outcome.kind === 'delivered') counts.delivered += 1;
       if (outcome.kind === 'failed') counts.failed += 1;
+      if (outcome.kind === 'overtaken') counts.overtaken += 1;
     }
-    if (parts.stopped?.() === true) {
+    if (parts.stopped?.aborted === true) {
       throw new PostbackError('router.closed', 'reconciliation stopped: this receiver is shutting down');
     }
   }

@@ -15,6 +15,7 @@ import {
   type JournalRecord,
   type PgClient,
   type PostbackStore,
+  type StoreClaim,
 } from '../../lib';
 import { changeOf, HostLedger, type LedgerEntry } from '../harness/host-ledger';
 import { createTestSchema, DATABASE_URL, REDIS_URL } from '../helpers/services';
@@ -29,6 +30,8 @@ const LOCK_TIMEOUT_MS = 400;
 /** One process's store on the run's shared data. */
 export interface ProcessStore {
   readonly store: PostbackStore<unknown>;
+  /** For claims that are transactions: cuts a claim's connection, so that it is rolled back. */
+  readonly loseConnection?: (claim: StoreClaim<unknown>) => Promise<void>;
   /** What the process's death does to its connections: cut (PostgreSQL rolls back what was open). */
   crash(): Promise<void>;
   /** Closes what is left. */
@@ -243,11 +246,21 @@ async function postgresBackend(): Promise<Backend> {
       },
     },
     open: async (label) => {
-      const pool = new pg.Pool({ connectionString: DATABASE_URL, application_name: label, max: 8 });
+      // Connections a lost-connection fault cut stay checked out (the router gave them up): room for them.
+      const pool = new pg.Pool({
+        connectionString: DATABASE_URL,
+        application_name: label,
+        max: 40,
+        connectionTimeoutMillis: 3000,
+      });
       pool.on('error', () => undefined);
       const store = new PostgresStore({ pool, schema: schema.name, lockTimeoutMs: LOCK_TIMEOUT_MS });
       return {
         store,
+        loseConnection: async (claim) => {
+          const pid = (claim.transaction as { processID?: number | null }).processID;
+          if (typeof pid === 'number') await schema.pool.query('SELECT pg_terminate_backend($1::int, 1000)', [pid]);
+        },
         crash: async () => {
           await schema.pool.query(
             'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1',

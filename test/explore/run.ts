@@ -9,6 +9,7 @@ import { ACTION_FIELDS } from '../../lib/fields/field-specs';
 import { normalizeFields } from '../../lib/fields/normalize-fields';
 import { FaultyStore, type Fault } from '../harness/faulty-store';
 import { worthCents } from '../harness/host-ledger';
+import { watchPackageTimers } from '../harness/package-timers';
 import { LOOPBACK } from '../helpers/create-app';
 import { FakeActionsApi } from '../helpers/fake-actions-api';
 import { startServer, type RunningServer } from '../helpers/server';
@@ -104,7 +105,7 @@ interface Receiver {
  */
 export async function explore(settings: RunSettings, given?: readonly Step[]): Promise<RunResult> {
   const started = Date.now();
-  const timersBefore = activeTimers();
+  const timers = watchPackageTimers();
   const random = new Random(settings.seed);
   const scripts = writeScripts(random, settings.actions, `E${settings.seed}`);
   const backend = await createBackend(settings.store);
@@ -150,7 +151,7 @@ export async function explore(settings: RunSettings, given?: readonly Step[]): P
 
   async function start(index: number, generation: number): Promise<Receiver> {
     const processStore = await backend.open(`explore-${settings.seed}-p${index}-g${generation}`);
-    const store = new FaultyStore(processStore.store);
+    const store = new FaultyStore(processStore.store, processStore.loseConnection);
     const router = createPostbackRouter<unknown>({
       allowedIps: LOOPBACK,
       store,
@@ -454,9 +455,13 @@ export async function explore(settings: RunSettings, given?: readonly Step[]): P
       `I4/I6 nothing escapes: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`,
     );
   }
-  const timersLeft = activeTimers() - timersBefore;
-  if (timersLeft > 0)
-    violations.push(`I4 close() ends its timers: ${timersLeft} timer(s) still alive after every receiver closed`);
+  timers.stop();
+  const timersLeft = timers.alive();
+  if (timersLeft.length > 0) {
+    violations.push(
+      `I4 close() ends its timers: still alive after every receiver closed, set ${timersLeft.join('; ')}`,
+    );
+  }
   return {
     settings,
     plan,
@@ -468,10 +473,6 @@ export async function explore(settings: RunSettings, given?: readonly Step[]): P
 /** With EXPLORE_TRACE=1, each step as it is played. */
 function trace(line: string): void {
   if (process.env['EXPLORE_TRACE'] === '1') console.log(`    ${new Date().toISOString().slice(11, 23)} ${line}`);
-}
-
-function activeTimers(): number {
-  return process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length;
 }
 
 /** A run's plan as lines of a reproduction. */

@@ -113,17 +113,6 @@ export class InjectedFault extends Error {
 type Maybe<T> = T | Promise<T>;
 
 /**
- * A claim whose answer was lost: a driver that loses an answer closes its connection, so a
- * transaction (PostgreSQL's) is rolled back; a lease stays until it lapses, as a dead holder's.
- */
-function abandonLostClaim(result: unknown): void {
-  const claim = result as Partial<StoreClaim<unknown>> | null;
-  if (typeof claim === 'object' && claim?.transactional === true && typeof claim.release === 'function') {
-    void Promise.resolve(claim.release('timeout')).catch(() => undefined);
-  }
-}
-
-/**
  * A store wrapped so that tests can make any of its calls fail, hang, wait or pause, at a chosen
  * call, and see every call made. Calls no rule picks go straight through, synchronous ones
  * staying synchronous, so that the router's fast path is what runs. `kill()` makes the store
@@ -137,7 +126,15 @@ export class FaultyStore<T = undefined> implements PostbackStore<T> {
   private readonly hung: (() => void)[] = [];
   private dead = false;
 
-  constructor(readonly inner: PostbackStore<T> & { readonly inbox?: StoreInbox<T> }) {
+  constructor(
+    readonly inner: PostbackStore<T> & { readonly inbox?: StoreInbox<T> },
+    /**
+     * For a store whose claims are transactions on a connection: breaks the claim's connection,
+     * as a failure that never reached the store (a connection lost) does to it: its
+     * transaction is rolled back. Without it such a failure leaves the transaction open.
+     */
+    private readonly loseConnection?: (claim: StoreClaim<T>) => Promise<void>,
+  ) {
     if (inner.inbox !== undefined) this.inbox = this.wrapInbox(inner.inbox);
     if (inner.readJournal === undefined) delete this.readJournal;
   }
@@ -194,6 +191,7 @@ export class FaultyStore<T = undefined> implements PostbackStore<T> {
     what: Omit<StoreCall, 'n'>,
     real: () => Maybe<R>,
     wrap: (result: R) => W = (result) => result as unknown as W,
+    claim?: StoreClaim<T>,
   ): Maybe<W> {
     const n = (this.counts.get(what.op) ?? 0) + 1;
     this.counts.set(what.op, n);
@@ -207,16 +205,20 @@ export class FaultyStore<T = undefined> implements PostbackStore<T> {
       return isThenable(result) ? Promise.resolve(result).then(wrap) : wrap(result);
     };
     if (fault === null) return through();
+    const lost = claim?.transactional === true && this.loseConnection !== undefined ? this.loseConnection(claim) : null;
     switch (fault.kind) {
       case 'throw':
+        void lost?.catch(() => undefined);
         throw new InjectedFault(call, 'thrown');
       case 'fail':
-        return Promise.reject(new InjectedFault(call, 'failed'));
+        return Promise.resolve(lost).then(() => {
+          throw new InjectedFault(call, 'failed');
+        });
       case 'fail-after':
         return Promise.resolve()
           .then(through)
           .then((result) => {
-            abandonLostClaim(result);
+            this.abandonLostClaim(result);
             throw new InjectedFault(call, 'done, but its answer was lost');
           });
       case 'hang':
@@ -226,6 +228,17 @@ export class FaultyStore<T = undefined> implements PostbackStore<T> {
       case 'pause':
         return fault.gate.wait().then(through);
     }
+  }
+
+  /**
+   * A claim whose answer was lost: a driver that loses an answer loses its connection with it, so
+   * a transaction (PostgreSQL's) is rolled back; a lease stays until it lapses, as a dead holder's.
+   */
+  private abandonLostClaim(result: unknown): void {
+    const claim = result as StoreClaim<T> | null | string;
+    if (typeof claim !== 'object' || claim === null || !claim.transactional) return;
+    const lost = this.loseConnection?.(claim) ?? Promise.resolve(claim.release('timeout'));
+    void lost.catch(() => undefined);
   }
 
   private never<W>(): Promise<W> {
@@ -253,22 +266,26 @@ export class FaultyStore<T = undefined> implements PostbackStore<T> {
       },
       transactional: claim.transactional,
       commit: (record: JournalRecord | null, outcome: CommitOutcome) =>
-        this.call({ op: op('commit'), key, subject, record }, () => claim.commit(record, outcome)),
+        this.call({ op: op('commit'), key, subject, record }, () => claim.commit(record, outcome), undefined, claim),
       release: (reason: 'failed' | 'timeout') =>
-        this.call({ op: op('release'), key, subject }, () => claim.release(reason)),
+        this.call({ op: op('release'), key, subject }, () => claim.release(reason), undefined, claim),
     };
     const source = claim as C & Partial<InboxClaim<T>> & { leaseMs?: number; renew?: () => Maybe<void> };
     if (source.leaseMs !== undefined) wrapped.leaseMs = source.leaseMs;
-    const renew = source.renew;
-    if (renew !== undefined) {
-      wrapped.renew = () => this.call({ op: op('renew'), key, subject }, () => renew.call(claim));
+    if (source.renew !== undefined) {
+      wrapped.renew = () => this.call({ op: op('renew'), key, subject }, () => source.renew?.());
     }
     const recordFailure = source.recordFailure;
     if (source.row !== undefined && recordFailure !== undefined) {
       Object.assign(wrapped, {
         row: source.row,
         recordFailure: (error: string, retryAfterMs: number | null) =>
-          this.call({ op: op('recordFailure'), key, subject }, () => recordFailure.call(claim, error, retryAfterMs)),
+          this.call(
+            { op: op('recordFailure'), key, subject },
+            () => recordFailure.call(claim, error, retryAfterMs),
+            undefined,
+            claim,
+          ),
       });
     }
     return wrapped as C;

@@ -22,36 +22,43 @@ export interface ChangeContext {
   readonly idempotencyKey?: string;
 }
 
-function stateText(status: string | null | undefined, payout: string | null | undefined): string {
-  return `${status ?? '-'} ${payout ?? '-'}`;
+interface State {
+  readonly status: string | null | undefined;
+  readonly payout: string | null | undefined;
+}
+
+function stateText(state: State): string {
+  return `${state.status ?? '-'} ${state.payout ?? '-'}`;
 }
 
 /** What a change credits, and the states it moves the action between. */
 export function changeOf(
   event: ActionEvent,
-  previous: ActionState | null,
-): { readonly cents: number; readonly from: string; readonly to: string } {
-  const status = event.status ?? previous?.status;
-  const payout = event.payout ?? previous?.payout;
+  previous: State | null,
+): { readonly cents: number; readonly from: string; readonly to: string; readonly state: State } {
+  const state = { status: event.status ?? previous?.status, payout: event.payout ?? previous?.payout };
   return {
-    cents: worthCents(status, payout) - worthCents(previous?.status, previous?.payout),
-    from: previous === null ? 'new' : stateText(previous.status, previous.payout),
-    to: stateText(status, payout),
+    cents: worthCents(state.status, state.payout) - worthCents(previous?.status, previous?.payout),
+    from: previous === null ? 'new' : stateText(previous),
+    to: stateText(state),
+    state,
   };
 }
 
 /**
  * A cashback site's ledger kept as the README advises for stores whose claims are not
- * transactions: one entry per change of an action, crediting the difference between what the
- * action is worth now and what it was worth in `ctx.previous`, and unique on the change's
- * idempotency key (a unique index in a real table), so that a change delivered again is
- * written once.
+ * transactions: each action's last applied state kept beside the entries, and in one step (a
+ * transaction of the host's database) an entry crediting the difference between what the action
+ * is worth now and what it was worth in that state, unique on the change's idempotency key. So
+ * a change delivered again is written once, and an entry written just before a crash (whose
+ * record the store never got) is accounted for when the action's next postback comes.
  */
 export class HostLedger {
   readonly entries: LedgerEntry[] = [];
   /** Writes refused by the unique key: the same change delivered again. */
   refused = 0;
   private readonly keys = new Set<string>();
+  private readonly states = new Map<string, State>();
 
   /** Writes the change unless its key is there; true if it wrote. */
   apply(event: ActionEvent, ctx: ChangeContext): boolean {
@@ -63,7 +70,16 @@ export class HostLedger {
       return false;
     }
     this.keys.add(key);
-    this.entries.push({ key, actionId: event.actionId, ...changeOf(event, ctx.previous), trigger: event.trigger });
+    const change = changeOf(event, this.states.get(event.actionId) ?? null);
+    this.states.set(event.actionId, change.state);
+    this.entries.push({
+      key,
+      actionId: event.actionId,
+      cents: change.cents,
+      from: change.from,
+      to: change.to,
+      trigger: event.trigger,
+    });
     return true;
   }
 

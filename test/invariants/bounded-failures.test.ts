@@ -1,0 +1,173 @@
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { expect } from 'chai';
+import request from 'supertest';
+import { SqliteStore, type InboxStore, type PostbackError, type StoreInbox } from '../../lib';
+import { createApp } from '../helpers/create-app';
+import { useTempDir } from '../helpers/temp-dir';
+import { FaultyStore } from '../harness/faulty-store';
+import { watchPackageTimers } from '../harness/package-timers';
+import { until } from '../harness/until';
+
+function lifecycle(id: string, status = 'PENDING', payout = '5.00'): string {
+  return `/impact/actions?${new URLSearchParams({ ActionId: id, Status: status, Payout: payout }).toString()}`;
+}
+
+/** Errors that escape to the process while `run` runs (and `settleMs` after), instead of crashing it. */
+async function escaping(run: () => Promise<void>, settleMs: number): Promise<unknown[]> {
+  const escaped: unknown[] = [];
+  const record = (error: unknown): void => void escaped.push(error);
+  // Listened to first, so that mocha's own handler does not see them.
+  process.prependListener('uncaughtException', record);
+  try {
+    await run();
+    await sleep(settleMs);
+  } finally {
+    process.removeListener('uncaughtException', record);
+  }
+  return escaped;
+}
+
+describe('every failure is bounded: no timer throws, no listener holds on forever, close() ends what it owns', function () {
+  this.timeout(20_000);
+  const dir = useTempDir('impact-bounded-');
+  const closing: (() => Promise<void>)[] = [];
+  afterEach(async () => {
+    for (const close of closing.splice(0)) await close();
+  });
+
+  function sqlite(options: { inboxLeaseMs?: number } = {}): SqliteStore {
+    return new SqliteStore({ path: path.join(dir(), 'postbacks.db'), ...options });
+  }
+
+  it('SqliteStore inbox: a listener outliving close() neither crashes the process nor keeps a timer going', async () => {
+    const timers = watchPackageTimers();
+    const app = createApp(
+      { store: sqlite({ inboxLeaseMs: 60 }), delivery: 'inbox', listenerTimeout: 100 },
+      { listen: false },
+    );
+    let started = false;
+    app.postbacks.on('action', () => {
+      started = true;
+      return new Promise(() => undefined);
+    });
+    const escaped = await escaping(async () => {
+      await request(app.app).get(lifecycle('5.1')).expect(200);
+      await until(() => started);
+      await app.postbacks.close({ timeoutMs: 50 });
+    }, 300);
+    timers.stop();
+    expect({ escaped: escaped.map(String), timersLeft: timers.alive() }).to.deep.equal({ escaped: [], timersLeft: [] });
+  });
+
+  it('SqliteStore inbox: a renewal that throws (SQLITE_BUSY) does not crash the process, and the row is delivered', async () => {
+    const store = new FaultyStore(sqlite({ inboxLeaseMs: 60 }));
+    store.inject({ op: 'row.renew', fault: { kind: 'throw' }, times: 2 });
+    const app = createApp({ store, delivery: 'inbox', listenerTimeout: 1000 }, { listen: false });
+    closing.push(() => app.postbacks.close());
+    let delivered = 0;
+    app.postbacks.on('action', async () => {
+      await sleep(150);
+      delivered += 1;
+    });
+    const escaped = await escaping(async () => {
+      await request(app.app).get(lifecycle('5.2')).expect(200);
+      await until(() => delivered === 1, 5000);
+    }, 100);
+    expect({ escaped: escaped.map(String), delivered }).to.deep.equal({ escaped: [], delivered: 1 });
+  });
+
+  it('inbox: a listener that never settles is given up on; its attempt counts, and other actions are not kept waiting', async () => {
+    const app = createApp(
+      {
+        store: sqlite({ inboxLeaseMs: 300 }),
+        delivery: 'inbox',
+        listenerTimeout: 100,
+        concurrency: 1,
+        maxAttempts: 2,
+        backoff: { baseMs: 10, maxMs: 20 },
+      },
+      { listen: false },
+    );
+    closing.push(() => app.postbacks.close({ timeoutMs: 100 }));
+    const delivered: string[] = [];
+    let dead = 0;
+    app.postbacks.on('dead', () => void (dead += 1));
+    app.postbacks.on('action', (event) => {
+      if (event.actionId === '5.3') return new Promise(() => undefined);
+      delivered.push(event.actionId);
+      return undefined;
+    });
+    await request(app.app).get(lifecycle('5.3')).expect(200);
+    await sleep(50);
+    await request(app.app).get(lifecycle('5.4')).expect(200);
+    await until(() => delivered.length === 1 && dead === 1, 8000).catch(() => undefined);
+    const rows = await app.postbacks.inbox?.list();
+    const hung = rows?.find((row) => row.event?.kind === 'action' && row.event.actionId === '5.3');
+    expect({ delivered, dead, hung: [hung?.status, hung?.attempts] }).to.deep.equal({
+      delivered: ['5.4'],
+      dead: 1,
+      hung: ['dead', 2],
+    });
+  });
+
+  it('direct delivery: an action whose listener never settles is free again after the bound, not for the whole lease', async () => {
+    const app = createApp({ store: sqlite(), listenerTimeout: 100 }, { listen: false });
+    closing.push(() => app.postbacks.close({ timeoutMs: 100 }));
+    let calls = 0;
+    app.postbacks.on('action', () => {
+      calls += 1;
+      return calls === 1 ? new Promise(() => undefined) : undefined;
+    });
+    expect((await request(app.app).get(lifecycle('5.5'))).status).to.equal(503);
+    const statuses: number[] = [];
+    const deadline = Date.now() + 4000;
+    while (Date.now() < deadline && statuses.at(-1) !== 200) {
+      statuses.push((await request(app.app).get(lifecycle('5.5'))).status);
+      await sleep(100);
+    }
+    expect({ acknowledged: statuses.at(-1), calls }).to.deep.equal({ acknowledged: 200, calls: 2 });
+  });
+
+  it('inbox: a store whose add answers with a thenable that rejects is answered 503, never 2xx', async () => {
+    const real = sqlite();
+    const inbox: StoreInbox<undefined> = {
+      add: () =>
+        ({ then: (_resolve: unknown, reject: (error: Error) => void) => reject(new Error('disk full')) }) as never,
+      next: () => real.inbox.next(),
+      waitForWork: (ms) => real.inbox.waitForWork(ms),
+      stats: () => real.inbox.stats(),
+      list: (query) => real.inbox.list(query),
+      retry: (target) => real.inbox.retry(target),
+    };
+    const store: InboxStore<undefined> = {
+      begin: (key, subject) => real.begin(key, subject),
+      inbox,
+      close: () => real.close(),
+    };
+    const app = createApp({ store, delivery: 'inbox' });
+    closing.push(() => app.postbacks.close());
+    expect((await request(app.app).get(lifecycle('5.6'))).status).to.equal(503);
+  });
+
+  it('close() waits for listeners still running after a 503 timeout, and their commit lands', async () => {
+    const file = path.join(dir(), 'postbacks.db');
+    const app = createApp({ store: new SqliteStore({ path: file }), listenerTimeout: 100 }, { listen: false });
+    let finished = false;
+    app.postbacks.on('action', async () => {
+      await sleep(300);
+      finished = true;
+    });
+    expect((await request(app.app).get(lifecycle('5.7'))).status).to.equal(503);
+    await app.postbacks.close({ timeoutMs: 2000 });
+    const errors: PostbackError[] = app.events.error.filter((error) => error.code === 'store.failed');
+    const again = createApp({ store: new SqliteStore({ path: file }) });
+    closing.push(() => again.postbacks.close());
+    const retry = await request(again.app).get(lifecycle('5.7'));
+    expect({ finished, storeFailures: errors.length, retry: retry.headers['x-postback-outcome'] }).to.deep.equal({
+      finished: true,
+      storeFailures: 0,
+      retry: 'duplicate',
+    });
+  });
+});

@@ -1,0 +1,132 @@
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { expect } from 'chai';
+import request from 'supertest';
+import { PostgresStore, SqliteStore, type InboxStore } from '../../lib';
+import { objectsOf } from '../../lib/stores/postgres-schema';
+import { createApp } from '../helpers/create-app';
+import { DATABASE_URL, requirePostgres, useTestSchema } from '../helpers/services';
+import { useTempDir } from '../helpers/temp-dir';
+import { FaultyStore, Gate } from '../harness/faulty-store';
+import { HostLedger } from '../harness/host-ledger';
+import { until } from '../harness/until';
+
+function lifecycle(id: string, status: string, payout: string): string {
+  return `/impact/actions?${new URLSearchParams({ ActionId: id, Status: status, Payout: payout }).toString()}`;
+}
+
+interface InboxKind {
+  readonly name: string;
+  readonly create: () => InboxStore<unknown>;
+}
+
+describe("one action's postbacks are applied in the order they were accepted", function () {
+  this.timeout(20_000);
+  const dir = useTempDir('impact-order-');
+  const closing: (() => Promise<void>)[] = [];
+  afterEach(async () => {
+    for (const close of closing.splice(0)) await close();
+  });
+  // After the hook above: stores close before their schema is dropped.
+  const schema = useTestSchema();
+
+  const kinds: InboxKind[] = [
+    { name: 'SqliteStore', create: () => new SqliteStore({ path: path.join(dir(), 'postbacks.db') }) },
+    {
+      name: 'PostgresStore',
+      create: () => new PostgresStore({ connectionString: DATABASE_URL, schema: schema().name }),
+    },
+  ];
+
+  for (const kind of kinds) {
+    it(`${kind.name}: a dead row retried after later rows of its action were delivered never moves the action back`, async () => {
+      const app = createApp<unknown>(
+        { store: kind.create(), delivery: 'inbox', maxAttempts: 1, backoff: { baseMs: 10, maxMs: 20 } },
+        { listen: false },
+      );
+      closing.push(() => app.postbacks.close());
+      const ledger = new HostLedger();
+      let failedOnce = false;
+      app.postbacks.on('action', (event, ctx) => {
+        if (event.payout === '7.00' && !failedOnce) {
+          failedOnce = true;
+          throw new Error('the ledger is down');
+        }
+        ledger.apply(event, ctx);
+      });
+      let dead = 0;
+      app.postbacks.on('dead', () => void (dead += 1));
+      await request(app.app)
+        .get(lifecycle('8.1', 'PENDING', '5.00'))
+        .expect(200);
+      await request(app.app)
+        .get(lifecycle('8.1', 'PENDING', '7.00'))
+        .expect(200);
+      await until(() => dead === 1);
+      await request(app.app)
+        .get(lifecycle('8.1', 'PENDING', '9.00'))
+        .expect(200);
+      await until(async () => (await app.postbacks.inbox?.stats())?.delivered === 2);
+      expect(await app.postbacks.inbox?.retry({ status: 'dead' })).to.equal(1);
+      await until(async () => (await app.postbacks.inbox?.stats())?.pending === 0);
+      await sleep(100);
+      expect({
+        stale: app.events.stale.map((event) => event.payout),
+        changes: ledger.of('8.1').map((entry) => `${entry.from} → ${entry.to}`),
+      }).to.deep.equal({
+        stale: ['7.00'],
+        changes: ['new → PENDING 5.00', 'PENDING 5.00 → PENDING 9.00'],
+      });
+    });
+  }
+
+  it('PostgresStore: rows of an action are delivered in the order their arrivals were answered, not of their ids', async function () {
+    await requirePostgres(this);
+    const gate = new Gate();
+    const store = new FaultyStore(new PostgresStore({ connectionString: DATABASE_URL, schema: schema().name }));
+    // The worker waits until both have arrived.
+    store.inject({ op: 'inbox.next', fault: { kind: 'pause', gate }, times: Infinity });
+    const app = createApp<unknown>({ store, delivery: 'inbox' }, { listen: false });
+    closing.push(async () => {
+      gate.open();
+      await app.postbacks.close();
+    });
+    const delivered: string[] = [];
+    app.postbacks.on('action', (event) => void delivered.push(event.payout ?? ''));
+    const accepted: string[] = [];
+
+    // A slow arrival: its transaction has its row and id, and has not committed yet.
+    const slow = await schema().pool.connect();
+    try {
+      const { inboxAdd } = objectsOf({ schema: schema().name, tablePrefix: 'impact_postbacks_' });
+      await request(app.app)
+        .get(lifecycle('0.0', 'PENDING', '1.00'))
+        .expect(200); // the tables exist
+      await slow.query('BEGIN');
+      await slow.query(`SELECT ${inboxAdd}($1, $2, $3, $4, $5, $6, now(), $7, 60000)`, [
+        'actions:slow-arrival',
+        'action:8.2',
+        'actions',
+        'query',
+        '127.0.0.1',
+        '/impact/actions',
+        JSON.stringify({ ActionId: '8.2', Status: 'PENDING', Payout: '5.00' }),
+      ]);
+      const quick = request(app.app)
+        .get(lifecycle('8.2', 'PENDING', '7.00'))
+        .then((res) => {
+          accepted.push('7.00');
+          return res.status;
+        });
+      await sleep(300);
+      await slow.query('COMMIT');
+      accepted.push('5.00');
+      expect(await quick).to.equal(200);
+    } finally {
+      slow.release();
+    }
+    gate.open();
+    await until(() => delivered.length === 3);
+    expect(delivered.slice(1)).to.deep.equal(accepted);
+  });
+});

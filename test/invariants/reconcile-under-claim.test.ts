@@ -1,0 +1,125 @@
+import { expect } from 'chai';
+import request from 'supertest';
+import { MemoryStore, PostgresStore, type PostbackStore } from '../../lib';
+import { createApp } from '../helpers/create-app';
+import { apiAction, FakeActionsApi } from '../helpers/fake-actions-api';
+import { DATABASE_URL, requirePostgres, useTestSchema } from '../helpers/services';
+import { Gate } from '../harness/faulty-store';
+import { HostLedger } from '../harness/host-ledger';
+
+const SID = 'IRtest';
+const TOKEN = 'auth-token-for-tests';
+
+function lifecycle(id: string, status: string, payout: string): string {
+  const fields = { ActionId: id, Status: status, Payout: payout, Amount: '100.00', Currency: 'USD' };
+  return `/impact/actions?${new URLSearchParams(fields).toString()}`;
+}
+
+interface Kind {
+  readonly name: string;
+  readonly create: () => PostbackStore<unknown>;
+}
+
+describe('reconciliation decides under the claim, not from the page it read', function () {
+  this.timeout(20_000);
+  const api = new FakeActionsApi(SID, TOKEN);
+  const closing: (() => Promise<void>)[] = [];
+  before(async () => {
+    await api.start();
+  });
+  after(async () => {
+    await api.stop();
+  });
+  afterEach(async () => {
+    for (const close of closing.splice(0)) await close();
+    api.actions = [];
+  });
+  // After the hook above: stores close before their schema is dropped.
+  const schema = useTestSchema();
+
+  const kinds: Kind[] = [
+    { name: 'MemoryStore', create: () => new MemoryStore() },
+    {
+      name: 'PostgresStore',
+      create: () => new PostgresStore({ connectionString: DATABASE_URL, schema: schema().name }),
+    },
+  ];
+
+  /**
+   * A receiver whose reconciliation delivers action 0.1 first, its listener waiting at a gate,
+   * and the action under test after it: a postback of that action can come in between its page
+   * being read and its delivery.
+   */
+  function receiver(kind: Kind) {
+    const gate = new Gate();
+    const app = createApp<unknown>({ store: kind.create() });
+    closing.push(() => app.postbacks.close());
+    const ledger = new HostLedger();
+    app.postbacks.on('action', async (event, ctx) => {
+      if (event.actionId === '0.1') await gate.wait();
+      ledger.apply(event, ctx);
+    });
+    // Listed newest first: the one put last comes first.
+    const listFirst = () => {
+      api.put(apiAction('0.1', 'PENDING', '1.00'));
+    };
+    const reconcile = () =>
+      app.postbacks.reconcile({
+        accountSid: SID,
+        authToken: TOKEN,
+        baseUrl: api.baseUrl,
+        since: new Date(Date.now() - 24 * 60 * 60 * 1000),
+      });
+    return { ...app, gate, ledger, reconcile, listFirst };
+  }
+
+  for (const kind of kinds) {
+    it(`${kind.name}: a reversal that a postback applied after the page was read is not delivered again`, async function () {
+      if (kind.name === 'PostgresStore') await requirePostgres(this);
+      const { app, gate, ledger, events, reconcile, listFirst } = receiver(kind);
+      await request(app)
+        .get(lifecycle('4.1', 'PENDING', '5.00'))
+        .expect(200);
+      api.put(apiAction('4.1', 'REVERSED', '5.00'));
+      listFirst();
+      const reconciling = reconcile();
+      await gate.reached(1);
+      await request(app)
+        .get(lifecycle('4.1', 'REVERSED', '5.00'))
+        .expect(200);
+      gate.open();
+      const report = await reconciling;
+      expect({
+        reversals: events.action.filter((event) => event.status === 'REVERSED').length,
+        delivered: report.delivered - 1,
+        changes: ledger.of('4.1').map((entry) => `${entry.from} → ${entry.to}`),
+      }).to.deep.equal({
+        reversals: 1,
+        delivered: 0,
+        changes: ['new → PENDING 5.00', 'PENDING 5.00 → REVERSED 5.00'],
+      });
+    });
+
+    it(`${kind.name}: an older state the API listed never overwrites a newer one a postback brought meanwhile`, async function () {
+      if (kind.name === 'PostgresStore') await requirePostgres(this);
+      const { app, gate, ledger, reconcile, listFirst } = receiver(kind);
+      await request(app)
+        .get(lifecycle('4.2', 'PENDING', '5.00'))
+        .expect(200);
+      api.put(apiAction('4.2', 'PENDING', '7.00'));
+      listFirst();
+      const reconciling = reconcile();
+      await gate.reached(1);
+      await request(app)
+        .get(lifecycle('4.2', 'PENDING', '9.00'))
+        .expect(200);
+      gate.open();
+      const report = await reconciling;
+      expect({
+        delivered: report.delivered - 1,
+        balance: ledger.balance('4.2'),
+        last: ledger.of('4.2').at(-1)?.to,
+      }).to.deep.equal({ delivered: 0, balance: 900, last: 'PENDING 9.00' });
+    });
+  }
+});
