@@ -1,3 +1,8 @@
+import { createRecord } from '../../lib/body/field-record';
+import { dedupeKey } from '../../lib/dedupe/dedupe-key';
+import { compileFieldIndex } from '../../lib/fields/field-names';
+import { ACTION_FIELDS } from '../../lib/fields/field-specs';
+import { normalizeFields } from '../../lib/fields/normalize-fields';
 import { apiAction, type FakeActionsApi } from '../helpers/fake-actions-api';
 import type { Random } from './random';
 
@@ -24,6 +29,15 @@ export interface Postback {
 export interface ActionScript {
   readonly id: string;
   readonly events: readonly LifecycleEvent[];
+}
+
+const ACTION_INDEX = compileFieldIndex(ACTION_FIELDS, new Map());
+
+/** The dedupe key the router gives an action's postback: what a 2xx must have recorded. */
+export function dedupeKeyOf(route: 'actions' | 'clearing', fields: Readonly<Record<string, string>>): string {
+  const record = createRecord();
+  for (const [name, value] of Object.entries(fields)) record[name] = value;
+  return dedupeKey(route, normalizeFields(record, ACTION_INDEX).canonical);
 }
 
 function money(cents: number): string {

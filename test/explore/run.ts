@@ -1,12 +1,7 @@
 import http from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import express from 'express';
-import { createPostbackRouter, type PostbackRouter } from '../../lib';
-import { createRecord } from '../../lib/body/field-record';
-import { dedupeKey } from '../../lib/dedupe/dedupe-key';
-import { compileFieldIndex } from '../../lib/fields/field-names';
-import { ACTION_FIELDS } from '../../lib/fields/field-specs';
-import { normalizeFields } from '../../lib/fields/normalize-fields';
+import { createPostbackRouter, type PostbackRouter, type PostbackStore } from '../../lib';
 import { FaultyStore, type Fault } from '../harness/faulty-store';
 import { worthCents } from '../harness/host-ledger';
 import { watchPackageTimers } from '../harness/package-timers';
@@ -14,7 +9,7 @@ import { LOOPBACK } from '../helpers/create-app';
 import { FakeActionsApi } from '../helpers/fake-actions-api';
 import { startServer, type RunningServer } from '../helpers/server';
 import { createBackend, type ProcessStore, type StoreName } from './backends';
-import { Impact, writeScripts, type Postback } from './impact';
+import { dedupeKeyOf, Impact, writeScripts, type Postback } from './impact';
 import { describeStep, writePlan, type ListenerFaultKind, type Step, type StoreFaultKind } from './plan';
 import { Random } from './random';
 
@@ -28,6 +23,8 @@ export interface RunSettings {
   readonly steps: number;
   /** Actions impact.com tracks in the run. */
   readonly actions: number;
+  /** Wraps each process's store: a planted defect, to show that the explorer finds it. */
+  readonly plant?: (store: PostbackStore<unknown>) => PostbackStore<unknown>;
 }
 
 export interface RunResult {
@@ -53,15 +50,7 @@ const QUIET_DEADLINE_MS = 30_000;
 const ANSWER_WITHIN_MS = 15_000;
 const SID = 'IRexplore';
 const TOKEN = 'explore-auth-token';
-const ACTION_INDEX = compileFieldIndex(ACTION_FIELDS, new Map());
 const FINAL = new Set(['APPROVED', 'REVERSED']);
-
-/** The dedupe key the router gives a postback, for checking what a 2xx recorded. */
-function keyOf(postback: Postback): string {
-  const record = createRecord();
-  for (const [name, value] of Object.entries(postback.fields)) record[name] = value;
-  return dedupeKey(postback.route, normalizeFields(record, ACTION_INDEX).canonical);
-}
 
 function storeFault(kind: StoreFaultKind): Fault {
   switch (kind) {
@@ -151,7 +140,10 @@ export async function explore(settings: RunSettings, given?: readonly Step[]): P
 
   async function start(index: number, generation: number): Promise<Receiver> {
     const processStore = await backend.open(`explore-${settings.seed}-p${index}-g${generation}`);
-    const store = new FaultyStore(processStore.store, processStore.loseConnection);
+    const store = new FaultyStore(
+      settings.plant?.(processStore.store) ?? processStore.store,
+      processStore.loseConnection,
+    );
     const router = createPostbackRouter<unknown>({
       allowedIps: LOOPBACK,
       store,
@@ -399,7 +391,7 @@ export async function explore(settings: RunSettings, given?: readonly Step[]): P
     });
     await watchJournal();
     const acknowledged = impact.postbacks.filter((postback) => postback.acknowledged);
-    const keys = acknowledged.map(keyOf);
+    const keys = acknowledged.map((postback) => dedupeKeyOf(postback.route, postback.fields));
     const handled = await backend.handled(keys);
     handled.forEach((isHandled, index) => {
       if (!isHandled) {
