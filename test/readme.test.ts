@@ -1,5 +1,5 @@
 import { execFile, spawn } from 'node:child_process';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { expect } from 'chai';
@@ -78,9 +78,17 @@ describe('README', function () {
     }
   });
 
-  it('has TypeScript snippets that all compile against the package', async () => {
-    const blocks = [...(await readme()).matchAll(/```ts\n([\s\S]*?)```/g)].map(([, code]) => code ?? '');
-    expect(blocks.length).to.be.at.least(6);
+  it('has TypeScript snippets that all compile against the package, those of the guides in docs/ too', async () => {
+    const tsBlocks = (text: string): string[] =>
+      [...text.matchAll(/```ts\n([\s\S]*?)```/g)].map(([, code]) => code ?? '');
+    const readmeBlocks = tsBlocks(await readme());
+    expect(readmeBlocks.length).to.be.at.least(6);
+    const guides = (await readdir(path.join(ROOT, 'docs'))).filter((name) => name.endsWith('.md'));
+    const guideBlocks = await Promise.all(
+      guides.map(async (name) => tsBlocks(await readFile(path.join(ROOT, 'docs', name), 'utf8'))),
+    );
+    expect(guideBlocks.flat().length).to.be.at.least(1);
+    const blocks = [...readmeBlocks, ...guideBlocks.flat()];
     const dir = path.join(SCRATCH, 'snippets');
     await rm(dir, { recursive: true, force: true });
     await mkdir(dir, { recursive: true });
