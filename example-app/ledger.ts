@@ -62,21 +62,37 @@ export interface Ledger<T> {
 
 interface ActionEntry {
   user: string;
+  /** The state last applied: what the action is worth is worked out from it, not from ctx.previous. */
+  status: string | null;
+  payout: string | null;
   cents: number;
   cleared: boolean;
 }
 
 /**
- * The ledger in memory, for the example without a database. Exactly once within one process
- * (the default MemoryStore's journal supplies ctx.previous); a restart forgets everything.
+ * The ledger in memory, for the example without a database, kept as the README advises for a
+ * store whose claims are not transactions: each action's last applied state beside its credit,
+ * and each change applied once by its ctx.idempotencyKey. A restart forgets everything, as the
+ * default MemoryStore does.
  */
 export class MemoryLedger implements Ledger<undefined> {
   private readonly actions = new Map<string, ActionEntry>();
+  private readonly applied = new Set<string>();
   private readonly inquiryRows = new Map<string, InquiryRow>();
 
   applyAction(event: ActionEvent, ctx: DeliveryContext<ActionState, undefined>): void {
-    const entry = this.actions.get(event.actionId) ?? { user: userOf(event), cents: 0, cleared: false };
-    entry.cents += creditCents(event, ctx.previous);
+    if (this.applied.has(ctx.idempotencyKey)) return;
+    this.applied.add(ctx.idempotencyKey);
+    const entry = this.actions.get(event.actionId) ?? {
+      user: userOf(event),
+      status: null,
+      payout: null,
+      cents: 0,
+      cleared: false,
+    };
+    entry.status = event.status ?? entry.status;
+    entry.payout = event.payout ?? entry.payout;
+    entry.cents = worthCents(entry.status, entry.payout);
     if (event.trigger === 'clearing') entry.cleared = true;
     this.actions.set(event.actionId, entry);
   }
