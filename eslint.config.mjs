@@ -1,7 +1,7 @@
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/', 'node_modules/', '.tmp/', 'coverage/'] },
+  { ignores: ['dist/', 'node_modules/', '.tmp/', 'coverage/', '.stryker-tmp/', 'reports/'] },
   ...tseslint.configs.strictTypeChecked,
   {
     languageOptions: {
@@ -26,7 +26,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ['eslint.config.mjs'],
+    files: ['eslint.config.mjs', 'stryker.config.mjs', 'stryker/*.mjs'],
     extends: [tseslint.configs.disableTypeChecked],
   },
 );
