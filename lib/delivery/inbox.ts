@@ -110,7 +110,7 @@ export function createInboxDelivery<T>(
   /**
    * Delivers one row as the claim applier does (which renews its lease meanwhile), then records
    * a failed attempt: due again after the backoff, or dead. A delivery given up because the
-   * router closes is not an attempt: the row's lease lapses, and it is delivered again.
+   * router closes is not an attempt: the row is given back, and delivered again.
    */
   async function deliverRow(claim: InboxClaim<T>): Promise<void> {
     const { row } = claim;
@@ -120,7 +120,15 @@ export function createInboxDelivery<T>(
       event = rebuild(row);
       const result = apply(claim, eventNameOf(event), event);
       const outcome = result instanceof Pending ? await result.ended : result;
-      if (outcome.kind !== 'failed' || outcome.error.code === 'router.closed') return;
+      if (outcome.kind !== 'failed') return;
+      if (outcome.error.code === 'router.closed') {
+        try {
+          await claim.giveBack?.();
+        } catch {
+          // The store is closing too: the row waits for its lease, if any, to lapse.
+        }
+        return;
+      }
       error = outcome.error;
     } catch (caught) {
       // The row no longer builds an event (or the store failed outside the applier's care).

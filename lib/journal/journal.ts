@@ -138,25 +138,21 @@ function inquiryRecord(event: InquiryEvent, previous: JournalRecord | null): Jou
  * change of an action or inquiry however it comes (impact.com's retry, the inbox, a delivery
  * again after a crash, reconciliation finding it), and different for every other change. A
  * change is the record it moves from (by that record's key: the event that wrote it) and the
- * state it moves to (as the journal keeps it, amounts as decimals), so the same state reached
- * again later is a new change. A clearing is a change of its own kind. Catalog postbacks have
- * no state: their dedupe key.
+ * state it moves to (an action's status and payout, the payout as a decimal), so the same state
+ * reached again later is a new change. A clearing is a change of its own kind. Catalog
+ * postbacks have no state: their dedupe key.
  */
 export function idempotencyKeyOf(event: PostbackEvent, previous: JournalRecord | null): string {
   const record = recordOf(event, previous);
   const subject = subjectOf(event);
   if (record === null || subject === null) return event.meta.key;
   const from = text(previous?.['key']);
+  // An action's state here is its status and payout, what a credit depends on: a template may
+  // leave out Amount or Currency, which the Actions API always lists, and one change must get
+  // one key whether its postback or reconciliation delivers it.
   const change =
     event.kind === 'action'
-      ? [
-          event.trigger === 'clearing' ? 'clearing' : 'state',
-          from,
-          record['status'],
-          decimalOf(record['payout']),
-          decimalOf(record['amount']),
-          record['currency'],
-        ]
+      ? [event.trigger === 'clearing' ? 'clearing' : 'state', from, record['status'], decimalOf(record['payout'])]
       : [
           'inquiry',
           from,
@@ -167,6 +163,16 @@ export function idempotencyKeyOf(event: PostbackEvent, previous: JournalRecord |
           record['currency'],
         ];
   return `${subject}:${hash('sha256', JSON.stringify(change), 'base64url')}`;
+}
+
+/**
+ * True when the record was written by reconciliation from impact.com's state read after
+ * `receivedAt`: a postback that arrived before that (an inbox row that died or waited, and is
+ * delivered only now) carries an older state, and must not move the action back.
+ */
+export function readByReconciliationSince(record: JournalRecord | null, receivedAt: Date): boolean {
+  if (record?.['trigger'] !== 'reconciliation' || typeof record['receivedAt'] !== 'string') return false;
+  return Date.parse(record['receivedAt']) > receivedAt.getTime();
 }
 
 function decimalOf(value: string | null | undefined): string | null {

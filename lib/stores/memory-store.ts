@@ -39,10 +39,13 @@ class MemoryClaim implements StoreClaim<undefined> {
       if (keys.peek(this.key) === 'handled') return;
       throw new ClaimLostError(`the claim of ${this.subject}`);
     }
-    if (!keys.commit(this.key, this.token)) throw new ClaimLostError(`the claim of ${this.key}`);
-    if (this.subject === null) return;
-    if (record !== null) journal.write(this.subject, record);
-    this.letGo(this.subject);
+    if (keys.peek(this.key) === 'in-flight' && !keys.renew(this.key, this.token)) {
+      throw new ClaimLostError(`the claim of ${this.key}`);
+    }
+    // The record first: one that fails to write (larger than the journal keeps) leaves nothing done.
+    if (this.subject !== null && record !== null) journal.write(this.subject, record);
+    keys.commit(this.key, this.token);
+    if (this.subject !== null) this.letGo(this.subject);
   }
 
   release(): void {

@@ -93,15 +93,16 @@ export class Connection {
   }
 
   /**
-   * Closes the connection and ends its server process at once. A server process running a long
+   * Closes the connection and has its server process ended. A server process running a long
    * query goes on after its client is gone, holding its transaction's locks (the subject's, an
-   * inbox row's) until the query ends; ending it lets them go now. Closing alone is the fallback.
+   * inbox row's) until the query ends; ending it lets them go now. Nobody waits for it (it needs a
+   * connection of the pool's): closing alone is what happens should it fail.
    */
-  async terminate(): Promise<void> {
+  terminate(): void {
     const pid = this.client.processID;
     this.close();
     if (typeof pid !== 'number' || this.terminateBackend === undefined) return;
-    await this.terminateBackend(pid).catch(() => undefined);
+    this.terminateBackend(pid).catch(() => undefined);
   }
 
   private end(error: Error | undefined): void {
@@ -195,7 +196,7 @@ export class PostgresClaim<C> implements StoreClaim<C> {
     // pool, where their late writes would land in another postback's transaction. Its server
     // process is ended too, should a listener's query still run there.
     if (reason === 'timeout') {
-      await this.connection.terminate();
+      this.connection.terminate();
       return;
     }
     await this.connection.rollBack();

@@ -1,3 +1,4 @@
+import { readByReconciliationSince } from '../journal/journal';
 import { sqlLiteral } from './postgres-literal';
 import {
   PostgresClaim,
@@ -96,6 +97,14 @@ class PostgresInboxClaim<C> extends PostgresClaim<C> implements InboxClaim<C> {
     return Promise.resolve();
   }
 
+  /** The router closes: the row's transaction ends (rolled back), its attempt not counted. */
+  giveBack(): Promise<void> {
+    if (this.finished) return Promise.resolve();
+    this.finished = true;
+    this.connection.terminate();
+    return Promise.resolve();
+  }
+
   /**
    * A statement of the commit failed (the listeners' transaction had failed, or a deferred
    * constraint): the transaction is still there, so it goes back to the row's savepoint and the
@@ -115,11 +124,17 @@ class PostgresInboxClaim<C> extends PostgresClaim<C> implements InboxClaim<C> {
     if (this.releasedFor === 'timeout' && !this.finished) {
       // Listeners may still use the connection: it is ended, not rolled back and reused. The
       // attempt is recorded through another one, whose update queues on the row's lock and so
-      // comes before any other worker's take of the row once the end lets the lock go.
+      // mostly comes before any other worker's take of the row once the end lets the lock go.
       this.finished = true;
-      const recorded = this.failure.run(this.failure.sql, values);
-      await this.connection.terminate();
-      return ((await recorded).rowCount ?? 0) > 0;
+      // Settled at once: ending the connection below must not leave its failure unhandled.
+      const recorded = this.failure.run(this.failure.sql, values).then(
+        (result) => ({ result }),
+        (error: unknown) => ({ error }),
+      );
+      this.connection.terminate();
+      const outcome = await recorded;
+      if ('error' in outcome) throw outcome.error;
+      return (outcome.result.rowCount ?? 0) > 0;
     }
     if (this.finished && !this.backAtRow) {
       // The commit failed and its transaction, with the row's lock, is gone.
@@ -236,7 +251,11 @@ export class PostgresInbox<T> implements StoreInbox<T> {
         ...this.parts.writes,
         first: (outcome: CommitOutcome) => this.sql.delivered(row.id, outcome),
       };
-      return new PostgresInboxClaim<T>(connection, writes, found.previous ?? null, row, found.superseded === true, {
+      const previous = found.previous ?? null;
+      // Superseded by a later row delivered, or by reconciliation reading impact.com after it arrived.
+      const superseded =
+        found.superseded === true || (row.route === 'actions' && readByReconciliationSince(previous, row.receivedAt));
+      return new PostgresInboxClaim<T>(connection, writes, previous, row, superseded, {
         sql: this.sql.failed,
         run: (text, values) => this.parts.run(text, values),
       });

@@ -212,7 +212,7 @@ BEGIN
     v.status, v.attempts, v.last_error, v.next_attempt_at,
     (SELECT j.state FROM ${journal} j WHERE j.subject = v.subject AND j.expires_at > now()),
     (v.route = 'actions' AND EXISTS (SELECT 1 FROM ${inbox} l WHERE l.subject = v.subject AND l.id > v.id
-      AND l.route = 'actions' AND l.status = 'delivered' AND l.outcome = 'delivered'));
+      AND l.route = 'actions' AND l.status = 'delivered'));
 END
 $$;
 `;

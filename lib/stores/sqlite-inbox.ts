@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { readByReconciliationSince } from '../journal/journal';
 import { ClaimLostError } from './claim-lost';
 import { GroupCommit } from './group-commit';
 import type {
@@ -183,13 +184,13 @@ export class SqliteInbox implements StoreInbox<undefined> {
     // The oldest row due whose subject has no earlier row waiting (a subject's postbacks are
     // delivered in the order they arrived, a later one waiting while an earlier is retried), and
     // that no claim holds now: a direct one (reconciliation, another process's postback) or
-    // another row's. `superseded`: a later lifecycle postback of its action was delivered (the
-    // row died and was retried), so it must not move the action back.
+    // another row's. `superseded`: a later lifecycle postback of its action was delivered,
+    // whatever came of it (the row died and was retried), so it must not move the action back.
     const due = leaseDb.prepare(`
       SELECT r.*, (r.route = 'actions' AND EXISTS (
           SELECT 1 FROM postback_inbox l
-          WHERE l.subject = r.subject AND l.id > r.id AND l.route = 'actions' AND l.status = 'delivered'
-            AND l.outcome = 'delivered')) AS superseded
+          WHERE l.subject = r.subject AND l.id > r.id AND l.route = 'actions' AND l.status = 'delivered'))
+        AS superseded
       FROM postback_inbox r
       WHERE r.status IN ('pending', 'retrying') AND r.next_attempt_at <= @now AND r.lease_until <= @now
         AND NOT EXISTS (
@@ -227,6 +228,9 @@ export class SqliteInbox implements StoreInbox<undefined> {
           status = CASE WHEN @retryAt IS NULL THEN 'dead' ELSE 'retrying' END,
           next_attempt_at = coalesce(@retryAt, next_attempt_at), leased_by = NULL, lease_until = 0
         WHERE id = @id AND leased_by = @token`),
+      giveBack: db.prepare(
+        'UPDATE postback_inbox SET leased_by = NULL, lease_until = 0 WHERE id = ? AND leased_by = ?',
+      ),
       renew: leaseDb.prepare('UPDATE postback_inbox SET lease_until = ? WHERE id = ? AND leased_by = ?'),
       renewHold: leaseDb.prepare('UPDATE postback_holds SET held_until = ? WHERE subject = ? AND held_by = ?'),
       counts: db.prepare('SELECT status, count(*) AS count FROM postback_inbox GROUP BY status'),
@@ -330,6 +334,8 @@ export class SqliteInbox implements StoreInbox<undefined> {
   private claimOf(row: InboxRow, token: string, readText: string | null, superseded: boolean): InboxClaim<undefined> {
     const { sql, settings } = this;
     const previous = readText === null ? null : (JSON.parse(readText) as JournalRecord);
+    // Or reconciliation wrote the action's state from impact.com after this row arrived.
+    const overtaken = superseded || (row.route === 'actions' && readByReconciliationSince(previous, row.receivedAt));
     const commit = async (record: JournalRecord | null, outcome: CommitOutcome): Promise<void> => {
       const problem = await this.deliveries.submit({ row, token, readText, record, outcome, now: clock.now() });
       if (problem !== null) throw new ClaimLostError(problem);
@@ -337,7 +343,7 @@ export class SqliteInbox implements StoreInbox<undefined> {
     return {
       row,
       previous,
-      superseded,
+      superseded: overtaken,
       transaction: undefined,
       transactional: false,
       commit,
@@ -347,6 +353,11 @@ export class SqliteInbox implements StoreInbox<undefined> {
         const { changes } = sql.failed.run({ id: row.id, token, error, retryAt });
         if (row.subject !== null) settings.writes.unhold(row.subject, token);
         return Promise.resolve(changes > 0);
+      },
+      giveBack: () => {
+        sql.giveBack.run(row.id, token);
+        if (row.subject !== null) settings.writes.unhold(row.subject, token);
+        return Promise.resolve();
       },
       leaseMs: settings.leaseMs,
       renew: () => {

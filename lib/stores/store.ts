@@ -130,10 +130,16 @@ export interface InboxClaim<T> extends StoreClaim<T> {
    */
   recordFailure(error: string, retryAfterMs: number | null): Promise<boolean>;
   /**
-   * A later postback of the row's action was delivered already (the row was retried after it
-   * died): it is delivered as `stale`, so that the action never moves back.
+   * The action moved on since the row arrived: a later postback of it was delivered, or
+   * reconciliation read a newer state (the row died, or waited, and was retried). It is
+   * delivered as `stale`, so that the action never moves back.
    */
   readonly superseded?: boolean;
+  /**
+   * Lets the row go without counting an attempt, as it stood when taken: the router closes with
+   * its delivery still under way. Without it the row waits until its lease (if any) lapses.
+   */
+  giveBack?(): Promise<void>;
 }
 
 export interface InboxStats {

@@ -2,8 +2,18 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { expect } from 'chai';
 import request from 'supertest';
-import { SqliteStore, type InboxStore, type PostbackError, type StoreInbox } from '../../lib';
+import pg from 'pg';
+import {
+  PostgresStore,
+  SqliteStore,
+  type InboxStore,
+  type PgPool,
+  type PostbackError,
+  type StoreInbox,
+} from '../../lib';
 import { createApp } from '../helpers/create-app';
+import { freePort } from '../helpers/server';
+import { DATABASE_URL, useTestSchema } from '../helpers/services';
 import { useTempDir } from '../helpers/temp-dir';
 import { FaultyStore } from '../harness/faulty-store';
 import { watchPackageTimers } from '../harness/package-timers';
@@ -169,5 +179,96 @@ describe('every failure is bounded: no timer throws, no listener holds on foreve
       storeFailures: 0,
       retry: 'duplicate',
     });
+  });
+});
+
+describe('PostgresStore inbox: giving a delivery up never strands its row, nor crashes the process', function () {
+  this.timeout(30_000);
+  const closing: (() => Promise<void>)[] = [];
+  afterEach(async () => {
+    for (const close of closing.splice(0)) await close().catch(() => undefined);
+  });
+  // After the hook above: stores close before their schema is dropped.
+  const schema = useTestSchema();
+
+  it('close() shorter than the listeners: the row and the action are let go, and the pool ends', async () => {
+    const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 5 });
+    pool.on('error', () => undefined);
+    const app = createApp<unknown>(
+      { store: new PostgresStore({ pool, schema: schema().name }), delivery: 'inbox', listenerTimeout: 5000 },
+      { listen: false },
+    );
+    let started = false;
+    app.postbacks.on('action', () => {
+      started = true;
+      return new Promise(() => undefined);
+    });
+    await request(app.app).get(lifecycle('5.8')).expect(200);
+    await until(() => started);
+    await app.postbacks.close({ timeoutMs: 100 });
+    const ended = await Promise.race([pool.end().then(() => 'ended'), sleep(3000).then(() => 'still open')]);
+    const inbox = `"${schema().name}".impact_postbacks_inbox`;
+    const client = await schema().pool.connect();
+    let rowLocked = false;
+    try {
+      await client.query('BEGIN');
+      await client.query(`SELECT id FROM ${inbox} FOR UPDATE NOWAIT`);
+    } catch (error) {
+      rowLocked = (error as { code?: string }).code === '55P03';
+    } finally {
+      await client.query('ROLLBACK').catch(() => undefined);
+      client.release();
+    }
+    const rows = await schema().pool.query(`SELECT status, attempts FROM ${inbox}`);
+    expect({ ended, rowLocked, rows: rows.rows }).to.deep.equal({
+      ended: 'ended',
+      rowLocked: false,
+      rows: [{ status: 'pending', attempts: 0 }],
+    });
+  });
+
+  it('listeners past the timeout while PostgreSQL refuses connections: reported, never an unhandled rejection', async () => {
+    const real = new pg.Pool({ connectionString: DATABASE_URL, max: 5 });
+    real.on('error', () => undefined);
+    const down = new pg.Pool({ connectionString: `postgres://postgres@127.0.0.1:${await freePort()}/test` });
+    down.on('error', () => undefined);
+    let isDown = false;
+    const pool: PgPool = {
+      connect: () => (isDown ? down.connect() : real.connect()),
+      end: async () => {
+        await real.end();
+        await down.end();
+      },
+    };
+    const app = createApp<unknown>(
+      { store: new PostgresStore({ pool, schema: schema().name }), delivery: 'inbox', listenerTimeout: 300 },
+      { listen: false },
+    );
+    closing.push(async () => {
+      isDown = false;
+      await app.postbacks.close({ timeoutMs: 500 });
+      await pool.end();
+    });
+    let started = false;
+    app.postbacks.on('action', () => {
+      started = true;
+      // PostgreSQL goes away while the listener runs.
+      isDown = true;
+      return new Promise(() => undefined);
+    });
+    const escaped: unknown[] = [];
+    const record = (reason: unknown): void => void escaped.push(reason);
+    process.prependListener('unhandledRejection', record);
+    try {
+      await request(app.app).get(lifecycle('5.9')).expect(200);
+      await until(() => started);
+      await sleep(1500);
+    } finally {
+      process.removeListener('unhandledRejection', record);
+    }
+    expect({
+      escaped: escaped.map(String),
+      reported: app.events.error.some((error) => error.message.includes('failed to record a failed delivery')),
+    }).to.deep.equal({ escaped: [], reported: true });
   });
 });

@@ -5,6 +5,7 @@ import request from 'supertest';
 import { PostgresStore, SqliteStore, type InboxStore } from '../../lib';
 import { objectsOf } from '../../lib/stores/postgres-schema';
 import { createApp } from '../helpers/create-app';
+import { apiAction, FakeActionsApi } from '../helpers/fake-actions-api';
 import { DATABASE_URL, requirePostgres, useTestSchema } from '../helpers/services';
 import { useTempDir } from '../helpers/temp-dir';
 import { FaultyStore, Gate } from '../harness/faulty-store';
@@ -77,6 +78,51 @@ describe("one action's postbacks are applied in the order they were accepted", f
         stale: ['7.00'],
         changes: ['new → PENDING 5.00', 'PENDING 5.00 → PENDING 9.00'],
       });
+    });
+  }
+
+  for (const kind of kinds) {
+    it(`${kind.name}: a dead row retried after reconciliation and a duplicate brought a newer state never moves the action back`, async () => {
+      const api = new FakeActionsApi('IRtest', 'token');
+      await api.start();
+      closing.push(() => api.stop());
+      const app = createApp<unknown>(
+        { store: kind.create(), delivery: 'inbox', maxAttempts: 1, backoff: { baseMs: 10, maxMs: 20 } },
+        { listen: false },
+      );
+      closing.push(() => app.postbacks.close());
+      let failing = true;
+      const applied: string[] = [];
+      app.postbacks.on('action', (event) => {
+        if (failing) throw new Error('the ledger is down');
+        applied.push(`${event.trigger} ${event.status} ${event.payout}`);
+      });
+      let dead = 0;
+      app.postbacks.on('dead', () => void (dead += 1));
+      const full = (status: string, payout: string) =>
+        `/impact/actions?${new URLSearchParams({ ActionId: '8.3', Status: status, Payout: payout, Amount: '100.00', Currency: 'USD' }).toString()}`;
+      await request(app.app).get(full('PENDING', '5.00')).expect(200);
+      await until(() => dead === 1);
+      failing = false;
+      api.put(apiAction('8.3', 'PENDING', '7.00'));
+      await app.postbacks.reconcile({
+        accountSid: 'IRtest',
+        authToken: 'token',
+        baseUrl: api.baseUrl,
+        since: new Date(Date.now() - 24 * 60 * 60 * 1000),
+      });
+      // The lifecycle postback of the same state: a duplicate of what reconciliation delivered.
+      await request(app.app).get(full('PENDING', '7.00')).expect(200);
+      await until(async () => (await app.postbacks.inbox?.stats())?.delivered === 1);
+      await app.postbacks.inbox?.retry({ status: 'dead' });
+      await until(async () => (await app.postbacks.inbox?.stats())?.delivered === 2);
+      const rows = (await app.postbacks.inbox?.list()) ?? [];
+      expect({
+        applied,
+        stale: app.events.stale.map((event) => event.payout),
+        // Newest first: the lifecycle 7.00, a duplicate; the retried 5.00, stale.
+        outcomes: rows.map((row) => row.outcome),
+      }).to.deep.equal({ applied: ['reconciliation PENDING 7.00'], stale: ['5.00'], outcomes: ['duplicate', 'stale'] });
     });
   }
 
