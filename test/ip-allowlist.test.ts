@@ -132,6 +132,16 @@ describe('IP allow-list', () => {
         expect(events.action[0]?.meta.ip).to.equal('192.0.2.10');
       });
 
+      it('refuses an IPv4-mapped address outside the list, in either spelling', async () => {
+        const { app, events } = createApp(options);
+        for (const mapped of ['::ffff:203.0.113.7', '0:0:0:0:0:ffff:203.0.113.7', '::ffff:cb00:7107']) {
+          const res = await request(app).get(ACTION).set('X-Forwarded-For', mapped).expect(403);
+          expect(errorCode(res.text), mapped).to.equal('ip.forbidden');
+        }
+        expect(events.rejected.map((rejection) => rejection.ip)).to.deep.equal(Array(3).fill('203.0.113.7'));
+        expect(events.action).to.deep.equal([]);
+      });
+
       for (const forged of ['0300.0.2.10', '0xC0.0.2.10', '3221225994', '192.0.2.10:80', '[::1]', 'garbage', '']) {
         it(`refuses the non-canonical address "${forged}"`, async () => {
           const { app, events } = createApp(options);
@@ -201,6 +211,12 @@ describe('token', () => {
     expect(errorCode(missing.text)).to.equal('token.missing');
     const wrong = await request(app).get(`${ACTION}&token=guess`).expect(403);
     expect(errorCode(wrong.text)).to.equal('token.invalid');
+    // As long as the right one, one character off: the comparison is of the whole token.
+    const sameLength = `${TOKEN.slice(0, -1)}${TOKEN.endsWith('e') ? 'f' : 'e'}`;
+    const close = await request(app).get(`${ACTION}&token=${sameLength}`).expect(403);
+    expect(errorCode(close.text)).to.equal('token.invalid');
+    const header = await request(app).get(ACTION).set('X-Postback-Token', sameLength).expect(403);
+    expect(errorCode(header.text)).to.equal('token.invalid');
     const mixed = await request(app).get(`${ACTION}&token=guess`).set('X-Postback-Token', TOKEN).expect(403);
     expect(errorCode(mixed.text)).to.equal('token.invalid');
     expect(events.action).to.deep.equal([]);

@@ -189,6 +189,21 @@ for (const kind of kinds()) {
       expect(last?.previous).to.include({ status: 'PENDING', payout: '5.00', currency: 'USD', trigger: 'lifecycle' });
     });
 
+    it('delivers a payout-only change of a final action as changed (APPROVED 5.00 known, APPROVED 7.00 at impact.com)', async () => {
+      const contexts = recordContexts(app);
+      expect(await postback(app, '1000.2.2', 'APPROVED', '5.00')).to.equal(200);
+      api.put(apiAction('1000.2.2', 'APPROVED', '7.00'));
+      const report = await app.postbacks.reconcile(options());
+      expect(report).to.include({ checked: 1, changed: 1, unchanged: 0, delivered: 1 });
+      const last = contexts.at(-1);
+      expect([last?.event.status, last?.event.payout, last?.event.trigger]).to.deep.equal([
+        'APPROVED',
+        '7.00',
+        'reconciliation',
+      ]);
+      expect(last?.previous).to.include({ status: 'APPROVED', payout: '5.00' });
+    });
+
     it('leaves actions postbacks delivered alone (amounts compared as decimals), and a PENDING for a final action is stale', async () => {
       expect(await postback(app, '1000.3.1', 'APPROVED', '5.00')).to.equal(200);
       expect(await postback(app, '1000.3.2', 'PENDING', '2.50')).to.equal(200);

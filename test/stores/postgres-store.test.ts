@@ -251,6 +251,22 @@ describe('PostgresStore', function () {
       expect(await ledger()).to.deep.equal([]);
       expect(events.error.filter((error) => error.code === 'store.failed')).to.have.length.greaterThan(0);
     });
+
+    it('answer 503 for a catalog postback, which records nothing but its key, when a statement failed inside its transaction', async () => {
+      const catalog = createApp({ store: store() }, { listen: false });
+      let failing = true;
+      catalog.postbacks.on('catalog', async (_event, ctx) => {
+        if (failing) await ctx.transaction.query('SELECT 1 / 0').catch(() => undefined);
+      });
+      const res = await request(catalog.app).get('/impact/catalog?CatalogItemId=4.2').expect(503);
+      expect(errorCode(res.text)).to.equal('store.failed');
+      // Nothing was recorded: the retry is delivered, not a duplicate.
+      failing = false;
+      await request(catalog.app)
+        .get('/impact/catalog?CatalogItemId=4.2')
+        .expect(200)
+        .expect('X-Postback-Outcome', 'delivered');
+    });
   });
 
   describe('two processes on one database', () => {
