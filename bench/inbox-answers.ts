@@ -11,6 +11,7 @@ import type { AddressInfo } from 'node:net';
 import express from 'express';
 import pg from 'pg';
 import { createPostbackRouter, PostgresStore } from '../dist';
+import { percentile, timeAnswers } from '../test/helpers/answer-times';
 import { DATABASE_URL } from '../test/helpers/services';
 
 export interface InboxAnswers {
@@ -22,10 +23,6 @@ export interface InboxAnswers {
 
 const GOAL_P99_MS = 100;
 const CONNECTIONS = 20;
-
-function percentile(sorted: readonly number[], share: number): number {
-  return sorted[Math.ceil(sorted.length * share) - 1] ?? Infinity;
-}
 
 export async function runInboxAnswerBenchmark(): Promise<InboxAnswers | null> {
   const admin = new pg.Client({ connectionString: DATABASE_URL, connectionTimeoutMillis: 2000 });
@@ -51,35 +48,18 @@ export async function runInboxAnswerBenchmark(): Promise<InboxAnswers | null> {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   const agent = new http.Agent({ keepAlive: true, maxSockets: CONNECTIONS });
-  const times: number[] = [];
-  const one = (id: string): Promise<void> =>
-    new Promise((resolve, reject) => {
-      const started = process.hrtime.bigint();
-      const query = new URLSearchParams({ ActionId: id, Status: 'PENDING', Payout: '5.00' }).toString();
-      http
-        .get(`http://127.0.0.1:${port}/impact/actions?${query}`, { agent }, (res) => {
-          res.resume();
-          res.on('end', () => {
-            times.push(Number(process.hrtime.bigint() - started) / 1e6);
-            if (res.statusCode === 200) resolve();
-            else reject(new Error(`status ${res.statusCode}`));
-          });
-        })
-        .on('error', reject);
-    });
-  const sendAll = async (ids: string[]): Promise<void> => {
-    await Promise.all(
-      Array.from({ length: CONNECTIONS }, async () => {
-        for (let id = ids.shift(); id !== undefined; id = ids.shift()) await one(id);
-      }),
+  const base = `http://127.0.0.1:${port}`;
+  const paths = (from: number, count: number): string[] =>
+    Array.from(
+      { length: count },
+      (_, index) =>
+        `/impact/actions?${new URLSearchParams({ ActionId: `2.${from + index}`, Status: 'PENDING', Payout: '5.00' }).toString()}`,
     );
-  };
   try {
     // Not measured: a new process's first requests wait for its code to compile and its
     // connections to open. Their deliveries run while the 200 are measured.
-    await sendAll(Array.from({ length: 60 }, (_, index) => `2.${1000 + index}`));
-    times.length = 0;
-    await sendAll(Array.from({ length: 200 }, (_, index) => `2.${index}`));
+    await timeAnswers(base, paths(1000, 60), CONNECTIONS, agent);
+    const times = await timeAnswers(base, paths(0, 200), CONNECTIONS, agent);
     times.sort((a, b) => a - b);
     const result = {
       answered: times.length,

@@ -19,7 +19,7 @@ import { FaultyStore, Gate } from './harness/faulty-store';
 import { changeOf, HostLedger, worthCents, type LedgerEntry } from './harness/host-ledger';
 import { PrivatePostgres, PrivateRedis, privateServicesUnavailable, SmallDisk } from './harness/private-services';
 import { until } from './harness/until';
-import { dedupeKeyOf, writeScripts, type ActionScript } from './explore/impact';
+import { dedupeKeyOf, postbackFields, writeScripts, type ActionScript } from './explore/impact';
 import { Random } from './explore/random';
 import { LOOPBACK } from './helpers/create-app';
 import { startServer, type RunningServer } from './helpers/server';
@@ -62,13 +62,7 @@ async function play(scripts: readonly ActionScript[], servers: readonly RunningS
     Array.from({ length: 6 }, async () => {
       for (let script = queue.shift(); script !== undefined; script = queue.shift()) {
         for (const event of script.events) {
-          const fields = {
-            ActionId: script.id,
-            Status: event.status,
-            Payout: event.payout,
-            Amount: '100.00',
-            Currency: 'USD',
-          };
+          const fields = postbackFields(script.id, event);
           const query = new URLSearchParams(fields).toString();
           for (;;) {
             played.requests += 1;

@@ -40,6 +40,18 @@ export function dedupeKeyOf(route: 'actions' | 'clearing', fields: Readonly<Reco
   return dedupeKey(route, normalizeFields(record, ACTION_INDEX).canonical);
 }
 
+/** A lifecycle event's postback fields, with the amount and currency the Actions API lists. */
+export function postbackFields(actionId: string, event: LifecycleEvent): Record<string, string> {
+  return {
+    ActionId: actionId,
+    Status: event.status,
+    Payout: event.payout,
+    Amount: '100.00',
+    Currency: 'USD',
+    SubId1: 'user-1',
+  };
+}
+
 function money(cents: number): string {
   return `${Math.floor(cents / 100)}.${String(cents % 100).padStart(2, '0')}`;
 }
@@ -94,14 +106,7 @@ export class Impact {
     if (event === undefined) return null;
     this.happened[action] = done + 1;
     if (event.route === 'actions') this.api.put(apiAction(script.id, event.status, event.payout));
-    const fields = {
-      ActionId: script.id,
-      Status: event.status,
-      Payout: event.payout,
-      Amount: '100.00',
-      Currency: 'USD',
-      SubId1: 'user-1',
-    };
+    const fields = postbackFields(script.id, event);
     const postback: Postback = {
       id: this.postbacks.length,
       actionId: script.id,

@@ -11,34 +11,14 @@ import {
   type PostbackEvent,
   type PostbackStore,
 } from '../../lib';
-import { createApp, type TestApp } from '../helpers/create-app';
-import { apiAction, FakeActionsApi } from '../helpers/fake-actions-api';
+import { createApp } from '../helpers/create-app';
+import { apiAction } from '../helpers/fake-actions-api';
 import { DATABASE_URL, REDIS_URL, requireRedis, useTestSchema } from '../helpers/services';
 import { useTempDir } from '../helpers/temp-dir';
 import { FaultyStore, type Fault } from '../harness/faulty-store';
 import { HostLedger } from '../harness/host-ledger';
+import { lifecycle, sendUntilAcknowledged, useReconciliation } from '../harness/impact';
 import { until } from '../harness/until';
-
-const SID = 'IRtest';
-const TOKEN = 'auth-token-for-tests';
-
-/** A lifecycle postback carrying the fields reconciliation compares, as apiAction lists them. */
-function lifecycle(id: string, status: string, payout: string): string {
-  const fields = { ActionId: id, Status: status, Payout: payout, Amount: '100.00', Currency: 'USD' };
-  return `/impact/actions?${new URLSearchParams(fields).toString()}`;
-}
-
-/** Sends like impact.com: again and again until the answer is 2xx; gives every status seen. */
-async function sendUntilAcknowledged(app: TestApp<unknown>['app'], url: string, tries = 40): Promise<number[]> {
-  const statuses: number[] = [];
-  for (let attempt = 0; attempt < tries; attempt += 1) {
-    const { status } = await request(app).get(url);
-    statuses.push(status);
-    if (status >= 200 && status < 300) return statuses;
-    await sleep(50);
-  }
-  return statuses;
-}
 
 interface LeaseKind {
   readonly name: string;
@@ -60,18 +40,7 @@ function leaseKinds(dir: () => string): LeaseKind[] {
 describe('a commit that fails on a store without transactions', function () {
   this.timeout(30_000);
   const dir = useTempDir('impact-commit-');
-  const api = new FakeActionsApi(SID, TOKEN);
-  const closing: (() => Promise<void>)[] = [];
-
-  before(async () => {
-    await api.start();
-  });
-  after(async () => {
-    await api.stop();
-  });
-  afterEach(async () => {
-    for (const close of closing.splice(0)) await close();
-  });
+  const { api, closing, options: reconcileOptions } = useReconciliation();
 
   for (const kind of leaseKinds(dir)) {
     for (const fault of [{ kind: 'fail' }, { kind: 'fail-after' }] satisfies Fault[]) {
@@ -92,12 +61,7 @@ describe('a commit that fails on a store without transactions', function () {
         store.heal();
         api.put(apiAction('7.1', 'REVERSED', '5.00'));
         const retries = await sendUntilAcknowledged(app.app, lifecycle('7.1', 'REVERSED', '5.00'));
-        await app.postbacks.reconcile({
-          accountSid: SID,
-          authToken: TOKEN,
-          baseUrl: api.baseUrl,
-          since: new Date(Date.now() - 24 * 60 * 60 * 1000),
-        });
+        await app.postbacks.reconcile(reconcileOptions());
 
         expect({
           firstAnswer: first.status,

@@ -7,32 +7,13 @@ import request from 'supertest';
 import { MemoryStore, RedisStore, SqliteStore, type ActionEvent, type PostbackStore } from '../../lib';
 import { clock } from '../../lib/clock';
 import { createApp, type TestApp } from '../helpers/create-app';
-import { apiAction, FakeActionsApi } from '../helpers/fake-actions-api';
+import { apiAction } from '../helpers/fake-actions-api';
 import { REDIS_URL, requireRedis } from '../helpers/services';
 import { useTempDir } from '../helpers/temp-dir';
 import { Gate } from '../harness/faulty-store';
 import { HostLedger } from '../harness/host-ledger';
+import { lifecycle, sendUntilAcknowledged, useReconciliation } from '../harness/impact';
 import { until } from '../harness/until';
-
-const SID = 'IRtest';
-const TOKEN = 'auth-token-for-tests';
-
-/** A lifecycle postback carrying the fields reconciliation compares, as apiAction lists them. */
-function lifecycle(id: string, status: string, payout: string): string {
-  const fields = { ActionId: id, Status: status, Payout: payout, Amount: '100.00', Currency: 'USD' };
-  return `/impact/actions?${new URLSearchParams(fields).toString()}`;
-}
-
-async function sendUntilAcknowledged(app: TestApp<unknown>['app'], url: string, tries = 60): Promise<number[]> {
-  const statuses: number[] = [];
-  for (let attempt = 0; attempt < tries; attempt += 1) {
-    const { status } = await request(app).get(url);
-    statuses.push(status);
-    if (status >= 200 && status < 300) return statuses;
-    await sleep(50);
-  }
-  return statuses;
-}
 
 /** Moves the stores' clock on by `ms` until the test ends. */
 function useMovableClock(): (ms: number) => void {
@@ -53,17 +34,7 @@ function useMovableClock(): (ms: number) => void {
 describe('SqliteStore: the inbox and reconciliation never deliver one action at the same time', function () {
   this.timeout(30_000);
   const dir = useTempDir('impact-one-at-a-time-');
-  const api = new FakeActionsApi(SID, TOKEN);
-  const closing: (() => Promise<void>)[] = [];
-  before(async () => {
-    await api.start();
-  });
-  after(async () => {
-    await api.stop();
-  });
-  afterEach(async () => {
-    for (const close of closing.splice(0)) await close();
-  });
+  const { api, closing, options: reconcileOptions } = useReconciliation();
 
   function inboxApp() {
     const store = new SqliteStore({ path: path.join(dir(), 'postbacks.db') });
@@ -71,13 +42,6 @@ describe('SqliteStore: the inbox and reconciliation never deliver one action at 
     closing.push(() => app.postbacks.close({ timeoutMs: 1000 }));
     return app;
   }
-
-  const reconcileOptions = () => ({
-    accountSid: SID,
-    authToken: TOKEN,
-    baseUrl: api.baseUrl,
-    since: new Date(Date.now() - 24 * 60 * 60 * 1000),
-  });
 
   for (const first of ['the inbox row', 'reconciliation'] as const) {
     it(`${first} holding the action first: the reversal is emitted and debited once`, async () => {
@@ -194,17 +158,7 @@ describe('a claim whose listener runs long never lets a final state be undone', 
   this.timeout(30_000);
   const dir = useTempDir('impact-lapse-');
   const moveClock = useMovableClock();
-  const api = new FakeActionsApi(SID, TOKEN);
-  const closing: (() => Promise<void>)[] = [];
-  before(async () => {
-    await api.start();
-  });
-  after(async () => {
-    await api.stop();
-  });
-  afterEach(async () => {
-    for (const close of closing.splice(0)) await close();
-  });
+  const { api, closing, options: reconcileOptions } = useReconciliation();
 
   /**
    * Two receivers (two processes) on one store's data, their listeners writing one ledger; a
@@ -229,13 +183,6 @@ describe('a claim whose listener runs long never lets a final state be undone', 
     };
     return { apps, ledger, gate, journalStatus, stall };
   }
-
-  const reconcileOptions = () => ({
-    accountSid: SID,
-    authToken: TOKEN,
-    baseUrl: api.baseUrl,
-    since: new Date(Date.now() - 24 * 60 * 60 * 1000),
-  });
 
   for (const kind of sharedKinds(dir, moveClock)) {
     it(`${kind.name}: while a PENDING's listener runs past the lease, a REVERSED waits for it, and the ledger is exact`, async function () {

@@ -2,18 +2,11 @@ import { expect } from 'chai';
 import request from 'supertest';
 import { MemoryStore, PostgresStore, type PostbackStore } from '../../lib';
 import { createApp } from '../helpers/create-app';
-import { apiAction, FakeActionsApi } from '../helpers/fake-actions-api';
+import { apiAction } from '../helpers/fake-actions-api';
 import { DATABASE_URL, requirePostgres, useTestSchema } from '../helpers/services';
 import { Gate } from '../harness/faulty-store';
 import { HostLedger } from '../harness/host-ledger';
-
-const SID = 'IRtest';
-const TOKEN = 'auth-token-for-tests';
-
-function lifecycle(id: string, status: string, payout: string): string {
-  const fields = { ActionId: id, Status: status, Payout: payout, Amount: '100.00', Currency: 'USD' };
-  return `/impact/actions?${new URLSearchParams(fields).toString()}`;
-}
+import { lifecycle, useReconciliation } from '../harness/impact';
 
 interface Kind {
   readonly name: string;
@@ -22,18 +15,7 @@ interface Kind {
 
 describe('reconciliation decides under the claim, not from the page it read', function () {
   this.timeout(20_000);
-  const api = new FakeActionsApi(SID, TOKEN);
-  const closing: (() => Promise<void>)[] = [];
-  before(async () => {
-    await api.start();
-  });
-  after(async () => {
-    await api.stop();
-  });
-  afterEach(async () => {
-    for (const close of closing.splice(0)) await close();
-    api.actions = [];
-  });
+  const { api, closing, options: reconcileOptions } = useReconciliation();
   // After the hook above: stores close before their schema is dropped.
   const schema = useTestSchema();
 
@@ -63,13 +45,7 @@ describe('reconciliation decides under the claim, not from the page it read', fu
     const listFirst = () => {
       api.put(apiAction('0.1', 'PENDING', '1.00'));
     };
-    const reconcile = () =>
-      app.postbacks.reconcile({
-        accountSid: SID,
-        authToken: TOKEN,
-        baseUrl: api.baseUrl,
-        since: new Date(Date.now() - 24 * 60 * 60 * 1000),
-      });
+    const reconcile = () => app.postbacks.reconcile(reconcileOptions());
     return { ...app, gate, ledger, reconcile, listFirst };
   }
 
