@@ -254,6 +254,17 @@ async function postgresBackend(): Promise<Backend> {
         connectionTimeoutMillis: 3000,
       });
       pool.on('error', () => undefined);
+      // A process's death cuts every connection it has, those still being opened included: a
+      // claim in flight when it died may connect afterwards, and must not outlive it.
+      let dead = false;
+      const cut = (pid: number | null | undefined): void => {
+        if (typeof pid === 'number') {
+          schema.pool.query('SELECT pg_terminate_backend($1::int)', [pid]).catch(() => undefined);
+        }
+      };
+      pool.on('connect', (client) => {
+        if (dead) cut((client as { processID?: number | null }).processID);
+      });
       const store = new PostgresStore({ pool, schema: schema.name, lockTimeoutMs: LOCK_TIMEOUT_MS });
       return {
         store,
@@ -262,6 +273,7 @@ async function postgresBackend(): Promise<Backend> {
           if (typeof pid === 'number') await schema.pool.query('SELECT pg_terminate_backend($1::int, 1000)', [pid]);
         },
         crash: async () => {
+          dead = true;
           await schema.pool.query(
             'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1',
             [label],
