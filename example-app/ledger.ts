@@ -82,8 +82,13 @@ export class MemoryLedger implements Ledger<undefined> {
 
   applyAction(event: ActionEvent, ctx: DeliveryContext<ActionState, undefined>): void {
     if (this.applied.has(ctx.idempotencyKey)) return;
+    const known = this.actions.get(event.actionId);
+    // The ordering rule on the ledger's own state, which a listener that failed after its
+    // write leaves ahead of the store's: a late PENDING never undoes a final state.
+    const final = known?.status === 'APPROVED' || known?.status === 'REVERSED';
+    if (final && (event.status ?? known.status) === 'PENDING' && event.trigger !== 'clearing') return;
     this.applied.add(ctx.idempotencyKey);
-    const entry = this.actions.get(event.actionId) ?? {
+    const entry = known ?? {
       user: userOf(event),
       status: null,
       payout: null,

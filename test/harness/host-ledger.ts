@@ -22,6 +22,8 @@ export interface ChangeContext {
   readonly idempotencyKey?: string;
 }
 
+const FINAL = new Set(['APPROVED', 'REVERSED']);
+
 interface State {
   readonly status: string | null | undefined;
   readonly payout: string | null | undefined;
@@ -57,10 +59,12 @@ export class HostLedger {
   readonly entries: LedgerEntry[] = [];
   /** Writes refused by the unique key: the same change delivered again. */
   refused = 0;
+  /** PENDINGs ignored because the ledger's own state of the action is final. */
+  late = 0;
   private readonly keys = new Set<string>();
   private readonly states = new Map<string, State>();
 
-  /** Writes the change unless its key is there; true if it wrote. */
+  /** Writes the change unless its key is there, or it is late for the ledger's own state; true if it wrote. */
   apply(event: ActionEvent, ctx: ChangeContext): boolean {
     // Before ctx carried idempotencyKey the README advised meta.key: kept as the fallback so
     // that a run of older code shows what that advice let through.
@@ -69,8 +73,15 @@ export class HostLedger {
       this.refused += 1;
       return false;
     }
+    const own = this.states.get(event.actionId) ?? null;
+    const change = changeOf(event, own);
+    // The ordering rule on the ledger's own state: it can be ahead of the store's journal (a
+    // listener that failed after its write), where the store sees no final state yet.
+    if (event.trigger !== 'clearing' && FINAL.has(own?.status ?? '') && change.state.status === 'PENDING') {
+      this.late += 1;
+      return false;
+    }
     this.keys.add(key);
-    const change = changeOf(event, this.states.get(event.actionId) ?? null);
     this.states.set(event.actionId, change.state);
     this.entries.push({
       key,

@@ -2,7 +2,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { expect } from 'chai';
 import request from 'supertest';
-import { PostgresStore, SqliteStore, type InboxStore } from '../../lib';
+import { MemoryStore, PostgresStore, SqliteStore, type InboxStore } from '../../lib';
 import { objectsOf } from '../../lib/stores/postgres-schema';
 import { createApp } from '../helpers/create-app';
 import { apiAction, FakeActionsApi } from '../helpers/fake-actions-api';
@@ -174,5 +174,41 @@ describe("one action's postbacks are applied in the order they were accepted", f
     gate.open();
     await until(() => delivered.length === 3);
     expect(delivered.slice(1)).to.deep.equal(accepted);
+  });
+  it('a host whose own state is ahead of the journal (its listener failed after its write) keeps a final state when a late PENDING comes', async () => {
+    const app = createApp({ store: new MemoryStore() }, { listen: false });
+    closing.push(() => app.postbacks.close());
+    const ledger = new HostLedger();
+    let failAfterWrite = true;
+    const previous: (string | null)[] = [];
+    app.postbacks.on('action', (event, ctx) => {
+      previous.push(ctx.previous?.status ?? null);
+      ledger.apply(event, ctx);
+      if (event.status === 'APPROVED' && failAfterWrite) {
+        failAfterWrite = false;
+        throw new Error('the host failed after its write');
+      }
+    });
+    await request(app.app)
+      .get(lifecycle('8.4', 'APPROVED', '5.00'))
+      .expect(500);
+    // The store recorded nothing: to it the late PENDING is the action's first state.
+    await request(app.app)
+      .get(lifecycle('8.4', 'PENDING', '5.00'))
+      .expect(200);
+    await request(app.app)
+      .get(lifecycle('8.4', 'APPROVED', '5.00'))
+      .expect(200);
+    expect({
+      previous,
+      changes: ledger.of('8.4').map((entry) => `${entry.from} → ${entry.to}`),
+      late: ledger.late,
+      balance: ledger.balance('8.4'),
+    }).to.deep.equal({
+      previous: [null, null, 'PENDING'],
+      changes: ['new → APPROVED 5.00', 'APPROVED 5.00 → APPROVED 5.00'],
+      late: 1,
+      balance: 500,
+    });
   });
 });
