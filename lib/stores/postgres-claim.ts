@@ -32,6 +32,26 @@ export interface PgPoolClient extends PgClient {
 export interface PgPool {
   connect(): Promise<PgPoolClient>;
   end(): Promise<void>;
+  /** pg's Pool emits 'connect' with each new client (a pool without it is used as it is). */
+  on?(event: 'connect', listener: (client: PgPoolClient) => void): unknown;
+}
+
+/**
+ * Gives every client the pool opens an 'error' listener for its whole life. pg emits a server's
+ * error that comes with no query running (a restart's or pg_terminate_backend's FATAL) as an
+ * 'error' event, and one nobody listens for ends the process; pg-pool takes its own listener
+ * off a client it hands out, and the FATAL can be read in the same packet as the connection's
+ * readiness, before whoever asked for the client has it (brianc/node-postgres#2439, #2762).
+ * Queries on such a client still fail, and the pool drops it once it comes back.
+ */
+export function keepClientErrorsFromEndingTheProcess(pool: PgPool): void {
+  pool.on?.('connect', (client) => {
+    client.on('error', ignoreError);
+  });
+}
+
+function ignoreError(): void {
+  // Reported where it matters: the failed query, or the pool's own 'error' event.
 }
 
 /**

@@ -11,6 +11,7 @@ import {
   Connection,
   PostgresClaim,
   TERMINATE_BACKEND_SQL,
+  keepClientErrorsFromEndingTheProcess,
   type CommitWrites,
   type PgClient,
   type PgPool,
@@ -109,6 +110,7 @@ export class PostgresStore<T extends PgClient = PgClient> implements InboxStore<
         'PostgresStore needs option connectionString (such as "postgres://user@host:5432/db") or option pool',
       );
     }
+    keepClientErrorsFromEndingTheProcess(this.pool);
     const objects = objectsOf(this.names);
     const { keys, journal, begin, inbox } = objects;
     const expired = (table: string, condition: string): string =>

@@ -227,6 +227,56 @@ describe('PostgresStore inbox: giving a delivery up never strands its row, nor c
     });
   });
 
+  it('a server error in the instant between a new connection and its first use never escapes (pg hands it out listener-less)', async () => {
+    const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 2 });
+    pool.on('error', () => undefined);
+    const store = new PostgresStore({ pool, schema: schema().name });
+    closing.push(async () => {
+      await store.close();
+      await pool.end();
+    });
+    // A backend ended as it starts (a restart, a failover, pg_terminate_backend) can send its
+    // FATAL in the same packet as its readiness: pg reads both in one go, after the pool took
+    // its own listener off and before the claim could put one on. Here the FATAL is read there.
+    let terminated = 0;
+    pool.on('connect', (client) => {
+      if (terminated > 0) return;
+      terminated += 1;
+      const connection = (client as unknown as { connection: NodeJS.EventEmitter }).connection;
+      // After the pool hands the client out, before whoever asked for it gets it.
+      queueMicrotask(() => {
+        connection.emit(
+          'errorMessage',
+          Object.assign(new Error('terminating connection due to administrator command'), { code: '57P01' }),
+        );
+      });
+    });
+    const escaped: unknown[] = [];
+    const record = (error: unknown): void => void escaped.push(error);
+    process.prependListener('uncaughtException', record);
+    let first: string;
+    try {
+      first = await Promise.resolve(store.begin('first use', 'action:5.11')).then(
+        (claim) => (typeof claim === 'object' ? 'claimed' : claim),
+        (error: unknown) => `failed: ${String(error)}`,
+      );
+      await sleep(50);
+    } finally {
+      process.removeListener('uncaughtException', record);
+    }
+    const second = await store.begin('first use', 'action:5.11');
+    if (typeof second === 'object') await second.release('failed');
+    expect({
+      escaped: escaped.map(String),
+      firstFailed: first.startsWith('failed'),
+      second: typeof second,
+    }).to.deep.equal({
+      escaped: [],
+      firstFailed: true,
+      second: 'object',
+    });
+  });
+
   it('listeners past the timeout while PostgreSQL refuses connections: reported, never an unhandled rejection', async () => {
     const real = new pg.Pool({ connectionString: DATABASE_URL, max: 5 });
     real.on('error', () => undefined);
