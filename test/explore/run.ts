@@ -438,7 +438,10 @@ export async function explore(settings: RunSettings, given?: readonly Step[]): P
     }
     await api.stop();
     await backend.dispose();
-    await sleep(20);
+    // A request still being answered as its receiver closed (a dead one's store never answers)
+    // gets its 503 within the listener timeout, and its timer ends then; one still alive after
+    // that is one close() left running.
+    await sleep(LISTENER_TIMEOUT_MS + 20);
     process.removeListener('uncaughtException', onEscape);
     process.removeListener('unhandledRejection', onEscape);
   }
