@@ -117,6 +117,8 @@ describe('impact-postbacks reconcile', function () {
 
   it('exits 1 with the API failure named, never the token', async () => {
     api.failPage(1, 503);
+    // A router's store, made before: the command creates none.
+    new SqliteStore({ path: path.join(dir, 'y.db') }).close();
     const failed = await reconcile([
       '--account-sid',
       SID,

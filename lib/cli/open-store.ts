@@ -12,7 +12,10 @@ export interface StoreArguments {
 /** A mistake in the command line: exit code 2. */
 export class StoreUsageError extends Error {}
 
-/** The store the arguments name, and how to let it go; a usage error unless exactly one is named. */
+/**
+ * The store the arguments name, and how to let it go; a usage error unless exactly one is named.
+ * It creates nothing: a command that inspects a store must not make one where a typo points.
+ */
 export function openStore(args: StoreArguments): { store: SqliteStore | PostgresStore; close: () => Promise<void> } {
   if ((args.databaseUrl === undefined) === (args.sqlite === undefined)) {
     throw new StoreUsageError(
@@ -20,7 +23,7 @@ export function openStore(args: StoreArguments): { store: SqliteStore | Postgres
     );
   }
   if (args.sqlite !== undefined) {
-    const store = new SqliteStore({ path: args.sqlite });
+    const store = new SqliteStore({ path: args.sqlite, create: false });
     return {
       store,
       close: () => {
@@ -33,6 +36,7 @@ export function openStore(args: StoreArguments): { store: SqliteStore | Postgres
   try {
     store = new PostgresStore({
       connectionString: args.databaseUrl ?? '',
+      create: false,
       ...(args.schema === undefined ? {} : { schema: args.schema }),
       ...(args.tablePrefix === undefined ? {} : { tablePrefix: args.tablePrefix }),
     });

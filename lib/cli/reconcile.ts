@@ -44,6 +44,9 @@ export async function reconcileCommand(command: ReconcileCommand, env: NodeJS.Pr
   const findings: ReconcileFinding[] = [];
   let report: ReconcileReport;
   try {
+    // The journal is read once before the API, so that a store that is not there (a typo in
+    // --schema) fails at once, naming what is missing, instead of after the API's pages.
+    await store.readJournal(['action:']);
     report = await reconcileActions(options, {
       readJournal: (subjects) => store.readJournal(subjects),
       ordering: 'final-states',

@@ -220,13 +220,26 @@ $$;
 
 /** Answers one row with `ready: true` when this version's objects all exist. */
 export function schemaPresentSql(names: PostgresNames): string {
+  return `SELECT NOT EXISTS (${missingObjectsSql(names)}) AS ready`;
+}
+
+/** The store's tables and functions this schema lacks, one row each (none when all are there). */
+export function missingObjectsSql(names: PostgresNames): string {
   const { keys, journal, begin, inbox, inboxAdd, inboxNext } = objectsOf(names);
   const quote = (text: string): string => `'${text.replaceAll("'", "''")}'`;
-  return `SELECT to_regclass(${quote(keys)}) IS NOT NULL AND to_regclass(${quote(journal)}) IS NOT NULL
-    AND to_regclass(${quote(inbox)}) IS NOT NULL
-    AND to_regprocedure(${quote(`${begin}(text, text, integer, bigint)`)}) IS NOT NULL
-    AND to_regprocedure(${quote(`${inboxAdd}(text, text, text, text, text, text, timestamptz, json, bigint)`)}) IS NOT NULL
-    AND to_regprocedure(${quote(`${inboxNext}(integer)`)}) IS NOT NULL AS ready`;
+  const objects: readonly (readonly [string, string])[] = [
+    [keys, `to_regclass(${quote(keys)})`],
+    [journal, `to_regclass(${quote(journal)})`],
+    [inbox, `to_regclass(${quote(inbox)})`],
+    [begin, `to_regprocedure(${quote(`${begin}(text, text, integer, bigint)`)})`],
+    [
+      inboxAdd,
+      `to_regprocedure(${quote(`${inboxAdd}(text, text, text, text, text, text, timestamptz, json, bigint)`)})`,
+    ],
+    [inboxNext, `to_regprocedure(${quote(`${inboxNext}(integer)`)})`],
+  ];
+  const rows = objects.map(([name, found]) => `(${quote(name)}, ${found} IS NOT NULL)`).join(', ');
+  return `SELECT name FROM (VALUES ${rows}) AS objects (name, present) WHERE NOT present`;
 }
 
 /**

@@ -2,6 +2,7 @@ import { loadOptionalModule, positiveInteger } from './optional-module';
 import {
   checkNames,
   migrationLockSql,
+  missingObjectsSql,
   objectsOf,
   schemaPresentSql,
   schemaSql,
@@ -34,6 +35,12 @@ interface StoreSettings {
   readonly lockTimeoutMs?: number;
   /** How often expired keys and records are deleted, in ms. Default 1 hour. */
   readonly pruneIntervalMs?: number;
+  /**
+   * Whether the store creates its tables and functions when they are missing. Default true. With
+   * false (for tools that only look, such as the CLI's `inbox` and `reconcile`) a missing one
+   * fails every call, naming it and `impact-postbacks migrate`, and nothing is created.
+   */
+  readonly create?: boolean;
 }
 
 export type PostgresStoreOptions =
@@ -80,6 +87,7 @@ export class PostgresStore<T extends PgClient = PgClient> implements InboxStore<
   /** The longest the store waits on one of its own statements: two lock waits, and a margin. */
   private readonly boundMs: number;
   private schemaReady: Promise<void> | null = null;
+  private readonly create: boolean;
   private readonly pruneTimer: NodeJS.Timeout;
   private closed: Promise<void> | null = null;
 
@@ -91,6 +99,8 @@ export class PostgresStore<T extends PgClient = PgClient> implements InboxStore<
     this.lockTimeoutMs = positiveInteger('lockTimeoutMs', options.lockTimeoutMs ?? 5000);
     const pruneIntervalMs = positiveInteger('pruneIntervalMs', options.pruneIntervalMs ?? 60 * 60 * 1000);
     this.boundMs = 2 * this.lockTimeoutMs + 5000;
+    this.create = options.create ?? true;
+    if (typeof this.create !== 'boolean') throw new TypeError('option create must be true or false');
     if (options.pool !== undefined) {
       if (typeof (options.pool as Partial<PgPool>).connect !== 'function') {
         throw new TypeError('option pool must be a node-postgres Pool (new pg.Pool(...))');
@@ -235,7 +245,11 @@ export class PostgresStore<T extends PgClient = PgClient> implements InboxStore<
    * the next claim.
    */
   private ensureSchema(): Promise<void> {
-    const ready = (this.schemaReady ??= applySchema(this.pool, this.names, this.boundMs).then(
+    const ready = (this.schemaReady ??= (
+      this.create
+        ? applySchema(this.pool, this.names, this.boundMs)
+        : requireSchema(this.pool, this.names, this.boundMs)
+    ).then(
       () => undefined,
       (error: unknown) => {
         this.schemaReady = null;
@@ -243,6 +257,26 @@ export class PostgresStore<T extends PgClient = PgClient> implements InboxStore<
       },
     ));
     return ready;
+  }
+}
+
+/** Throws unless the store's tables and functions are all in place, naming those missing. */
+async function requireSchema(pool: PgPool, names: PostgresNames, boundMs: number): Promise<void> {
+  const connection = new Connection(await pool.connect(), boundMs);
+  let missing: string[];
+  try {
+    const { rows } = await connection.query(missingObjectsSql(names));
+    missing = (rows as { name: string }[]).map((row) => row.name.replaceAll('"', ''));
+    connection.giveBack();
+  } catch (error) {
+    connection.close();
+    throw error;
+  }
+  if (missing.length > 0) {
+    const flags = `${names.schema === 'public' ? '' : ` --schema ${names.schema}`}${names.tablePrefix === 'impact_postbacks_' ? '' : ` --table-prefix ${names.tablePrefix}`}`;
+    throw new Error(
+      `PostgresStore: the database has no ${missing.join(', ')}; create them with: impact-postbacks migrate${flags}`,
+    );
   }
 }
 

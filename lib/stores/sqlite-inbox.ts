@@ -50,6 +50,8 @@ export interface SqliteInboxSettings {
   readonly leaseMs: number;
   /** The store's own writes, in the transaction of the caller: a key handled, a subject's record. */
   readonly writes: SqliteWrites;
+  /** Whether to create the table and its indexes when they are missing. */
+  readonly create: boolean;
 }
 
 /** What SqliteStore writes for a claim's commit, and its inbox for an arrival and a delivery. */
@@ -135,7 +137,8 @@ export class SqliteInbox implements StoreInbox<undefined> {
     private readonly settings: SqliteInboxSettings,
     leaseDb: SqliteDatabase = db,
   ) {
-    db.exec(`
+    if (settings.create)
+      db.exec(`
       CREATE TABLE IF NOT EXISTS postback_inbox (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         key TEXT NOT NULL,

@@ -23,14 +23,23 @@ export interface SqliteStoreOptions {
    * while listeners run; a row held by a process that died is delivered again after it. Default 30 s.
    */
   readonly inboxLeaseMs?: number;
+  /**
+   * Whether to create the file and the tables when they are missing. Default true. With false
+   * (for tools that only look, such as the CLI's `inbox` and `reconcile`) a missing file or table
+   * throws, naming it, and nothing is created.
+   */
+  readonly create?: boolean;
 }
+
+/** The tables a store's file holds: the store's and its inbox's. */
+const SQLITE_TABLES = ['postback_keys', 'postback_journal', 'postback_holds', 'postback_inbox'] as const;
 
 interface Database extends SqliteDatabase {
   pragma(source: string): unknown;
   close(): unknown;
 }
 
-type DatabaseConstructor = new (path: string) => Database;
+type DatabaseConstructor = new (path: string, options?: { fileMustExist?: boolean }) => Database;
 
 /** better-sqlite3 13 needs Node.js 22 or later (on 20 it crashes): the version to install here. */
 export function betterSqliteForThisNode(major = Number(process.versions.node.split('.')[0])): string {
@@ -151,7 +160,9 @@ export class SqliteStore implements InboxStore<undefined> {
       betterSqliteForThisNode(),
     ) as DatabaseConstructor;
 
-    this.db = new Sqlite(options.path);
+    const create = options.create ?? true;
+    if (typeof create !== 'boolean') throw new TypeError('option create must be true or false');
+    this.db = create ? new Sqlite(options.path) : openExisting(Sqlite, options.path);
     this.db.pragma('journal_mode = WAL');
     // FULL: a commit is on disk before the router answers 2xx, so a power cut cannot undo it.
     this.db.pragma('synchronous = FULL');
@@ -161,7 +172,8 @@ export class SqliteStore implements InboxStore<undefined> {
     // that several postbacks rewrite is copied to the database once per checkpoint, and a
     // postback rewrites a few. Measured: 8% more postbacks a second. Durability is the same.
     this.db.pragma(`wal_autocheckpoint = ${WAL_CHECKPOINT_PAGES}`);
-    this.db.exec(`
+    if (create)
+      this.db.exec(`
       CREATE TABLE IF NOT EXISTS postback_keys (
         key TEXT PRIMARY KEY,
         state INTEGER NOT NULL,
@@ -284,6 +296,7 @@ export class SqliteStore implements InboxStore<undefined> {
         retentionMs: this.retentionMs,
         leaseMs: positiveInteger('inboxLeaseMs', options.inboxLeaseMs ?? 30_000),
         writes,
+        create,
       },
       claimDb,
     );
@@ -338,4 +351,29 @@ export class SqliteStore implements InboxStore<undefined> {
     this.claimDb.close();
     this.db.close();
   }
+}
+
+/** Opens a store's file that must be there with all its tables; throws naming what is missing. */
+function openExisting(Sqlite: DatabaseConstructor, path: string): Database {
+  let db: Database;
+  try {
+    db = new Sqlite(path, { fileMustExist: true });
+  } catch (error) {
+    throw new Error(
+      `SqliteStore: no database at ${path} (${(error as Error).message}); a router's SqliteStore creates it`,
+    );
+  }
+  const found = new Set(
+    (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as { name: string }[]).map(
+      (row) => row.name,
+    ),
+  );
+  const missing = SQLITE_TABLES.filter((table) => !found.has(table));
+  if (missing.length > 0) {
+    db.close();
+    throw new Error(
+      `SqliteStore: ${path} has no table ${missing.join(', ')}: it is not a store's file, or no router's SqliteStore has opened it yet`,
+    );
+  }
+  return db;
 }

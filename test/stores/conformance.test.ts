@@ -508,6 +508,10 @@ describe('SqliteStore', () => {
       TypeError,
       /option lockTimeoutMs/,
     );
+    expect(() => new SqliteStore({ path: path.join(dir(), 'x.db'), create: 1 as never })).to.throw(
+      TypeError,
+      /option create/,
+    );
   });
 });
 

@@ -80,6 +80,7 @@ describe('PostgresStore', function () {
       ['a prefix with a space', { connectionString: DATABASE_URL, tablePrefix: 'a b' }, /option tablePrefix must be/],
       ['a lockTimeoutMs of 0', { connectionString: DATABASE_URL, lockTimeoutMs: 0 }, /option lockTimeoutMs/],
       ['a pool that is not one', { pool: {} }, /option pool must be a node-postgres Pool/],
+      ['a create that is not a boolean', { connectionString: DATABASE_URL, create: 'no' }, /option create/],
     ];
     for (const [name, options, message] of bad) {
       it(`throw a TypeError naming the option for ${name}`, () => {
