@@ -24,6 +24,7 @@ export default {
       'test/shutdown.test.ts',
       'test/cli.test.ts',
       'test/reconcile-cli.test.ts',
+      'test/cli-inspects-only.test.ts',
       'test/crash.test.ts',
       'test/crash-inbox.test.ts',
       'test/crash-postgres.test.ts',
