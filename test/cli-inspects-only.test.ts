@@ -62,7 +62,7 @@ describe('commands that look into a store create nothing where it is missing', f
 
   describe('PostgreSQL', () => {
     const schema = `nosuch_${process.pid}_${Date.now()}`;
-    let admin: pg.Pool;
+    let admin: pg.Pool | undefined;
     before(async function () {
       await requirePostgres(this);
       admin = new pg.Pool({ connectionString: DATABASE_URL });
@@ -75,13 +75,13 @@ describe('commands that look into a store create nothing where it is missing', f
     for (const args of [['inbox', 'stats'], ['inbox', 'list'], ['inbox', 'retry', '--dead'], RECONCILE]) {
       it(`${args.slice(0, 2).join(' ')} --schema of a schema that is not there: exit 1, naming what to run, and nothing made`, async () => {
         const { code, stderr } = await cli(...args, '--database-url', DATABASE_URL, '--schema', schema);
-        const made = await admin.query(
+        const made = await (admin as pg.Pool).query(
           `SELECT (SELECT count(*) FROM pg_namespace WHERE nspname = $1)::int AS schemas,
                   (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1)::int AS tables`,
           [schema],
         );
         const command = args[0] === 'reconcile' ? 'reconcile' : `inbox ${args[1] ?? ''}`;
-        expect({ code, stderr, made: made.rows[0] }).to.deep.equal({
+        expect({ code, stderr, made: made.rows[0] as unknown }).to.deep.equal({
           code: 1,
           stderr: `impact-postbacks: ${command} failed: PostgresStore: the database has no ${schema}.impact_postbacks_keys, ${schema}.impact_postbacks_journal, ${schema}.impact_postbacks_inbox, ${schema}.impact_postbacks_begin_v4, ${schema}.impact_postbacks_inbox_add_v4, ${schema}.impact_postbacks_inbox_next_v4; create them with: impact-postbacks migrate --schema ${schema}\n`,
           made: { schemas: 0, tables: 0 },

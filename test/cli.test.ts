@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { expect } from 'chai';
@@ -48,7 +49,20 @@ describe('impact-postbacks command', function () {
       ],
       [['send', '--url', 'http://x'], /--scenario is required/],
       [['send', '--url', 'http://x', '--scenario', 'x', '--bogus'], /Unknown option '--bogus'/],
+      // An unset shell variable: --token-param "$TOKEN".
+      [['templates', '--url', 'http://x', '--token-param', ''], /--token-param is empty \(an unset shell variable\?\)/],
+      [['templates', '--url', 'http://x', '--token-param', '--token', ''], /--token is empty/],
+      [['send', '--url', 'http://x', '--scenario', 'tracked', '--token', ''], /--token is empty/],
+      [['check', '--url', 'http://x', '--token', ''], /--token is empty/],
     ];
+    for (const flag of ['--version', '-v', 'version']) {
+      it(`prints the package's version for ${flag}`, async () => {
+        const { version } = JSON.parse(await readFile(path.resolve(__dirname, '../package.json'), 'utf8')) as {
+          version: string;
+        };
+        expect(await cli(flag)).to.deep.equal({ stdout: `${version}\n`, stderr: '', code: 0 });
+      });
+    }
     for (const [args, message] of mistakes) {
       it(`exits 2 with a plain message for ${args.join(' ')}`, async () => {
         const { stderr, code } = await cli(...args);

@@ -3,6 +3,8 @@
  * impact-postbacks: templates to paste into impact.com, a postback simulator, and an end-to-end
  * check of a deployed receiver. Exit codes: 0 success, 1 an answer was not as expected, 2 usage.
  */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { deliverPostback, errorCodeOf } from './deliver';
 import { inboxCommand } from './inbox';
@@ -25,7 +27,8 @@ Commands:
   inbox       what the inbox of delivery: 'inbox' holds (stats, list), and retry rows
   reconcile   compare impact.com's Actions API with a store's journal: what postbacks never brought
 
-Run "impact-postbacks <command> --help" for a command's options.`,
+Run "impact-postbacks <command> --help" for a command's options, "impact-postbacks --version"
+for the version.`,
   templates: `Usage: impact-postbacks templates --url <base URL> [options]
 
 Prints, for each event kind, the URL (with {Placeholder} tokens for GET) or the URL, body format
@@ -70,9 +73,12 @@ Options:
 Exit code 1 if any route and format was not accepted.`,
   migrate: `Usage: impact-postbacks migrate [--database-url <url>] [options]
 
-Creates PostgresStore's tables (dedupe keys and the action journal) and its claim function,
-unless they are in place; or prints their DDL for your own migrations. Safe to run again, and
-while routers run. A store creates them on its first claim too, if its user may.
+Creates PostgresStore's tables (<prefix>keys, the dedupe keys; <prefix>journal, each action's
+last state; <prefix>inbox, for delivery: 'inbox'), their indexes and the store's three functions
+(<prefix>begin_v4, <prefix>inbox_add_v4, <prefix>inbox_next_v4), and the schema unless it is
+public, unless they are in place; or prints their DDL for your own migrations. Prints every
+object it made or found. Safe to run again, and while routers run. A store creates them on its
+first claim too, if its user may (unless created with create: false).
 
 Options:
   --database-url <url>  the database, such as postgres://app@db.internal:5432/shop
@@ -148,15 +154,27 @@ function requireUrl(value: string | undefined): string {
   return value;
 }
 
+/** Stands for a bare `--token-param`: no argument can hold a NUL character. */
+const BARE = '\u0000';
+
 /**
  * `--token-param` takes a value or none (then YOUR_TOKEN); parseArgs knows only one or the
- * other, so a bare `--token-param` gets its default value written in before parsing.
+ * other, so a bare `--token-param` gets a value written in before parsing that no argument can be.
  */
 function withTokenParamValue(args: readonly string[]): string[] {
   return args.flatMap((arg, index) => {
     const next = args[index + 1];
-    return arg === '--token-param' && (next === undefined || next.startsWith('--')) ? [arg, ''] : [arg];
+    return arg === '--token-param' && (next === undefined || next.startsWith('--')) ? [arg, BARE] : [arg];
   });
+}
+
+/**
+ * A token given empty is a mistake, most often an unset shell variable (`--token "$TOKEN"`):
+ * refused, where it would have become YOUR_TOKEN or an empty token without a word.
+ */
+function tokenValue(name: string, value: string | undefined): string | undefined {
+  if (value === '') throw new UsageError(`--${name} is empty (an unset shell variable?): give the token`);
+  return value;
 }
 
 function templates(args: string[]): number {
@@ -177,11 +195,12 @@ function templates(args: string[]): number {
   const url = requireUrl(values.url);
   const kinds: readonly Kind[] = values.kind === undefined ? KINDS : [oneOf('kind', values.kind, KINDS)];
   const format = oneOf<TemplateFormat>('format', values.format, TEMPLATE_FORMATS, 'query');
-  const tokenParam = values['token-param'];
-  if (values.token !== undefined && tokenParam === undefined) {
+  const tokenParam = tokenValue('token-param', values['token-param']);
+  const tokenGiven = tokenValue('token', values.token);
+  if (tokenGiven !== undefined && tokenParam === undefined) {
     console.error('impact-postbacks: warning: --token does nothing without --token-param; the URLs carry no token');
   }
-  const token = tokenParam === undefined ? null : tokenParam || values.token || 'YOUR_TOKEN';
+  const token = tokenParam === undefined ? null : tokenParam === BARE ? (tokenGiven ?? 'YOUR_TOKEN') : tokenParam;
   const list = kinds.map((kind) => buildTemplate(url, kind, format, token));
   if (values.json === true) {
     console.log(
@@ -210,6 +229,7 @@ async function send(args: string[]): Promise<number> {
     strict: true,
   });
   if (values.help === true) return help('send');
+  const token = tokenValue('token', values.token) ?? null;
   const url = requireUrl(values.url);
   const scenario = oneOf<ScenarioName>('scenario', values.scenario, SCENARIOS);
   const format = oneOf<TemplateFormat>('format', values.format, TEMPLATE_FORMATS, 'query');
@@ -218,16 +238,14 @@ async function send(args: string[]): Promise<number> {
   const results: (string | null)[] = [];
   const steps = scenarioSteps(scenario, seed);
   for (const step of steps) {
-    const result = await deliverPostback(url, step.kind, format, step.fields, values.token ?? null).catch(
-      (error: unknown) => ({
-        status: 0,
-        ms: 0,
-        body: error instanceof Error ? error.message : String(error),
-        url,
-        method: format === 'query' ? 'GET' : 'POST',
-        outcome: null,
-      }),
-    );
+    const result = await deliverPostback(url, step.kind, format, step.fields, token).catch((error: unknown) => ({
+      status: 0,
+      ms: 0,
+      body: error instanceof Error ? error.message : String(error),
+      url,
+      method: format === 'query' ? 'GET' : 'POST',
+      outcome: null,
+    }));
     const ok = result.status >= 200 && result.status < 300;
     if (!ok) failed += 1;
     results.push(result.outcome);
@@ -254,6 +272,7 @@ async function check(args: string[]): Promise<number> {
     strict: true,
   });
   if (values.help === true) return help('check');
+  const token = tokenValue('token', values.token) ?? null;
   const url = requireUrl(values.url);
   const stamp = `check-${Date.now()}`;
   const harmless: Readonly<Record<Kind, Record<string, string>>> = {
@@ -285,7 +304,7 @@ async function check(args: string[]): Promise<number> {
           value.startsWith(stamp) ? `${value}.${format}` : value,
         ]),
       );
-      const result = await deliverPostback(url, kind, format, fields, values.token ?? null).catch((error: unknown) => ({
+      const result = await deliverPostback(url, kind, format, fields, token).catch((error: unknown) => ({
         status: 0,
         ms: 0,
         body: String(error),
@@ -423,6 +442,15 @@ function help(command: string): number {
   return 0;
 }
 
+function printVersion(): number {
+  // lib/cli/ in the sources and dist/cli/ in the package: the manifest is two folders up.
+  const manifest = JSON.parse(readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as {
+    version: string;
+  };
+  console.log(manifest.version);
+  return 0;
+}
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...args] = argv;
   try {
@@ -439,6 +467,10 @@ async function main(argv: string[]): Promise<number> {
         return await runInbox(args);
       case 'reconcile':
         return await runReconcile(args);
+      case '--version':
+      case '-v':
+      case 'version':
+        return printVersion();
       case undefined:
       case '--help':
       case '-h':

@@ -1,6 +1,6 @@
 import { loadOptionalModule } from '../stores/optional-module';
 import { asFlags } from './open-store';
-import { checkNames, schemaSql } from '../stores/postgres-schema';
+import { checkNames, objectList, schemaSql } from '../stores/postgres-schema';
 import { applySchema, type PgPool } from '../stores/postgres-store';
 
 export interface MigrateOptions {
@@ -41,11 +41,7 @@ export async function migrate(options: MigrateOptions): Promise<number> {
   pool.on('error', () => undefined);
   try {
     const result = await applySchema(pool, names, STATEMENT_BOUND_MS);
-    console.log(
-      result === 'created'
-        ? `created ${names.tablePrefix}keys, ${names.tablePrefix}journal and their claim function in schema ${names.schema}`
-        : `already in place in schema ${names.schema}: ${names.tablePrefix}keys, ${names.tablePrefix}journal and their claim function`,
-    );
+    console.log(`${result === 'created' ? 'created' : 'already in place'} in ${objectList(names)}`);
     return 0;
   } catch (error) {
     console.error(`impact-postbacks: migrate failed: ${error instanceof Error ? error.message : String(error)}`);

@@ -61,6 +61,21 @@ export function objectsOf({ schema, tablePrefix }: PostgresNames): PostgresObjec
   };
 }
 
+/** Every object the DDL makes, unquoted, for messages: what `migrate` made or found. */
+export function objectList({ schema, tablePrefix }: PostgresNames): string {
+  const tables = ['keys', 'journal', 'inbox'].map((name) => `${tablePrefix}${name}`);
+  const indexes = [
+    'keys_expires_at',
+    'journal_expires_at',
+    'inbox_waiting',
+    'inbox_subject',
+    'inbox_status',
+    'inbox_subject_all',
+  ].map((name) => `${tablePrefix}${name}`);
+  const functions = ['begin', 'inbox_add', 'inbox_next'].map((name) => `${tablePrefix}${name}_v${VERSION}`);
+  return `schema ${schema}: tables ${tables.join(', ')}; indexes ${indexes.join(', ')}; functions ${functions.join(', ')}`;
+}
+
 /** The name the store's advisory locks on subjects are hashed with, so other schemas' never meet. */
 function lockNamespace({ schema, tablePrefix }: PostgresNames): string {
   return `impact-postbacks:${schema}.${tablePrefix}:`;

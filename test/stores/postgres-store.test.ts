@@ -119,7 +119,31 @@ describe('PostgresStore', function () {
         const migrated = await run(process.execPath, [BIN, 'migrate', '--schema', schema.name], {
           env: { ...process.env, DATABASE_URL },
         });
-        expect(migrated.stdout).to.match(/^created impact_postbacks_keys, impact_postbacks_journal/);
+        const p = 'impact_postbacks_';
+        const named = {
+          tables: [`${p}keys`, `${p}journal`, `${p}inbox`],
+          indexes: [
+            'keys_expires_at',
+            'journal_expires_at',
+            'inbox_waiting',
+            'inbox_subject',
+            'inbox_status',
+            'inbox_subject_all',
+          ].map((name) => p + name),
+          functions: [`${p}begin_v4`, `${p}inbox_add_v4`, `${p}inbox_next_v4`],
+        };
+        const listed = `schema ${schema.name}: tables ${named.tables.join(', ')}; indexes ${named.indexes.join(', ')}; functions ${named.functions.join(', ')}`;
+        expect(migrated.stdout).to.equal(`created in ${listed}\n`);
+        // What it names is what is there.
+        const present = await schema.pool.query(
+          `SELECT relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1
+           UNION ALL SELECT proname FROM pg_proc f JOIN pg_namespace n ON n.oid = f.pronamespace WHERE n.nspname = $1`,
+          [schema.name],
+        );
+        const names = new Set((present.rows as { name: string }[]).map((row) => row.name));
+        expect(
+          [...named.tables, ...named.indexes, ...named.functions].filter((name) => !names.has(name)),
+        ).to.deep.equal([]);
         const again = await run(process.execPath, [
           BIN,
           'migrate',
@@ -128,7 +152,7 @@ describe('PostgresStore', function () {
           '--schema',
           schema.name,
         ]);
-        expect(again.stdout).to.match(/^already in place/);
+        expect(again.stdout).to.equal(`already in place in ${listed}\n`);
         await schema.pool.query(
           `GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "${schema.name}" TO ${role}`,
         );
