@@ -96,6 +96,10 @@ export async function createExampleApp(options: ExampleOptions = {}): Promise<Ex
   return { app, postbacks, ledger, log, storage: 'postgres', close };
 }
 
+/** How `impact-postbacks check` marks its test postbacks: an action's status detail, an inquiry's notes. */
+const CHECK_STATUS_DETAIL = 'TEST_ACTION';
+const CHECK_INQUIRY_NOTES = 'impact-postbacks check';
+
 /** Subscribes the ledger and the log to the router's events. */
 function wire<T>(
   postbacks: PostbackRouter<T>,
@@ -119,10 +123,19 @@ function wire<T>(
     );
   };
   postbacks.on('action', async (event, ctx) => {
+    // `impact-postbacks check` sends test postbacks (payout 0.00) marked so: shown, never credited.
+    if (event.statusDetail === CHECK_STATUS_DETAIL) {
+      record(event, 'test postback (check), not credited');
+      return;
+    }
     await ledger.applyAction(event, ctx);
     record(event, event.status ?? 'handled');
   });
   postbacks.on('inquiry', async (event, ctx) => {
+    if (event.inquiryNotes === CHECK_INQUIRY_NOTES) {
+      record(event, 'test postback (check), not recorded');
+      return;
+    }
     await ledger.applyInquiry(event, ctx);
     record(event, event.state);
   });

@@ -9,6 +9,7 @@ import { ignore, type DeliveryOutcome } from './delivery/apply-claim';
 import { ClaimUnits } from './delivery/claim-unit';
 import { createDirectDelivery } from './delivery/direct';
 import { createInboxDelivery, type PostbackInbox } from './delivery/inbox';
+import { listenerFailure } from './delivery/listener-failure';
 import { PostbackError, type PostbackErrorCode } from './errors';
 import type {
   HandledRequest,
@@ -109,7 +110,7 @@ export function createPostbackRouter<T = undefined>(options: PostbackRouterOptio
     if (emitter.listenerCount(eventName) === 0) return;
     void callListeners(emitter, eventName, args).then((failures) => {
       for (const failure of failures) {
-        reportError(new PostbackError('listener.failed', `a "${eventName}" listener failed`, { cause: failure }));
+        reportError(listenerFailure(eventName, failure, settings.tokens));
       }
     });
   }

@@ -59,11 +59,39 @@ describe('acknowledgement and delivery', () => {
         expect(res.text).to.equal('listener.failed: the postback could not be handled; retry later');
         expect(events.error.map((error) => error.code)).to.include('listener.failed');
         expect((events.error[0]?.cause as Error).message).to.equal('database down');
+        expect(events.error[0]?.message).to.equal('a "action" listener failed: database down');
         await request(app).get('/impact/actions?ActionId=1').expect(200);
         expect(calls).to.equal(2);
         expect(events.duplicate).to.deep.equal([]);
       });
     }
+
+    it("says in the error event's message what the listener's error said: its first line, bounded, never the token", async () => {
+      const token = 's3cret-token-value';
+      const { app, postbacks, events } = createApp({ token: ['old-token', token] }, { listen: false });
+      const said = [
+        `no user for ${token} and more\nat the second line`,
+        'x'.repeat(400),
+        '',
+        'a string thrown, not an Error',
+      ];
+      let call = 0;
+      postbacks.on('action', () => {
+        const message = said[call] ?? '';
+        call += 1;
+        if (call === 4) throw message as unknown as Error;
+        throw new Error(message);
+      });
+      for (let index = 0; index < said.length; index += 1) {
+        await request(app).get(`/impact/actions?ActionId=${index}&token=${token}`).expect(500);
+      }
+      expect(events.error.map((error) => error.message)).to.deep.equal([
+        'a "action" listener failed: no user for [token] and more',
+        `a "action" listener failed: ${'x'.repeat(300)}…`,
+        'a "action" listener failed: (no message)',
+        'a "action" listener failed: a string thrown, not an Error',
+      ]);
+    });
 
     it('still runs the other listeners', async () => {
       const { app, postbacks } = createApp({}, { listen: false });

@@ -1,8 +1,14 @@
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { promisify } from 'node:util';
 import { expect } from 'chai';
 import request from 'supertest';
 import { createExampleApp, type ExampleApp, type ExampleOptions } from '../example-app/app';
 import { formatCents, toCents } from '../example-app/ledger';
+import { startServer } from './helpers/server';
 import { createTestSchema, DATABASE_URL, requirePostgres, type TestSchema } from './helpers/services';
+
+const CLI = path.resolve(__dirname, '../dist/cli/main.js');
 
 function action(id: string, fields: Record<string, string>, route = 'actions') {
   return `/impact/${route}?${new URLSearchParams({ ActionId: id, Currency: 'USD', ...fields }).toString()}`;
@@ -48,6 +54,38 @@ for (const storage of [memory, postgres()]) {
       opened.push(example);
       return example;
     }
+
+    it("shows `impact-postbacks check`'s test postbacks apart, crediting and recording nobody", async () => {
+      const { app, ledger, log } = await open();
+      const server = await startServer(app);
+      try {
+        const checked = await promisify(execFile)(process.execPath, [CLI, 'check', '--url', `${server.base}/impact`]);
+        expect(checked.stdout).to.include('accepted');
+      } finally {
+        await server.close();
+      }
+      expect({
+        balances: await ledger.balances(),
+        inquiries: await ledger.inquiries(),
+        test: log.filter((entry) => entry.status.startsWith('test postback (check)')).length,
+        others: log.filter((entry) => !entry.status.startsWith('test postback') && !entry.kind.startsWith('catalog')),
+      }).to.deep.equal({ balances: [], inquiries: [], test: 12, others: [] });
+    });
+
+    it('is filled by `npm run example:send` on the port PORT names', async () => {
+      const { app, log } = await open();
+      const server = await startServer(app);
+      try {
+        const port = new URL(server.base).port;
+        await promisify(execFile)('npm', ['run', '-s', 'example:send'], {
+          cwd: path.resolve(__dirname, '..'),
+          env: { ...process.env, PORT: port },
+        });
+      } finally {
+        await server.close();
+      }
+      expect(log.length).to.be.above(5);
+    });
 
     it('credits the difference each postback makes, ignores repeats, and credits nothing for a late PENDING', async () => {
       const lines: string[] = [];

@@ -52,6 +52,42 @@ describe('example app shutdown (a real child process)', function () {
     expect(example.output).to.include('SIGINT: shutting down');
   });
 
+  it('stops, every process of it, on one SIGTERM to `npm run example`, as a process manager sends it', async function () {
+    this.timeout(120_000);
+    // Its own process group, to see that nothing of it is left afterwards.
+    const npm = spawn('npm', ['run', 'example'], {
+      cwd: path.resolve(__dirname, '..'),
+      env: { ...process.env, PORT: '0', DATABASE_URL: '' },
+      stdio: ['ignore', 'pipe', 'inherit'],
+      detached: true,
+    });
+    const output: string[] = [];
+    const exited = new Promise<number | null>((resolve) => npm.once('exit', (code) => resolve(code)));
+    const listening = new Promise<void>((resolve) => {
+      npm.stdout.on('data', (data: Buffer) => {
+        output.push(...data.toString().split('\n'));
+        if (output.some((line) => line.includes('listening on'))) resolve();
+      });
+    });
+    const group = npm.pid as number;
+    try {
+      await Promise.race([listening, exited.then(() => Promise.reject(new Error(`npm exited: ${output.join('\n')}`)))]);
+      process.kill(group, 'SIGTERM');
+      await exited;
+      let left = true;
+      for (let tries = 0; tries < 100 && left; tries += 1) {
+        left = isAlive(-group);
+        if (left) await sleep(50);
+      }
+      expect({ left, output: output.filter((line) => /shutting down|stopped/.test(line)) }).to.deep.equal({
+        left: false,
+        output: ['SIGTERM: shutting down', 'stopped'],
+      });
+    } finally {
+      if (isAlive(-group)) process.kill(-group, 'SIGKILL');
+    }
+  });
+
   describe('on PostgreSQL', function () {
     const testSchema = useTestSchema();
 
@@ -99,4 +135,14 @@ async function waitForLockWait(pool: pg.Pool): Promise<void> {
     await sleep(25);
   }
   throw new Error('the listener never reached the ledger');
+}
+
+/** Whether a process (or, given a negative number, any process of a group) is still there. */
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }

@@ -7,6 +7,7 @@ import type { CommitOutcome, JournalRecord, StoreClaim } from '../stores/store';
 import { isThenable, runListeners } from './call-listeners';
 import { ABANDONED, ClaimUnit, type ClaimUnits } from './claim-unit';
 import { deliveryContext } from './delivery-context';
+import { listenerFailure } from './listener-failure';
 import { testHooks } from './test-hooks';
 
 export type DeliveryOutcome =
@@ -21,6 +22,8 @@ export interface DeliverySettings {
   /** How long listeners (and the store's begin and commit) may take before the answer is 503, in ms. */
   readonly listenerTimeout: number;
   readonly ordering: Ordering;
+  /** The router's tokens, kept out of the messages it reports. */
+  readonly tokens: readonly string[];
 }
 
 export type Maybe<T> = T | Promise<T>;
@@ -215,7 +218,7 @@ export function createClaimApplier<T>(
   ): DeliveryOutcome | Pending {
     if (failures.length > 0) {
       for (const failure of failures) {
-        reportError(new PostbackError('listener.failed', `a "${name}" listener failed`, { cause: failure }));
+        reportError(listenerFailure(name, failure, settings.tokens));
       }
       const error = new PostbackError('listener.failed', 'the postback could not be handled; retry later', {
         cause: failures[0],
