@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { expect } from 'chai';
+import { until } from './harness/until';
 import request from 'supertest';
 import { MemoryStore, type BeginResult, type PostbackStore, type StoreClaim } from '../lib';
 import { createApp, errorCode } from './helpers/create-app';
@@ -66,31 +67,61 @@ describe('acknowledgement and delivery', () => {
       });
     }
 
-    it("says in the error event's message what the listener's error said: its first line, bounded, never the token", async () => {
+    it("says in the error event's message what the listener's error said: its first line, bounded, never the token, whatever was thrown", async () => {
       const token = 's3cret-token-value';
-      const { app, postbacks, events } = createApp({ token: ['old-token', token] }, { listen: false });
-      const said = [
-        `no user for ${token} and more\nat the second line`,
-        'x'.repeat(400),
-        '',
+      // One token begins the other: the longer one must not be left half there.
+      const { app, postbacks, events } = createApp({ token: ['s3cret', token] }, { listen: false });
+      const unprintable = {
+        toString: () => {
+          throw new Error('no');
+        },
+      };
+      const noMessage = Object.assign(new Error('x'), { message: undefined });
+      const thrown: unknown[] = [
+        new Error(`no user for ${token} (${encodeURIComponent(`a b${token}`)}) and more\nat the second line`),
+        new Error('x'.repeat(400)),
+        new Error(''),
         'a string thrown, not an Error',
+        Object.create(null),
+        unprintable,
+        noMessage,
+        null,
       ];
       let call = 0;
       postbacks.on('action', () => {
-        const message = said[call] ?? '';
+        const failure = thrown[call];
         call += 1;
-        if (call === 4) throw message as unknown as Error;
-        throw new Error(message);
+        throw failure;
       });
-      for (let index = 0; index < said.length; index += 1) {
+      for (let index = 0; index < thrown.length; index += 1) {
         await request(app).get(`/impact/actions?ActionId=${index}&token=${token}`).expect(500);
       }
       expect(events.error.map((error) => error.message)).to.deep.equal([
-        'a "action" listener failed: no user for [token] and more',
+        'a "action" listener failed: no user for [token] (a%20b[token]) and more',
         `a "action" listener failed: ${'x'.repeat(300)}…`,
         'a "action" listener failed: (no message)',
         'a "action" listener failed: a string thrown, not an Error',
+        'a "action" listener failed: (unprintable)',
+        'a "action" listener failed: (unprintable)',
+        'a "action" listener failed: (no message)',
+        'a "action" listener failed: null',
       ]);
+      // Each claim was let go: the postbacks go through once the listener stops failing.
+      postbacks.removeAllListeners('action');
+      postbacks.on('action', () => undefined);
+      for (let index = 0; index < thrown.length; index += 1) {
+        await request(app).get(`/impact/actions?ActionId=${index}&token=${token}`).expect(200);
+      }
+    });
+
+    it('reports a notification listener that throws something unprintable, and nothing escapes', async () => {
+      const { app, postbacks, events } = createApp({ token: 'right-token' }, { listen: false });
+      postbacks.on('rejected', () => {
+        throw Object.create(null);
+      });
+      await request(app).get('/impact/actions?ActionId=1&token=wrong').expect(403);
+      await until(() => events.error.length === 1);
+      expect(events.error.map((error) => error.message)).to.deep.equal(['a "rejected" listener failed: (unprintable)']);
     });
 
     it('still runs the other listeners', async () => {

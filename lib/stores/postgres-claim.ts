@@ -45,10 +45,15 @@ export interface PgPool {
  * Queries on such a client still fail, and the pool drops it once it comes back.
  */
 export function keepClientErrorsFromEndingTheProcess(pool: PgPool): void {
+  // Once per pool, however many stores share it.
+  if (guardedPools.has(pool)) return;
+  guardedPools.add(pool);
   pool.on?.('connect', (client) => {
     client.on('error', ignoreError);
   });
 }
+
+const guardedPools = new WeakSet<PgPool>();
 
 function ignoreError(): void {
   // Reported where it matters: the failed query, or the pool's own 'error' event.

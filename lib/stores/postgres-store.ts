@@ -38,7 +38,8 @@ interface StoreSettings {
   /**
    * Whether the store creates its tables and functions when they are missing. Default true. With
    * false (for tools that only look, such as the CLI's `inbox` and `reconcile`) a missing one
-   * fails every call, naming it and `impact-postbacks migrate`, and nothing is created.
+   * fails every call, naming it and `impact-postbacks migrate`, nothing is created, and expired
+   * rows are not pruned.
    */
   readonly create?: boolean;
 }
@@ -88,7 +89,7 @@ export class PostgresStore<T extends PgClient = PgClient> implements InboxStore<
   private readonly boundMs: number;
   private schemaReady: Promise<void> | null = null;
   private readonly create: boolean;
-  private readonly pruneTimer: NodeJS.Timeout;
+  private pruneTimer: NodeJS.Timeout | undefined;
   private closed: Promise<void> | null = null;
 
   constructor(options: PostgresStoreOptions) {
@@ -158,10 +159,13 @@ export class PostgresStore<T extends PgClient = PgClient> implements InboxStore<
         return this.pool.connect();
       },
     });
-    this.pruneTimer = setInterval(() => {
-      this.prune().catch(() => undefined);
-    }, pruneIntervalMs);
-    this.pruneTimer.unref();
+    // A store that only looks (create: false) deletes nothing either.
+    if (this.create) {
+      this.pruneTimer = setInterval(() => {
+        this.prune().catch(() => undefined);
+      }, pruneIntervalMs);
+      this.pruneTimer.unref();
+    }
   }
 
   async begin(key: string, subject: string | null): Promise<BeginResult<T>> {

@@ -26,7 +26,7 @@ export interface SqliteStoreOptions {
   /**
    * Whether to create the file and the tables when they are missing. Default true. With false
    * (for tools that only look, such as the CLI's `inbox` and `reconcile`) a missing file or table
-   * throws, naming it, and nothing is created.
+   * throws, naming it, nothing is created, and expired rows are not pruned.
    */
   readonly create?: boolean;
 }
@@ -144,7 +144,7 @@ export class SqliteStore implements InboxStore<undefined> {
   ) => BeginResult<undefined> | typeof BUSY;
   private readonly pruneTransaction: (now: number) => number;
   private readonly recordOf: (subject: string, now: number) => JournalRecord | null;
-  private readonly pruneTimer: NodeJS.Timeout;
+  private pruneTimer: NodeJS.Timeout | undefined;
 
   constructor(options: SqliteStoreOptions) {
     if (typeof options.path !== 'string' || options.path === '') {
@@ -318,14 +318,17 @@ export class SqliteStore implements InboxStore<undefined> {
         pruneHolds.run(now).changes +
         this.inbox.prune(now),
     ).immediate;
-    this.pruneTimer = setInterval(() => {
-      try {
-        this.prune();
-      } catch {
-        // A busy or closed database is pruned next time.
-      }
-    }, pruneIntervalMs);
-    this.pruneTimer.unref();
+    // A store that only looks (create: false) deletes nothing either.
+    if (create) {
+      this.pruneTimer = setInterval(() => {
+        try {
+          this.prune();
+        } catch {
+          // A busy or closed database is pruned next time.
+        }
+      }, pruneIntervalMs);
+      this.pruneTimer.unref();
+    }
   }
 
   begin(key: string, subject: string | null): BeginResult<undefined> | Promise<BeginResult<undefined>> {
@@ -363,16 +366,22 @@ function openExisting(Sqlite: DatabaseConstructor, path: string): Database {
       `SqliteStore: no database at ${path} (${(error as Error).message}); a router's SqliteStore creates it`,
     );
   }
-  const found = new Set(
-    (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as { name: string }[]).map(
-      (row) => row.name,
-    ),
-  );
-  const missing = SQLITE_TABLES.filter((table) => !found.has(table));
+  let missing: string[];
+  try {
+    const found = new Set(
+      (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as { name: string }[]).map(
+        (row) => row.name,
+      ),
+    );
+    missing = SQLITE_TABLES.filter((table) => !found.has(table));
+  } catch (error) {
+    db.close();
+    throw error;
+  }
   if (missing.length > 0) {
     db.close();
     throw new Error(
-      `SqliteStore: ${path} has no table ${missing.join(', ')}: it is not a store's file, or no router's SqliteStore has opened it yet`,
+      `SqliteStore: ${path} has no table ${missing.join(', ')}: it is not a store's file, or no router's SqliteStore of this version has opened it yet`,
     );
   }
   return db;

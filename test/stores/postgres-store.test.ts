@@ -87,6 +87,17 @@ describe('PostgresStore', function () {
         expect(() => new PostgresStore(options as never)).to.throw(TypeError, message);
       });
     }
+
+    it("give a shared pool's clients one error listener, however many stores it serves", async () => {
+      const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 1 });
+      const many = Array.from({ length: 12 }, () => new PostgresStore({ pool }));
+      const client = await pool.connect();
+      const counts = { connect: pool.listenerCount('connect'), clientError: client.listenerCount('error') };
+      client.release();
+      await Promise.all(many.map((each) => each.close()));
+      await pool.end();
+      expect(counts).to.deep.equal({ connect: 1, clientError: 1 });
+    });
   });
 
   describe('tables', () => {
