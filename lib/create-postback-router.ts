@@ -28,6 +28,8 @@ import { requestPath } from './http/request-path';
 import { reconcileActions, type ReconcileOptions, type ReconcileReport } from './reconcile/reconcile';
 import { sendError, sendSuccess } from './http/respond';
 import { resolveClientIp } from './ip/client-ip';
+import { compileAllowList } from './ip/allow-list';
+import { validateRangeList } from './ip/ip-ranges';
 import { normalizeOptions, type PostbackRouterOptions } from './options';
 import { compileTokenCheck, TOKEN_HEADER, TOKEN_QUERY_PARAM } from './token';
 
@@ -64,6 +66,12 @@ export interface PostbackRouter<T = undefined> extends TypedEventEmitter<Postbac
    * (`reconcile.http`, `reconcile.invalid`) when the API fails; what earlier pages delivered stays.
    */
   reconcile(options: ReconcileOptions): Promise<ReconcileReport>;
+  /**
+   * Replaces the allow-list without a restart (impact.com adds ranges now and then). The list is
+   * checked as option `allowedIps` is: a mistake throws a TypeError and the old list stays. The
+   * next request is checked against the new one; one being read keeps the answer it had.
+   */
+  setAllowedIps(allowedIps: readonly string[]): void;
 }
 
 /** impact.com gives each event kind its own URL, and nothing in a request says which kind it is. */
@@ -81,6 +89,7 @@ class PostbackReceiver extends EventEmitter {
   inbox!: PostbackInbox | null;
   close!: (options?: { readonly timeoutMs?: number }) => Promise<void>;
   reconcile!: (options: ReconcileOptions) => Promise<ReconcileReport>;
+  setAllowedIps!: (allowedIps: readonly string[]) => void;
 }
 
 /**
@@ -89,6 +98,8 @@ class PostbackReceiver extends EventEmitter {
  */
 export function createPostbackRouter<T = undefined>(options: PostbackRouterOptions<T>): PostbackRouter<T> {
   const settings = normalizeOptions(options);
+  /** The allow-list in force; setAllowedIps() swaps it. */
+  let isAllowedIp = settings.isAllowedIp;
   const emitter = new PostbackReceiver();
   const fieldIndexes: Readonly<Record<PostbackRoute, FieldIndex>> = {
     actions: compileFieldIndex(ACTION_FIELDS, settings.hostFieldKeys),
@@ -250,7 +261,7 @@ export function createPostbackRouter<T = undefined>(options: PostbackRouterOptio
       const ip = resolveClientIp(req.socket.remoteAddress, req.headers['x-forwarded-for'], settings.proxyTrust);
       request.ip = ip;
       // Checked before anything else is read: a refused sender costs no parsing.
-      if (ip === null || !settings.isAllowedIp(ip)) {
+      if (ip === null || !isAllowedIp(ip)) {
         throw new PostbackError('ip.forbidden', 'this address may not send postbacks');
       }
       // Express answers HEAD through GET routes; a HEAD must never credit anything.
@@ -394,7 +405,7 @@ export function createPostbackRouter<T = undefined>(options: PostbackRouterOptio
     const ip = resolveClientIp(req.socket.remoteAddress, req.headers['x-forwarded-for'], settings.proxyTrust);
     // The allow-list first, as on the router's own path: a refused sender learns nothing of its body.
     const error =
-      ip === null || !settings.isAllowedIp(ip)
+      ip === null || !isAllowedIp(ip)
         ? new PostbackError('ip.forbidden', 'this address may not send postbacks')
         : fromBodyParserError(caught);
     refuse(req, res, error, { started, route, format: null, ip, path: req.baseUrl + path, bodyUnread: false });
@@ -402,6 +413,10 @@ export function createPostbackRouter<T = undefined>(options: PostbackRouterOptio
   emitter.inbox = inboxDelivery?.admin ?? null;
   // Reconciled actions go the direct way in both delivery modes: the store's claim keeps them
   // apart from postbacks of the same action, and the report can say what was delivered.
+  emitter.setAllowedIps = (allowedIps) => {
+    // Compiled whole before the swap: a list that fails its check changes nothing.
+    isAllowedIp = compileAllowList(validateRangeList('allowedIps', allowedIps));
+  };
   emitter.reconcile = async (reconcileOptions) => {
     const { store } = settings;
     if (store.readJournal === undefined) {

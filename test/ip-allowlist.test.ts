@@ -48,6 +48,19 @@ describe('IP allow-list', () => {
     ]);
   });
 
+  it('takes a new list from setAllowedIps() without a restart; a list with a mistake throws, naming it, and the old one stays', async () => {
+    const { app, postbacks } = createApp({ allowedIps: ['192.0.2.0/24'] });
+    await request(app).get(ACTION).expect(403);
+    postbacks.setAllowedIps(['192.0.2.0/24', '127.0.0.1']);
+    await request(app).get(ACTION).expect(200);
+    for (const bad of [['127.0.0.0/33'], [], ['127.0.0.1', 'localhost'], '127.0.0.1']) {
+      expect(() => postbacks.setAllowedIps(bad as string[])).to.throw(TypeError, /option allowedIps/);
+    }
+    await request(app).get('/impact/actions?ActionId=2').expect(200);
+    postbacks.setAllowedIps(['192.0.2.0/24']);
+    await request(app).get('/impact/actions?ActionId=3').expect(403);
+  });
+
   it('refuses before reading the body, and closes the connection instead of draining it', async () => {
     const { app, events } = createApp({ allowedIps: ['192.0.2.1'] });
     const res = await request(app).post('/impact/actions').send({ ActionId: '1' }).expect(403);
