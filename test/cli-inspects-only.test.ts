@@ -55,7 +55,7 @@ describe('commands that look into a store create nothing where it is missing', f
     reader.close();
     expect({ code, stderr, tables }).to.deep.equal({
       code: 1,
-      stderr: `impact-postbacks: SqliteStore: ${file} has no table postback_keys, postback_journal, postback_holds, postback_inbox: it is not a store's file, or no router's SqliteStore has opened it yet\n`,
+      stderr: `impact-postbacks: SqliteStore: ${file} has no table postback_keys, postback_journal, postback_holds, postback_inbox: it is not a store's file, or no router's SqliteStore of this version has opened it yet\n`,
       tables: ['shop'],
     });
   });
