@@ -16,6 +16,13 @@ export function loadOptionalModule(name: string, store: string, install: string)
   }
 }
 
+/** A store's boolean option, as given or its default; anything else throws naming it. */
+export function booleanOption(name: string, value: unknown, fallback: boolean): boolean {
+  const chosen = value ?? fallback;
+  if (typeof chosen !== 'boolean') throw new TypeError(`option ${name} must be true or false`);
+  return chosen;
+}
+
 export function positiveInteger(name: string, value: number): number {
   if (!Number.isSafeInteger(value) || value <= 0) {
     throw new TypeError(`option ${name} must be a positive integer, got ${String(value)}`);

@@ -1,4 +1,4 @@
-import { loadOptionalModule, positiveInteger } from './optional-module';
+import { booleanOption, loadOptionalModule, positiveInteger } from './optional-module';
 import {
   checkNames,
   migrationLockSql,
@@ -100,8 +100,7 @@ export class PostgresStore<T extends PgClient = PgClient> implements InboxStore<
     this.lockTimeoutMs = positiveInteger('lockTimeoutMs', options.lockTimeoutMs ?? 5000);
     const pruneIntervalMs = positiveInteger('pruneIntervalMs', options.pruneIntervalMs ?? 60 * 60 * 1000);
     this.boundMs = 2 * this.lockTimeoutMs + 5000;
-    this.create = options.create ?? true;
-    if (typeof this.create !== 'boolean') throw new TypeError('option create must be true or false');
+    this.create = booleanOption('create', options.create, true);
     if (options.pool !== undefined) {
       if (typeof (options.pool as Partial<PgPool>).connect !== 'function') {
         throw new TypeError('option pool must be a node-postgres Pool (new pg.Pool(...))');

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { loadOptionalModule, positiveInteger } from './optional-module';
+import { booleanOption, loadOptionalModule, positiveInteger } from './optional-module';
 import { GroupCommit } from './group-commit';
 import { BUSY, retryWhileBusy } from './retry-while-busy';
 import { ClaimLostError } from './claim-lost';
@@ -160,8 +160,7 @@ export class SqliteStore implements InboxStore<undefined> {
       betterSqliteForThisNode(),
     ) as DatabaseConstructor;
 
-    const create = options.create ?? true;
-    if (typeof create !== 'boolean') throw new TypeError('option create must be true or false');
+    const create = booleanOption('create', options.create, true);
     this.db = create ? new Sqlite(options.path) : openExisting(Sqlite, options.path);
     this.db.pragma('journal_mode = WAL');
     // FULL: a commit is on disk before the router answers 2xx, so a power cut cannot undo it.
