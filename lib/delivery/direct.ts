@@ -15,6 +15,7 @@ import {
   type Maybe,
 } from './apply-claim';
 import { isThenable, withTimeout } from './call-listeners';
+import { callStore } from './store-call';
 import type { ClaimUnits } from './claim-unit';
 import { testHooks } from './test-hooks';
 
@@ -133,7 +134,7 @@ export function createDirectDelivery<T>(
       (error: unknown) => storeUnavailable(error),
     );
     void begun.then((result) => {
-      if (late && typeof result === 'object') void Promise.resolve(result.release('failed')).catch(ignore);
+      if (late && typeof result === 'object') void callStore(() => result.release('failed')).catch(ignore);
     }, ignore);
     return new Pending(
       answer,

@@ -24,6 +24,7 @@ import {
   type Maybe,
 } from './apply-claim';
 import { isThenable, withTimeout } from './call-listeners';
+import { callStore } from './store-call';
 import type { ClaimUnits } from './claim-unit';
 
 export interface InboxSettings extends DeliverySettings {
@@ -137,7 +138,7 @@ export function createInboxDelivery<T>(
           ? caught
           : new PostbackError('internal', `inbox row ${row.id} could not be delivered`, { cause: caught });
       reportError(error);
-      if (event === null) await Promise.resolve(claim.release('failed')).catch(ignoreFailure);
+      if (event === null) await callStore(() => claim.release('failed')).catch(ignoreFailure);
     }
     const attempt = row.attempts + 1;
     const dead = attempt >= settings.maxAttempts;
@@ -177,9 +178,17 @@ export function createInboxDelivery<T>(
       const kicked = new Promise<void>((resolve) => {
         kick = resolve;
       });
-      await Promise.race([kicked, inbox.waitForWork(POLL_MS)]);
+      await Promise.race([kicked, waitForWork(kicked)]);
       kick = null;
     }
+  }
+
+  /** The store's wait for new rows. One that fails is reported, and the worker looks again after POLL_MS. */
+  function waitForWork(kicked: Promise<void>): Promise<void> {
+    return callStore(() => inbox.waitForWork(POLL_MS)).catch((cause: unknown) => {
+      reportError(new PostbackError('store.failed', 'the inbox could not wait for new rows; looking again', { cause }));
+      return withTimeout(kicked, POLL_MS, undefined);
+    });
   }
   const worker = work();
 

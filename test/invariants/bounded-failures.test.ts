@@ -4,8 +4,10 @@ import { expect } from 'chai';
 import request from 'supertest';
 import pg from 'pg';
 import {
+  MemoryStore,
   PostgresStore,
   SqliteStore,
+  type InboxRow,
   type InboxStore,
   type PgPool,
   type PostbackError,
@@ -29,11 +31,13 @@ async function escaping(run: () => Promise<void>, settleMs: number): Promise<unk
   const record = (error: unknown): void => void escaped.push(error);
   // Listened to first, so that mocha's own handler does not see them.
   process.prependListener('uncaughtException', record);
+  process.prependListener('unhandledRejection', record);
   try {
     await run();
     await sleep(settleMs);
   } finally {
     process.removeListener('uncaughtException', record);
+    process.removeListener('unhandledRejection', record);
   }
   return escaped;
 }
@@ -137,6 +141,87 @@ describe('every failure is bounded: no timer throws, no listener holds on foreve
       await sleep(100);
     }
     expect({ acknowledged: statuses.at(-1), calls }).to.deep.equal({ acknowledged: 200, calls: 2 });
+  });
+
+  it('direct delivery: a claim that comes after the timeout is let go, and a release that throws does not escape', async () => {
+    const store = new FaultyStore(new MemoryStore())
+      .inject({ op: 'begin', fault: { kind: 'delay', ms: 300 } })
+      .inject({ op: 'release', fault: { kind: 'throw' } });
+    const app = createApp({ store, listenerTimeout: 100 }, { listen: false });
+    closing.push(() => app.postbacks.close({ timeoutMs: 100 }));
+    const escaped = await escaping(async () => {
+      expect((await request(app.app).get(lifecycle('5.10'))).status).to.equal(503);
+    }, 500);
+    expect({ escaped: escaped.map(String), releases: store.count('release') }).to.deep.equal({
+      escaped: [],
+      releases: 1,
+    });
+  });
+
+  it('inbox: a row that no longer builds an event, and a release that throws: the attempt is still counted', async () => {
+    const real = sqlite();
+    await real.inbox.add({
+      key: 'unknown-route',
+      subject: 'action:5.11',
+      route: 'gone',
+      format: 'query',
+      ip: '127.0.0.1',
+      path: '/impact/gone',
+      receivedAt: new Date(),
+      fields: '{"ActionId":"5.11"}',
+    });
+    const store = new FaultyStore(real).inject({ op: 'row.release', fault: { kind: 'throw' } });
+    const app = createApp({ store, delivery: 'inbox', maxAttempts: 1 }, { listen: false });
+    closing.push(() => app.postbacks.close({ timeoutMs: 100 }));
+    const dead = async (): Promise<InboxRow[]> => real.inbox.list({ status: 'dead' });
+    const escaped = await escaping(
+      () => until(async () => (await dead()).length === 1, 3000).catch(() => undefined),
+      100,
+    );
+    expect({
+      escaped: escaped.map(String),
+      releases: store.count('row.release'),
+      rows: (await dead()).map((row) => [row.key, row.attempts]),
+    }).to.deep.equal({ escaped: [], releases: 1, rows: [['unknown-route', 1]] });
+  });
+
+  it('inbox: a store whose waitForWork throws or rejects does not stop the worker, and it is reported', async () => {
+    const real = sqlite();
+    let waits = 0;
+    const inbox: StoreInbox<undefined> = {
+      add: (entry) => real.inbox.add(entry),
+      next: () => real.inbox.next(),
+      waitForWork: (ms) => {
+        waits += 1;
+        if (waits === 1) throw new Error('wait thrown');
+        if (waits === 2) return Promise.reject(new Error('wait rejected'));
+        return real.inbox.waitForWork(ms);
+      },
+      stats: () => real.inbox.stats(),
+      list: (query) => real.inbox.list(query),
+      retry: (target) => real.inbox.retry(target),
+    };
+    const store: InboxStore<undefined> = {
+      begin: (key, subject) => real.begin(key, subject),
+      inbox,
+      close: () => real.close(),
+    };
+    const app = createApp({ store, delivery: 'inbox' });
+    closing.push(() => app.postbacks.close({ timeoutMs: 100 }));
+    const escaped = await escaping(async () => {
+      await until(() => waits >= 2);
+      expect((await request(app.app).get(lifecycle('5.12'))).status).to.equal(200);
+      await until(() => app.events.action.length === 1);
+    }, 50);
+    expect({
+      escaped: escaped.map(String),
+      delivered: app.events.action.map((event) => event.actionId),
+      reported: app.events.error.map((error) => `${error.code}: ${String(error.cause)}`),
+    }).to.deep.equal({
+      escaped: [],
+      delivered: ['5.12'],
+      reported: ['store.failed: Error: wait thrown', 'store.failed: Error: wait rejected'],
+    });
   });
 
   it('inbox: a store whose add answers with a thenable that rejects is answered 503, never 2xx', async () => {
