@@ -128,7 +128,7 @@ export function createPostbackRouter<T = undefined>(options: PostbackRouterOptio
 
   /** Claims being worked on asynchronously, which close() waits for and, past its timeout, gives up. */
   const units = new ClaimUnits();
-  /** Aborted by close(): a reconciliation under way stops its request or its wait. */
+  /** Aborted by close(): a reconciliation under way stops, and no delivery begins. */
   const stopping = new AbortController();
   const inboxDelivery =
     settings.delivery.mode === 'inbox'
@@ -145,7 +145,7 @@ export function createPostbackRouter<T = undefined>(options: PostbackRouterOptio
           (event) => ROUTE_EVENTS[event.meta.route],
         )
       : null;
-  const directDelivery = createDirectDelivery(emitter, settings.store, settings, reportError, units);
+  const directDelivery = createDirectDelivery(emitter, settings.store, settings, reportError, units, stopping.signal);
   const deliver =
     inboxDelivery === null ? directDelivery : (_eventName: string, event: PostbackEvent) => inboxDelivery.arrive(event);
   /** Requests being handled now, so that close() can wait for them. */

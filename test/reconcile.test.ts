@@ -390,6 +390,26 @@ describe('reconcile() around the store and the router', () => {
     expect(await app.postbacks.reconcile(options())).to.include({ unchanged: 1, delivered: 0 });
   });
 
+  it('close() stops a run between two actions of a page: nothing is delivered once the receiver closed', async () => {
+    const app = createApp({}, { listen: false });
+    for (let index = 1; index <= 5; index += 1) api.put(apiAction(`1000.13.${index}`, 'APPROVED', '1.00'));
+    const delivered: string[] = [];
+    let closed: Promise<void> | undefined;
+    app.postbacks.on('action', (event: ActionEvent) => {
+      delivered.push(event.actionId);
+      // The receiver shuts down while the first action of the page is delivered.
+      closed ??= app.postbacks.close();
+    });
+    const error: unknown = await app.postbacks.reconcile(options()).catch((caught: unknown) => caught);
+    await closed;
+    expect({
+      code: isPostbackError(error) ? error.code : String(error),
+      delivered,
+      errors: app.events.error.map((reported) => reported.code),
+    }).to.deep.equal({ code: 'router.closed', delivered: delivered.slice(0, 1), errors: [] });
+    expect(delivered).to.have.length(1);
+  });
+
   it('refuses options it cannot use with a TypeError naming the option', async () => {
     const app = createApp();
     const attempt = (changes: Record<string, unknown>) =>

@@ -39,6 +39,8 @@ export function createDirectDelivery<T>(
   settings: DeliverySettings,
   reportError: (error: PostbackError) => void,
   units: ClaimUnits,
+  /** Aborted when close() starts. */
+  stopped: AbortSignal,
 ) {
   const timeoutMs = settings.listenerTimeout;
   const deliverClaimed = createClaimApplier<T>(emitter, settings, reportError, units);
@@ -97,6 +99,9 @@ export function createDirectDelivery<T>(
     subject: string | null,
     readKey: string | null | undefined,
   ): Maybe<DeliveryOutcome> {
+    // A postback that waited (its body, or an earlier unit of its subject) past the start of
+    // close() is not begun: the store is closing, and nothing would wait for this unit.
+    if (stopped.aborted) return failed(closing());
     let begun: Maybe<BeginResult<T>>;
     try {
       begun = store.begin(event.meta.key, subject);
@@ -162,6 +167,10 @@ export function createDirectDelivery<T>(
     const error = new PostbackError('store.failed', 'the store is unavailable; retry later', { cause });
     reportError(error);
     return failed(error);
+  }
+
+  function closing(): PostbackError {
+    return new PostbackError('router.closed', 'this receiver is shutting down; retry later');
   }
 
   function inFlight(): DeliveryOutcome {

@@ -103,17 +103,24 @@ export async function reconcileActions(options: ReconcileOptions, parts: Reconci
       counts[kind] += 1;
       parts.onFinding?.({ kind, event, previous: stateOf(event, record) as ActionState | null });
       if (parts.deliver === undefined || (kind !== 'missing' && kind !== 'changed')) continue;
+      // Checked before each delivery, not only between pages: a page holds up to 20,000 actions,
+      // and a delivery begun after close() would meet a store that is closing or closed.
+      throwIfStopped(parts.stopped);
       // Decided again under the claim: a postback may have changed the action since the read.
       const outcome = await parts.deliver(withKey(event, record), readKeyOf(record));
       if (outcome.kind === 'delivered') counts.delivered += 1;
       if (outcome.kind === 'failed') counts.failed += 1;
       if (outcome.kind === 'overtaken') counts.overtaken += 1;
     }
-    if (parts.stopped?.aborted === true) {
-      throw new PostbackError('router.closed', 'reconciliation stopped: this receiver is shutting down');
-    }
+    throwIfStopped(parts.stopped);
   }
   return { ...counts, pages: api.pages, requests: api.requests };
+}
+
+function throwIfStopped(stopped: AbortSignal | undefined): void {
+  if (stopped?.aborted === true) {
+    throw new PostbackError('router.closed', 'reconciliation stopped: this receiver is shutting down');
+  }
 }
 
 /** The action as the journal sees it: missing, the same state, another one, or a late PENDING. */

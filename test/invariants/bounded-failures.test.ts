@@ -158,6 +158,34 @@ describe('every failure is bounded: no timer throws, no listener holds on foreve
     });
   });
 
+  it('direct delivery: a postback waiting behind another of its action is not begun once close() has started', async () => {
+    const store = new FaultyStore(new MemoryStore());
+    const app = createApp({ store, listenerTimeout: 2000 }, { listen: false });
+    let finish!: () => void;
+    const held = new Promise<void>((resolve) => {
+      finish = resolve;
+    });
+    app.postbacks.on('action', () => held);
+    const first = request(app.app)
+      .get(lifecycle('5.13', 'PENDING'))
+      .then((res) => res.status);
+    await until(() => store.count('begin') === 1);
+    const second = request(app.app)
+      .get(lifecycle('5.13', 'APPROVED'))
+      .then((res) => res.status);
+    await sleep(50);
+    const closed = app.postbacks.close({ timeoutMs: 50 });
+    await sleep(100);
+    finish();
+    await closed;
+    // The first was given up at close()'s timeout; the second must not start after it.
+    expect({ first: await first, second: await second, begins: store.count('begin') }).to.deep.equal({
+      first: 503,
+      second: 503,
+      begins: 1,
+    });
+  });
+
   it('inbox: a row that no longer builds an event, and a release that throws: the attempt is still counted', async () => {
     const real = sqlite();
     await real.inbox.add({
