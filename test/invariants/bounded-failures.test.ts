@@ -403,10 +403,11 @@ describe('PostgresStore inbox: giving a delivery up never strands its row, nor c
         await down.end();
       },
     };
-    const app = createApp<unknown>(
-      { store: new PostgresStore({ pool, schema: schema().name }), delivery: 'inbox', listenerTimeout: 300 },
-      { listen: false },
-    );
+    const store = new PostgresStore({ pool, schema: schema().name });
+    // The schema made and a connection opened first: on a loaded machine they alone can take
+    // longer than the 300 ms the add is given here, and the postback would get its 503 for that.
+    await store.inbox.stats();
+    const app = createApp<unknown>({ store, delivery: 'inbox', listenerTimeout: 300 }, { listen: false });
     closing.push(async () => {
       isDown = false;
       await app.postbacks.close({ timeoutMs: 500 });

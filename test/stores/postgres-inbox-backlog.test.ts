@@ -10,7 +10,12 @@ describe("PostgresStore's inbox with a backlog", function () {
 
   it('delivers 2,000 waiting rows in seconds, with workers that started on an empty table', async () => {
     const store = new PostgresStore({ connectionString: DATABASE_URL, schema: schema().name });
-    const { app, postbacks } = createApp({ store, delivery: 'inbox', concurrency: 4 }, { listen: false });
+    // Listeners wait at the gate while the backlog is sent, which takes more than the default 10 s
+    // on a loaded machine: the timeout is above the test's own, so that none is given up and run again.
+    const { app, postbacks } = createApp(
+      { store, delivery: 'inbox', concurrency: 4, listenerTimeout: 90_000 },
+      { listen: false },
+    );
     // Listeners held until the backlog is in: the workers looked for rows while the table was empty.
     let open!: () => void;
     const gate = new Promise<void>((resolve) => {
