@@ -5,6 +5,7 @@
 import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { printHostileTable, runHostileBenchmark } from './hostile';
 import { HTTP_SETTINGS, printHttpTable, runHttpBenchmark } from './http';
 import { runInboxAnswerBenchmark } from './inbox-answers';
 import { printMemory, runMemoryBenchmark } from './memory';
@@ -32,12 +33,14 @@ async function main(): Promise<void> {
   const inboxAnswers = await runInboxAnswerBenchmark();
   const stages = await runStageBenchmark();
   printStageTable(stages);
+  const hostile = runHostileBenchmark();
+  printHostileTable(hostile);
   const memory = await runMemoryBenchmark();
   printMemory(memory);
   const file = path.join(__dirname, 'results.json');
   writeFileSync(
     file,
-    `${JSON.stringify({ date: new Date().toISOString(), machine, http: HTTP_SETTINGS, formats, geometricMean, stores, inboxAnswers, stages, memory }, null, 2)}\n`,
+    `${JSON.stringify({ date: new Date().toISOString(), machine, http: HTTP_SETTINGS, formats, geometricMean, stores, inboxAnswers, stages, hostile, memory }, null, 2)}\n`,
   );
   console.log(`written: ${file}`);
 }

@@ -2,20 +2,20 @@ import type http from 'node:http';
 import { expect } from 'chai';
 import { comparable, createApp, errorCode } from '../helpers/create-app';
 import { TRACKED_ACTION } from '../helpers/fixtures';
+import { XML_DEEP_NESTING, XML_ENTITY_EXPANSION, XML_SIZE_STRESS } from '../helpers/hostile-xml';
 import { send, sendBytes } from '../helpers/send';
 import { startServer } from '../helpers/server';
 import { expectNoEmit } from './helpers';
 
 async function postXml(body: string | Buffer, contentType = 'application/xml') {
   const target = createApp();
-  const started = process.hrtime.bigint();
   const res = await sendBytes(
     target.app,
     '/impact/actions',
     contentType,
     Buffer.isBuffer(body) ? body : Buffer.from(body),
   );
-  return { res, ms: Number(process.hrtime.bigint() - started) / 1e6, ...target };
+  return { res, ...target };
 }
 
 describe('hostile E: XML bodies', () => {
@@ -34,19 +34,16 @@ describe('hostile E: XML bodies', () => {
       `<!DOCTYPE r [<!ENTITY xxe SYSTEM "file:///etc/passwd">]><r><ActionId>&xxe;</ActionId></r>`,
       `<!DOCTYPE r [<!ENTITY xxe SYSTEM "${canary.base}/">]><r><ActionId>&xxe;</ActionId></r>`,
       `<?xml version="1.0"?><!DOCTYPE r SYSTEM "${canary.base}/dtd"><r><ActionId>1</ActionId></r>`,
-      `<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">` +
-        `<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">]><r><ActionId>&lol3;</ActionId></r>`,
-      `<!DOCTYPE r [<!ENTITY a "${'x'.repeat(50_000)}">]><r><ActionId>&a;&a;&a;&a;&a;&a;&a;&a;</ActionId></r>`,
+      ...XML_ENTITY_EXPANSION,
       `<r><!-- a --><ActionId>1</ActionId></r><!doctype r>`,
       `<r><ActionId>1</ActionId><!ENTITY x "y"></r>`,
     ];
     for (let index = 0; index < 7; index += 1) {
       it(`document ${index + 1}`, async () => {
-        const { res, ms, events } = await postXml(documents()[index] ?? '');
+        const { res, events } = await postXml(documents()[index] ?? '');
         expect(res.status).to.equal(400);
         expect(res.text).to.match(/^body\.invalid: invalid XML: DOCTYPE/);
         expect(res.text).to.not.match(/root:|leaked|lol/);
-        expect(ms).to.be.below(500);
         expect(hits).to.equal(0);
         expectNoEmit(events);
       });
@@ -54,11 +51,9 @@ describe('hostile E: XML bodies', () => {
   });
 
   it('E34: 10,000 nested elements get a fast 400 from the depth guard', async () => {
-    const body = `<r><ActionId>1</ActionId>${'<a>'.repeat(10_000)}${'</a>'.repeat(10_000)}</r>`;
-    const { res, ms, events } = await postXml(body);
+    const { res, events } = await postXml(XML_DEEP_NESTING);
     expect(res.status).to.equal(400);
     expect(res.text).to.equal('body.invalid: invalid XML: nested deeper than 16 levels');
-    expect(ms).to.be.below(500);
     expectNoEmit(events);
   });
 
@@ -151,23 +146,11 @@ describe('hostile E: XML bodies', () => {
   });
 
   describe('E40: size stress inside the limit stays fast', () => {
-    const cases = [
-      ['a 90 KB text node', `<r><ActionId>1</ActionId><Note>${'x'.repeat(90_000)}</Note></r>`, 200],
-      ['a 70 KB attribute', `<r a="${'x'.repeat(70_000)}"><ActionId>1</ActionId></r>`, 200],
-      [
-        '20,000 attributes',
-        `<r ${Array.from({ length: 9000 }, (_, i) => `a${i}="1"`).join(' ')}><ActionId>1</ActionId></r>`,
-        200,
-      ],
-      ['a very long tag name', `<r><ActionId>1</ActionId><${'t'.repeat(60_000)}>1</${'t'.repeat(30_000)}></r>`, 400],
-      ['10,000 siblings', `<r><ActionId>1</ActionId>${'<s>1</s>'.repeat(10_000)}</r>`, 400],
-      ['a long identifier', `<r><ActionId>${'1'.repeat(5000)}</ActionId></r>`, 400],
-    ] as const;
-    for (const [name, body, status] of cases) {
+    // Their time is measured in `npm run bench`, against the catalogue's bound.
+    for (const [name, body, status] of XML_SIZE_STRESS) {
       it(`${name}: ${status}`, async () => {
-        const { res, ms } = await postXml(body);
+        const { res } = await postXml(body);
         expect(res.status).to.equal(status);
-        expect(ms).to.be.below(500);
       });
     }
   });
