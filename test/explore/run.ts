@@ -139,7 +139,9 @@ export async function explore(settings: RunSettings, given?: readonly Step[]): P
   }
 
   async function start(index: number, generation: number): Promise<Receiver> {
-    const processStore = await backend.open(`explore-${settings.seed}-p${index}-g${generation}`);
+    // The process id keeps the names apart when several explorations share one database: a crash
+    // ends the connections by this name.
+    const processStore = await backend.open(`explore-${process.pid}-${settings.seed}-p${index}-g${generation}`);
     const store = new FaultyStore(
       settings.plant?.(processStore.store) ?? processStore.store,
       processStore.loseConnection,
