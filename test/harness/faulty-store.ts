@@ -205,13 +205,16 @@ export class FaultyStore<T = undefined> implements PostbackStore<T> {
       return isThenable(result) ? Promise.resolve(result).then(wrap) : wrap(result);
     };
     if (fault === null) return through();
-    const lost = claim?.transactional === true && this.loseConnection !== undefined ? this.loseConnection(claim) : null;
+    // A call that fails on a transactional claim (PostgreSQL's) loses its connection with it; one
+    // that is only late does not.
+    const loseConnection = (): Promise<void> | null =>
+      claim?.transactional === true && this.loseConnection !== undefined ? this.loseConnection(claim) : null;
     switch (fault.kind) {
       case 'throw':
-        void lost?.catch(() => undefined);
+        void loseConnection()?.catch(() => undefined);
         throw new InjectedFault(call, 'thrown');
       case 'fail':
-        return Promise.resolve(lost).then(() => {
+        return Promise.resolve(loseConnection()).then(() => {
           throw new InjectedFault(call, 'failed');
         });
       case 'fail-after':
