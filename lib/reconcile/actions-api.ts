@@ -141,9 +141,12 @@ export class ActionsApi {
         );
       }
       const length = Number(response.headers.get('content-length') ?? 0);
-      if (length > MAX_PAGE_BYTES) throw invalid(`it is ${length} bytes long`, label);
+      if (length > MAX_PAGE_BYTES) {
+        await response.body?.cancel();
+        throw invalid(`it is ${length} bytes long`, label);
+      }
       // The timeout holds for the body too.
-      return await response.text().catch((error: unknown) => {
+      return await untilAborted(response.text(), controller.signal).catch((error: unknown) => {
         if (this.settings.stopped?.aborted === true) throw stoppedError(label);
         throw this.unreachable(error, label);
       });
@@ -224,6 +227,11 @@ function stoppedError(label: string): PostbackError {
 /** Waits `ms`, or rejects once `signal` aborts (the router shuts down, or the request timed out). */
 function delay(ms: number, signal: AbortSignal, label: string): Promise<void> {
   return new Promise((resolve, reject) => {
+    // Aborted already (close() came while the 429's body was let go): its event will not come again.
+    if (signal.aborted) {
+      reject(stoppedError(label));
+      return;
+    }
     const done = (): void => {
       clearTimeout(timer);
       reject(stoppedError(label));
@@ -233,6 +241,25 @@ function delay(ms: number, signal: AbortSignal, label: string): Promise<void> {
       resolve();
     }, ms);
     signal.addEventListener('abort', done, { once: true });
+  });
+}
+
+/**
+ * The body's text, or a rejection with the signal's reason once it aborts. Node 20's fetch
+ * (undici 6) now and then loses an abort that comes while the body is read: the read never
+ * settles, and neither the timeout nor close() would end it.
+ */
+function untilAborted(text: Promise<string>, signal: AbortSignal): Promise<string> {
+  if (signal.aborted) return Promise.reject(signal.reason as Error);
+  let onAbort = (): void => undefined;
+  const aborted = new Promise<never>((_resolve, reject) => {
+    onAbort = () => {
+      reject(signal.reason as Error);
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+  return Promise.race([text, aborted]).finally(() => {
+    signal.removeEventListener('abort', onAbort);
   });
 }
 
