@@ -71,10 +71,26 @@ async function main(): Promise<void> {
           steps: count('steps', values.steps),
           actions: count('actions', values.actions),
         };
-        const result = await explore(settings);
+        let result: Awaited<ReturnType<typeof explore>>;
+        try {
+          result = await explore(settings);
+        } catch (error) {
+          // The harness itself could not run this seed (say, PostgreSQL refusing more connections):
+          // reported as failing, and the next seed is run.
+          totals.runs += 1;
+          totals.failing += 1;
+          failed += 1;
+          console.log(`\nFAIL ${store} ${delivery} seed ${seed}: the harness could not run it: ${String(error)}`);
+          continue;
+        }
         totals.runs += 1;
         for (const key of ['requests', 'storeFaults', 'listenerFaults', 'kills', 'reconciliations'] as const) {
           totals[key] += result.figures[key];
+        }
+        if (totals.runs % 100 === 0) {
+          console.log(
+            `${store} ${delivery}: ${totals.runs} seeds so far (to seed ${seed}), ${totals.failing} failing, ${((Date.now() - started) / 1000).toFixed(1)} s`,
+          );
         }
         if (result.violations.length === 0) continue;
         totals.failing += 1;
