@@ -54,6 +54,22 @@ describe('every failure is bounded: no timer throws, no listener holds on foreve
     return new SqliteStore({ path: path.join(dir(), 'postbacks.db'), ...options });
   }
 
+  /** A SQLite store whose inbox answers with `replaced` where given, and as SQLite does elsewhere. */
+  function sqliteInboxWith(replace: (real: SqliteStore) => Partial<StoreInbox<undefined>>): InboxStore<undefined> {
+    const real = sqlite();
+    const replaced = replace(real);
+    const inbox: StoreInbox<undefined> = {
+      add: (entry) => real.inbox.add(entry),
+      next: () => real.inbox.next(),
+      waitForWork: (ms) => real.inbox.waitForWork(ms),
+      stats: () => real.inbox.stats(),
+      list: (query) => real.inbox.list(query),
+      retry: (target) => real.inbox.retry(target),
+      ...replaced,
+    };
+    return { begin: (key, subject) => real.begin(key, subject), inbox, close: () => real.close() };
+  }
+
   it('SqliteStore inbox: a listener outliving close() neither crashes the process nor keeps a timer going', async () => {
     const timers = watchPackageTimers();
     const app = createApp(
@@ -214,26 +230,15 @@ describe('every failure is bounded: no timer throws, no listener holds on foreve
   });
 
   it('inbox: a store whose waitForWork throws or rejects does not stop the worker, and it is reported', async () => {
-    const real = sqlite();
     let waits = 0;
-    const inbox: StoreInbox<undefined> = {
-      add: (entry) => real.inbox.add(entry),
-      next: () => real.inbox.next(),
+    const store = sqliteInboxWith((real) => ({
       waitForWork: (ms) => {
         waits += 1;
         if (waits === 1) throw new Error('wait thrown');
         if (waits === 2) return Promise.reject(new Error('wait rejected'));
         return real.inbox.waitForWork(ms);
       },
-      stats: () => real.inbox.stats(),
-      list: (query) => real.inbox.list(query),
-      retry: (target) => real.inbox.retry(target),
-    };
-    const store: InboxStore<undefined> = {
-      begin: (key, subject) => real.begin(key, subject),
-      inbox,
-      close: () => real.close(),
-    };
+    }));
     const app = createApp({ store, delivery: 'inbox' });
     closing.push(() => app.postbacks.close({ timeoutMs: 100 }));
     const escaped = await escaping(async () => {
@@ -253,21 +258,10 @@ describe('every failure is bounded: no timer throws, no listener holds on foreve
   });
 
   it('inbox: a store whose add answers with a thenable that rejects is answered 503, never 2xx', async () => {
-    const real = sqlite();
-    const inbox: StoreInbox<undefined> = {
+    const store = sqliteInboxWith(() => ({
       add: () =>
         ({ then: (_resolve: unknown, reject: (error: Error) => void) => reject(new Error('disk full')) }) as never,
-      next: () => real.inbox.next(),
-      waitForWork: (ms) => real.inbox.waitForWork(ms),
-      stats: () => real.inbox.stats(),
-      list: (query) => real.inbox.list(query),
-      retry: (target) => real.inbox.retry(target),
-    };
-    const store: InboxStore<undefined> = {
-      begin: (key, subject) => real.begin(key, subject),
-      inbox,
-      close: () => real.close(),
-    };
+    }));
     const app = createApp({ store, delivery: 'inbox' });
     closing.push(() => app.postbacks.close());
     expect((await request(app.app).get(lifecycle('5.6'))).status).to.equal(503);
