@@ -143,8 +143,10 @@ function wire<T>(
     record(event, 'handled');
   });
   postbacks.on('stale', (event, ctx) => {
-    // A late copy of an older state: the action is already final, nothing is credited.
-    record(event, `stale (already ${ctx.previous?.status ?? 'final'})`);
+    // A late copy of an older state: the action is already final (or the inquiry resolved),
+    // nothing is credited.
+    const kept = ctx.previous === null ? null : 'status' in ctx.previous ? ctx.previous.status : ctx.previous.state;
+    record(event, `stale (already ${kept ?? 'final'})`);
   });
   postbacks.on('duplicate', (event) => {
     record(event, 'duplicate');

@@ -166,10 +166,12 @@ export interface PostbackEventMap<T = undefined> {
   inquiry: [event: InquiryEvent, ctx: DeliveryContext<InquiryState, T>];
   catalog: [event: CatalogEvent, ctx: DeliveryContext<never, T>];
   /**
-   * A lifecycle postback that would move an action back from a final status (APPROVED or
-   * REVERSED) to PENDING: a late copy of an older state. Not emitted as `action`; answered 2xx.
+   * A late copy of an older state: a lifecycle postback that would move an action back from a
+   * final status (APPROVED or REVERSED) to PENDING, or an inquiry's creation after it was
+   * resolved. Not emitted as `action` or `inquiry`; answered 2xx; the journal keeps the newer
+   * state. `event.kind` tells the two apart; `ctx.previous` is the state kept.
    */
-  stale: [event: ActionEvent, ctx: DeliveryContext<ActionState, T>];
+  stale: [event: ActionEvent | InquiryEvent, ctx: DeliveryContext<ActionState | InquiryState, T>];
   /** A postback already handled arrived again; it was answered as a success and not re-emitted. */
   duplicate: [event: PostbackEvent];
   /**

@@ -325,7 +325,7 @@ for (const kind of [sqliteKind(), postgresKind()]) {
       const { app, postbacks, inbox } = await inboxApp();
       const stale: string[] = [];
       postbacks.on('action', () => undefined);
-      postbacks.on('stale', (event) => void stale.push(event.status ?? ''));
+      postbacks.on('stale', (event) => void stale.push(event.kind === 'action' ? (event.status ?? '') : event.state));
       await request(app)
         .get(action('7.1', { Status: 'REVERSED', Payout: '0.00' }))
         .expect(200);

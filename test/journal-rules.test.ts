@@ -113,6 +113,19 @@ describe('journal rules', () => {
         isStale(action({ Status: 'PENDING' }, { trigger: 'clearing' }), approved, 'final-states'),
       ]).to.deep.equal([true, false]);
     });
+
+    it("holds an inquiry's creation after it was resolved as stale, but not a resolution, nor any with ordering none", () => {
+      const resolved = { ...createdInquiry, state: 'resolved', resolutionStatus: 'APPROVED' };
+      expect([
+        isStale(inquiry({ ResolutionStatus: 'UNRESOLVED' }), resolved, 'final-states'),
+        isStale(inquiry({}), resolved, 'final-states'),
+        isStale(inquiry({ ResolutionStatus: 'DECLINED' }), resolved, 'final-states'),
+        isStale(inquiry({ ResolutionStatus: 'UNRESOLVED' }), createdInquiry, 'final-states'),
+        isStale(inquiry({ ResolutionStatus: 'UNRESOLVED' }), resolved, 'none'),
+        isStale(inquiry({ ResolutionStatus: 'UNRESOLVED' }), null, 'final-states'),
+        isStale(catalog(), resolved, 'final-states'),
+      ]).to.deep.equal([true, true, false, false, false, false, false]);
+    });
   });
 
   describe('isAlreadyApplied', () => {

@@ -90,7 +90,13 @@ postbacks.on('inquiry', (_inquiry, ctx) => {
   ctx.previous?.trigger;
   return [state, previous];
 });
-postbacks.on('stale', (event: ActionEvent, ctx) => [event.status, ctx.previous?.status]);
+postbacks.on('stale', (event, ctx) => {
+  const late: ActionEvent | InquiryEvent = event;
+  const kept: ActionState | InquiryState | null = ctx.previous;
+  // @ts-expect-error a stale event may be an inquiry's: its kind tells which
+  event.status;
+  return event.kind === 'action' ? [late, kept, event.status] : [late, kept, event.state];
+});
 
 const withPostgres = createPostbackRouter({
   allowedIps: ['::1'],
@@ -125,7 +131,9 @@ async function nodeHelpers(): Promise<unknown[]> {
   return [asEmitter, names, postbacks.getMaxListeners()];
 }
 nodeHelpers satisfies () => Promise<unknown[]>;
-postbacks.once('action', (action: ActionEvent) => action.actionId).off('stale', (event: ActionEvent) => event);
+postbacks
+  .once('action', (action: ActionEvent) => action.actionId)
+  .off('stale', (event: ActionEvent | InquiryEvent) => event);
 // @ts-expect-error once keeps its typed events
 postbacks.once('actions', () => undefined);
 // @ts-expect-error off keeps its typed listeners

@@ -79,9 +79,10 @@ export function readKeyOf(record: JournalRecord | null): string | null {
  * the inbox, reconciliation): runs the listeners with `(event, ctx)`, then commits the claim
  * (the key, the subject's new record and what listeners wrote through a transactional store)
  * or releases it. Decided under the claim, from the journal's record the claim read:
- * - a lifecycle PENDING for an action the journal knows as APPROVED or REVERSED, or an inbox row
- *   retried after a later postback of its action was delivered, is emitted as `stale` (ordering
- *   'final-states'), and committed;
+ * - a lifecycle PENDING for an action the journal knows as APPROVED or REVERSED, an inquiry's
+ *   creation for one it knows as resolved, or an inbox row retried after a later postback of its
+ *   action was delivered, is emitted as `stale` (ordering 'final-states'), and committed with the
+ *   journal left as it is;
  * - a lifecycle postback whose state reconciliation delivered already is not emitted: it is
  *   committed as a duplicate, the journal left as it is;
  * - a reconciled action (`readKey` given) whose journal record changed since reconciliation read

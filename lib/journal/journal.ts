@@ -4,8 +4,9 @@ import { isoText } from '../fields/values';
 import type { JournalRecord } from '../stores/store';
 
 /**
- * How postbacks of one action are ordered: `final-states` keeps a late PENDING from undoing an
- * APPROVED or REVERSED action; `none` delivers every postback as it comes.
+ * How postbacks of one action or inquiry are ordered: `final-states` keeps a late PENDING from
+ * undoing an APPROVED or REVERSED action, and a late creation from reopening a resolved inquiry;
+ * `none` delivers every postback as it comes.
  */
 export type Ordering = 'final-states' | 'none';
 
@@ -26,17 +27,30 @@ export function subjectOf(event: PostbackEvent): string | null {
 }
 
 /**
- * True for a lifecycle postback with status PENDING for an action the journal knows as
- * APPROVED or REVERSED: impact.com retried an older postback after a newer one got through.
+ * True for a postback that would move its subject back from a final state: a lifecycle PENDING
+ * for an action the journal knows as APPROVED or REVERSED, or an inquiry's creation (no
+ * resolution) for one the journal knows as resolved. impact.com retried an older postback after
+ * a newer one got through, or the inbox delivers a row that died before the newer one came.
  * Clearing postbacks are never stale: clearing comes after the final state by definition. A
  * PENDING that reconciliation read from impact.com's API is held to the same rule.
  */
 export function isStale(event: PostbackEvent, previous: JournalRecord | null, ordering: Ordering): boolean {
-  if (ordering === 'none' || previous === null || event.kind !== 'action' || event.trigger === 'clearing') {
-    return false;
+  if (ordering === 'none' || previous === null) return false;
+  switch (event.kind) {
+    case 'action': {
+      const status = previous['status'];
+      return (
+        event.trigger !== 'clearing' &&
+        event.status === 'PENDING' &&
+        typeof status === 'string' &&
+        FINAL_STATUSES.has(status)
+      );
+    }
+    case 'inquiry':
+      return event.state === 'created' && previous['state'] === 'resolved';
+    case 'catalog':
+      return false;
   }
-  const status = previous['status'];
-  return event.status === 'PENDING' && typeof status === 'string' && FINAL_STATUSES.has(status);
 }
 
 /**

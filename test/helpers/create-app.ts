@@ -17,7 +17,7 @@ export interface Recorded {
   readonly action: ActionEvent[];
   readonly inquiry: InquiryEvent[];
   readonly catalog: CatalogEvent[];
-  readonly stale: ActionEvent[];
+  readonly stale: (ActionEvent | InquiryEvent)[];
   readonly duplicate: PostbackEvent[];
   readonly rejected: Rejection[];
   readonly error: PostbackError[];
@@ -35,6 +35,11 @@ export interface CreateAppOptions {
   /** Middleware the host app runs before the router. */
   readonly before?: readonly express.RequestHandler[];
   readonly mountPath?: string;
+}
+
+/** The stale events of actions, in the order they came. */
+export function staleActions(events: Recorded): ActionEvent[] {
+  return events.stale.filter((event): event is ActionEvent => event.kind === 'action');
 }
 
 /** An Express app with the router mounted at /impact and every event recorded. */

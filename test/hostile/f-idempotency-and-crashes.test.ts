@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { expect } from 'chai';
 import request from 'supertest';
 import { MemoryStore, type BeginResult, type PostbackStore } from '../../lib';
-import { createApp, errorCode } from '../helpers/create-app';
+import { createApp, errorCode, staleActions } from '../helpers/create-app';
 import { TRACKED_ACTION } from '../helpers/fixtures';
 import { send } from '../helpers/send';
 import { startServer } from '../helpers/server';
@@ -77,7 +77,7 @@ describe('hostile F: idempotency, ordering, failure and crash', () => {
     await send(app, '/impact/actions', 'json', REVERSED).expect(200);
     await send(app, '/impact/actions', 'json', TRACKED_ACTION).expect(200);
     expect(events.action.map((event) => event.status)).to.deep.equal(['REVERSED']);
-    expect(events.stale.map((event) => [event.status, event.payout])).to.deep.equal([['PENDING', '27.75']]);
+    expect(staleActions(events).map((event) => [event.status, event.payout])).to.deep.equal([['PENDING', '27.75']]);
   });
 
   it('F46: with ordering "none", the late original is emitted as an action after all', async () => {

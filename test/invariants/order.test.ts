@@ -4,7 +4,8 @@ import { expect } from 'chai';
 import request from 'supertest';
 import { MemoryStore, PostgresStore, SqliteStore, type InboxStore } from '../../lib';
 import { objectsOf } from '../../lib/stores/postgres-schema';
-import { createApp } from '../helpers/create-app';
+import { createApp, staleActions } from '../helpers/create-app';
+import { INQUIRY } from '../helpers/fixtures';
 import { apiAction, FakeActionsApi } from '../helpers/fake-actions-api';
 import { DATABASE_URL, requirePostgres, useTestSchema } from '../helpers/services';
 import { useTempDir } from '../helpers/temp-dir';
@@ -14,6 +15,10 @@ import { until } from '../harness/until';
 
 function lifecycle(id: string, status: string, payout: string): string {
   return `/impact/actions?${new URLSearchParams({ ActionId: id, Status: status, Payout: payout }).toString()}`;
+}
+
+function inquiryPostback(fields: Readonly<Record<string, string>>): string {
+  return `/impact/inquiries?${new URLSearchParams({ ...INQUIRY, ...fields }).toString()}`;
 }
 
 interface InboxKind {
@@ -72,7 +77,7 @@ describe("one action's postbacks are applied in the order they were accepted", f
       await until(async () => (await app.postbacks.inbox?.stats())?.pending === 0);
       await sleep(100);
       expect({
-        stale: app.events.stale.map((event) => event.payout),
+        stale: staleActions(app.events).map((event) => event.payout),
         changes: ledger.of('8.1').map((entry) => `${entry.from} → ${entry.to}`),
       }).to.deep.equal({
         stale: ['7.00'],
@@ -119,10 +124,74 @@ describe("one action's postbacks are applied in the order they were accepted", f
       const rows = (await app.postbacks.inbox?.list()) ?? [];
       expect({
         applied,
-        stale: app.events.stale.map((event) => event.payout),
+        stale: staleActions(app.events).map((event) => event.payout),
         // Newest first: the lifecycle 7.00, a duplicate; the retried 5.00, stale.
         outcomes: rows.map((row) => row.outcome),
       }).to.deep.equal({ applied: ['reconciliation PENDING 7.00'], stale: ['5.00'], outcomes: ['duplicate', 'stale'] });
+    });
+  }
+
+  it('a late postback of an inquiry as created, after it was resolved, is stale: it never reopens the inquiry', async () => {
+    const app = createApp({ store: new MemoryStore() }, { listen: false });
+    closing.push(() => app.postbacks.close());
+    const heard: string[] = [];
+    const previous: (string | null)[] = [];
+    app.postbacks.on('inquiry', (event, ctx) => {
+      heard.push(`${event.state} ${event.resolutionStatus ?? ''}`);
+      previous.push(ctx.previous?.state ?? null);
+    });
+    await request(app.app)
+      .get(inquiryPostback({ ResolutionStatus: 'APPROVED', FinalPayout: '2.50' }))
+      .expect(200);
+    // impact.com's retry of the creation postback, which an outage had answered 503.
+    await request(app.app)
+      .get(inquiryPostback({ ResolutionStatus: 'UNRESOLVED' }))
+      .expect(200);
+    await request(app.app)
+      .get(inquiryPostback({ ResolutionStatus: 'APPROVED', FinalPayout: '2.75' }))
+      .expect(200);
+    expect({
+      heard,
+      stale: app.events.stale.map((event) => (event.kind === 'inquiry' ? event.state : event.status)),
+      previous,
+    }).to.deep.equal({
+      heard: ['resolved APPROVED', 'resolved APPROVED'],
+      stale: ['created'],
+      previous: [null, 'resolved'],
+    });
+  });
+
+  for (const kind of kinds) {
+    it(`${kind.name}: a dead row of an inquiry's creation, retried after it was resolved, never reopens it`, async () => {
+      const app = createApp<unknown>(
+        { store: kind.create(), delivery: 'inbox', maxAttempts: 1, backoff: { baseMs: 10, maxMs: 20 } },
+        { listen: false },
+      );
+      closing.push(() => app.postbacks.close());
+      let failing = true;
+      const heard: string[] = [];
+      app.postbacks.on('inquiry', (event) => {
+        if (failing) throw new Error('the ledger is down');
+        heard.push(event.state);
+      });
+      let dead = 0;
+      app.postbacks.on('dead', () => void (dead += 1));
+      await request(app.app)
+        .get(inquiryPostback({ ResolutionStatus: 'UNRESOLVED' }))
+        .expect(200);
+      await until(() => dead === 1);
+      failing = false;
+      await request(app.app)
+        .get(inquiryPostback({ ResolutionStatus: 'DECLINED' }))
+        .expect(200);
+      await until(async () => (await app.postbacks.inbox?.stats())?.delivered === 1);
+      expect(await app.postbacks.inbox?.retry({ status: 'dead' })).to.equal(1);
+      await until(async () => (await app.postbacks.inbox?.stats())?.delivered === 2);
+      const rows = (await app.postbacks.inbox?.list()) ?? [];
+      expect({ heard, outcomes: rows.map((row) => row.outcome) }).to.deep.equal({
+        heard: ['resolved'],
+        outcomes: ['delivered', 'stale'],
+      });
     });
   }
 
