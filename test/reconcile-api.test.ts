@@ -6,6 +6,7 @@ import { expect } from 'chai';
 import { isPostbackError, type ActionEvent, type ReconcileReport } from '../lib';
 import { DELIVERED, OVERTAKEN, type DeliveryOutcome } from '../lib/delivery/apply-claim';
 import { PostbackError } from '../lib/errors';
+import { untilAborted } from '../lib/reconcile/actions-api';
 import { reconcileActions, type ReconcileOptions, type ReconcileParts } from '../lib/reconcile/reconcile';
 import type { JournalRecord } from '../lib/stores/store';
 import { createApp } from './helpers/create-app';
@@ -587,6 +588,27 @@ describe('reconcile() against impact.com’s Actions API, edge by edge', () => {
       );
       expect(result).to.equal('router.closed: reconciliation stopped: this receiver is shutting down');
       expect(api.asked.map(({ query }) => query['Page'])).to.deep.equal(['1']);
+    });
+
+    it('a body read begun after the abort, which then fails, is no unhandled rejection', async () => {
+      const escaped: unknown[] = [];
+      const onEscape = (reason: unknown): void => void escaped.push(reason);
+      process.prependListener('unhandledRejection', onEscape);
+      try {
+        const controller = new AbortController();
+        controller.abort(new DOMException('no answer within 1 ms', 'TimeoutError'));
+        let failRead = (_error: Error): void => undefined;
+        const read = new Promise<string>((_resolve, reject) => {
+          failRead = reject;
+        });
+        const result = await untilAborted(read, controller.signal).catch((error: unknown) => (error as Error).name);
+        // As undici does: the aborted body's read fails too, later.
+        failRead(new DOMException('This operation was aborted', 'AbortError'));
+        await sleep(20);
+        expect([result, escaped]).to.deep.equal(['TimeoutError', []]);
+      } finally {
+        process.removeListener('unhandledRejection', onEscape);
+      }
     });
 
     it('leaves no listener on the stopped signal and no timer once a run (with a 429) is over', async () => {

@@ -129,7 +129,9 @@ export class ActionsApi {
       if (response.status === 429 && limited < MAX_RATE_LIMITED) {
         await response.body?.cancel();
         clearTimeout(timer);
-        await delay(rateLimitWait(response.headers.get('x-ratelimit-reset'), limited), controller.signal, label);
+        // Only close() ends the wait: the request's own timeout may have fired while the body
+        // was let go, and the 429 is an answer all the same.
+        await delay(rateLimitWait(response.headers.get('x-ratelimit-reset'), limited), this.settings.stopped, label);
         return RATE_LIMITED;
       }
       if (response.status < 200 || response.status > 299) {
@@ -224,8 +226,9 @@ function stoppedError(label: string): PostbackError {
   return new PostbackError('router.closed', `reconciliation stopped: this receiver is shutting down, reading ${label}`);
 }
 
-/** Waits `ms`, or rejects once `signal` aborts (the router shuts down, or the request timed out). */
-function delay(ms: number, signal: AbortSignal, label: string): Promise<void> {
+/** Waits `ms`, or rejects once `signal` aborts (the router shuts down). */
+function delay(ms: number, signal: AbortSignal | undefined, label: string): Promise<void> {
+  if (signal === undefined) return new Promise((resolve) => setTimeout(resolve, ms));
   return new Promise((resolve, reject) => {
     // Aborted already (close() came while the 429's body was let go): its event will not come again.
     if (signal.aborted) {
@@ -249,8 +252,12 @@ function delay(ms: number, signal: AbortSignal, label: string): Promise<void> {
  * (undici 6) now and then loses an abort that comes while the body is read: the read never
  * settles, and neither the timeout nor close() would end it.
  */
-function untilAborted(text: Promise<string>, signal: AbortSignal): Promise<string> {
-  if (signal.aborted) return Promise.reject(signal.reason as Error);
+export function untilAborted(text: Promise<string>, signal: AbortSignal): Promise<string> {
+  if (signal.aborted) {
+    // The read fails too, with nobody left to hear it: an unhandled rejection ends the process.
+    text.catch(() => undefined);
+    return Promise.reject(signal.reason as Error);
+  }
   let onAbort = (): void => undefined;
   const aborted = new Promise<never>((_resolve, reject) => {
     onAbort = () => {
