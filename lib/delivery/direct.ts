@@ -131,6 +131,14 @@ export function createDirectDelivery<T>(
           late = true;
           return storeUnavailable(new Error(`the store did not answer within ${timeoutMs} ms`));
         }
+        // close() started while the store answered: it may have given this postback up and
+        // closed the store already, and waits for no unit begun now.
+        if (stopped.aborted && typeof result === 'object') {
+          return callStore(() => result.release('failed')).then(
+            () => failed(closing()),
+            () => failed(closing()),
+          );
+        }
         const next = afterBegin(result, eventName, event, readKey);
         if (!(next instanceof Pending)) return next;
         ended = next.ended;

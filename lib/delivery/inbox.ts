@@ -168,6 +168,11 @@ export function createInboxDelivery<T>(
           break;
         }
         if (claim === null) break;
+        if (!running()) {
+          // Taken while stop() ran: stop() waits for no delivery begun now, and the store closes.
+          await callStore(() => claim.giveBack?.()).catch(ignoreFailure);
+          break;
+        }
         const delivery = deliverRow(claim).finally(() => {
           inFlight.delete(delivery);
           wakeWorker();

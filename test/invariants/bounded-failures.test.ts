@@ -13,11 +13,11 @@ import {
   type PostbackError,
   type StoreInbox,
 } from '../../lib';
-import { createApp } from '../helpers/create-app';
+import { createApp, errorCode } from '../helpers/create-app';
 import { freePort } from '../helpers/server';
 import { DATABASE_URL, useTestSchema } from '../helpers/services';
 import { useTempDir } from '../helpers/temp-dir';
-import { FaultyStore } from '../harness/faulty-store';
+import { FaultyStore, Gate } from '../harness/faulty-store';
 import { watchPackageTimers } from '../harness/package-timers';
 import { until } from '../harness/until';
 
@@ -199,6 +199,51 @@ describe('every failure is bounded: no timer throws, no listener holds on foreve
       first: 503,
       second: 503,
       begins: 1,
+    });
+  });
+
+  it('direct delivery: a claim that comes once close() has started is let go, not delivered', async () => {
+    const gate = new Gate();
+    const store = new FaultyStore(new MemoryStore()).inject({ op: 'begin', fault: { kind: 'pause', gate } });
+    const app = createApp({ store, listenerTimeout: 2000 }, { listen: false });
+    let heard = 0;
+    app.postbacks.on('action', () => void (heard += 1));
+    const answer = request(app.app)
+      .get(lifecycle('5.14', 'PENDING'))
+      .then((res) => [res.status, errorCode(res.text)]);
+    await gate.reached(1);
+    // close() gives up at once on the postback it waits for; its claim comes after that.
+    await app.postbacks.close({ timeoutMs: 10 });
+    gate.open();
+    const answered = await answer;
+    await sleep(50);
+    expect({ answered, heard, releases: store.count('release'), commits: store.count('commit') }).to.deep.equal({
+      answered: [503, 'router.closed'],
+      heard: 0,
+      releases: 1,
+      commits: 0,
+    });
+  });
+
+  it('inbox: a row taken once close() has started is given back, not delivered', async () => {
+    const real = sqlite();
+    closing.push(async () => real.close());
+    // A store whose close() is slow to end its connections (a pool waiting for its clients).
+    const stillOpen = Object.assign(Object.create(real) as SqliteStore, { close: () => undefined });
+    const gate = new Gate();
+    const store = new FaultyStore(stillOpen).inject({ op: 'inbox.next', fault: { kind: 'pause', gate } });
+    const app = createApp({ store, delivery: 'inbox', listenerTimeout: 2000 }, { listen: false });
+    let heard = 0;
+    app.postbacks.on('action', () => void (heard += 1));
+    await request(app.app).get(lifecycle('5.15', 'PENDING')).expect(200);
+    await gate.reached(1);
+    await app.postbacks.close({ timeoutMs: 10 });
+    gate.open();
+    await sleep(100);
+    const rows = await real.inbox.list();
+    expect({ heard, rows: rows.map((row) => [row.status, row.attempts]) }).to.deep.equal({
+      heard: 0,
+      rows: [['pending', 0]],
     });
   });
 
