@@ -352,6 +352,53 @@ for (const kind of [sqliteKind(), postgresKind()]) {
       expect(errorCode(res.text)).to.equal('router.closed');
       expect(res.headers['connection']).to.equal('close');
     });
+
+    it('a body that comes in once close() has started is answered 503 router.closed, and not stored', async () => {
+      const { app, postbacks } = await inboxApp();
+      postbacks.on('action', () => undefined);
+      const server = await startServer(app);
+      try {
+        const body = JSON.stringify({ ActionId: '8.3', Status: 'PENDING', Payout: '5.00' });
+        const answer = new Promise<{ status: number; text: string }>((resolve, reject) => {
+          const req = http.request(
+            {
+              host: '127.0.0.1',
+              port: server.port,
+              method: 'POST',
+              path: '/impact/actions',
+              headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) },
+            },
+            (res) => {
+              let text = '';
+              res.on('data', (chunk: Buffer) => (text += chunk.toString()));
+              res.on('end', () => {
+                resolve({ status: res.statusCode ?? 0, text });
+              });
+            },
+          );
+          req.on('error', reject);
+          req.write(body.slice(0, 10));
+          // The rest of the body once close() has started.
+          void sleep(100).then(() => {
+            void postbacks.close({ timeoutMs: 2000 });
+            req.end(body.slice(10));
+          });
+        });
+        const { status, text } = await answer;
+        // The router's store is closed by now: the inbox is read as the CLI reads it.
+        const stats = (
+          await promisify(execFile)(process.execPath, [BIN, 'inbox', 'stats', ...kind.cliArgs(), '--json'])
+        ).stdout;
+        const { pending, delivered } = JSON.parse(stats) as { pending: number; delivered: number };
+        expect({ status, code: errorCode(text), stored: pending + delivered }).to.deep.equal({
+          status: 503,
+          code: 'router.closed',
+          stored: 0,
+        });
+      } finally {
+        await server.close();
+      }
+    });
   });
 }
 

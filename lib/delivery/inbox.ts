@@ -213,6 +213,8 @@ export function createInboxDelivery<T>(
 
   return {
     arrive(event) {
+      // A postback whose body came in once close() had started: as direct delivery answers it.
+      if (stopped) return failed(new PostbackError('router.closed', 'this receiver is shutting down; retry later'));
       let stored: Maybe<'stored' | 'duplicate'>;
       try {
         stored = inbox.add(inboxEntryOf(event));
