@@ -10,7 +10,7 @@ import { ClaimUnits } from './delivery/claim-unit';
 import { createDirectDelivery } from './delivery/direct';
 import { createInboxDelivery, type PostbackInbox } from './delivery/inbox';
 import { listenerFailure } from './delivery/listener-failure';
-import { PostbackError, type PostbackErrorCode } from './errors';
+import { PostbackError, routerClosed, type PostbackErrorCode } from './errors';
 import type {
   HandledRequest,
   PostbackEvent,
@@ -257,7 +257,7 @@ export function createPostbackRouter<T = undefined>(options: PostbackRouterOptio
       bodyRead: false,
     };
     try {
-      if (closing !== null) throw new PostbackError('router.closed', 'this receiver is shutting down; retry later');
+      if (closing !== null) throw routerClosed();
       const ip = resolveClientIp(req.socket.remoteAddress, req.headers['x-forwarded-for'], settings.proxyTrust);
       request.ip = ip;
       // Checked before anything else is read: a refused sender costs no parsing.

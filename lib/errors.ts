@@ -60,6 +60,11 @@ export class PostbackError extends Error {
   }
 }
 
+/** What a postback gets once close() has started: impact.com retries it, to this or another instance. */
+export function routerClosed(): PostbackError {
+  return new PostbackError('router.closed', 'this receiver is shutting down; retry later');
+}
+
 export function isPostbackError(value: unknown): value is PostbackError {
   return value instanceof PostbackError;
 }

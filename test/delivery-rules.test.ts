@@ -64,6 +64,11 @@ function later(listener: () => Promise<void>): () => unknown {
   return listener;
 }
 
+/** Error events as plain data: code, message and the cause itself (compared by identity). */
+function reports(errors: readonly PostbackError[]): { code: string; message: string; cause: unknown }[] {
+  return errors.map((error) => ({ code: error.code, message: error.message, cause: error.cause }));
+}
+
 /** An error event as plain data: its code, its message, and what its cause said. */
 function described(error: PostbackError): unknown {
   const cause: unknown = error.cause;
@@ -897,7 +902,7 @@ describe('delivery rules', () => {
       await until(() => w.seen.failures.length === 1, 2000);
       await w.delivery.stop(1000);
       expect({
-        errors: w.errors.map((error) => ({ code: error.code, message: error.message, cause: error.cause })),
+        errors: reports(w.errors),
         releases: w.seen.releases,
         failures: w.seen.failures,
         dead: w.dead.map(([deadEvent, error]) => [deadEvent, (error as PostbackError).code]),
@@ -935,34 +940,26 @@ describe('delivery rules', () => {
       });
       await until(() => w.errors.length === 2, 2000);
       await w.delivery.stop(1000);
-      expect(
-        w.errors.map((error) => ({ code: error.code, message: error.message, cause: error.cause })).at(1),
-      ).to.deep.equal({
+      expect(reports(w.errors).at(1)).to.deep.equal({
         code: 'store.failed',
         message: 'the inbox failed to record a failed delivery of row 7',
         cause,
       });
     });
 
-    it('an inbox that cannot be read is reported with its cause', async () => {
-      const cause = new Error('connection refused');
-      const w = worker(() => [], { inbox: { next: () => Promise.reject(cause) } });
-      await until(() => w.errors.length === 1, 2000);
-      await w.delivery.stop(1000);
-      expect(w.errors.map((error) => ({ code: error.code, message: error.message, cause: error.cause }))).to.deep.equal(
-        [{ code: 'store.failed', message: 'the inbox could not be read; trying again', cause }],
-      );
-    });
-
-    it('an inbox that cannot wait for new rows is reported with its cause', async () => {
-      const cause = new Error('connection refused');
-      const w = worker(() => [], { inbox: { waitForWork: () => Promise.reject(cause) } });
-      await until(() => w.errors.length === 1, 2000);
-      await w.delivery.stop(1000);
-      expect(w.errors.map((error) => ({ code: error.code, message: error.message, cause: error.cause }))).to.deep.equal(
-        [{ code: 'store.failed', message: 'the inbox could not wait for new rows; looking again', cause }],
-      );
-    });
+    const unreadable = [
+      { what: 'be read', op: 'next', message: 'the inbox could not be read; trying again' },
+      { what: 'wait for new rows', op: 'waitForWork', message: 'the inbox could not wait for new rows; looking again' },
+    ] as const;
+    for (const { what, op, message } of unreadable) {
+      it(`an inbox that cannot ${what} is reported with its cause`, async () => {
+        const cause = new Error('connection refused');
+        const w = worker(() => [], { inbox: { [op]: () => Promise.reject(cause) } });
+        await until(() => w.errors.length === 1, 2000);
+        await w.delivery.stop(1000);
+        expect(reports(w.errors)).to.deep.equal([{ code: 'store.failed', message, cause }]);
+      });
+    }
 
     it('takes no more rows than its concurrency at once', async () => {
       const w = worker((seen) => [claimOf(seen, row(1, 0)), claimOf(seen, row(2, 0))], {

@@ -1,5 +1,5 @@
 import type { EventEmitter } from 'node:events';
-import { PostbackError } from '../errors';
+import { PostbackError, routerClosed } from '../errors';
 import type { PostbackEvent } from '../events';
 import { subjectOf } from '../journal/journal';
 import type { BeginResult, PostbackStore } from '../stores/store';
@@ -101,7 +101,7 @@ export function createDirectDelivery<T>(
   ): Maybe<DeliveryOutcome> {
     // A postback that waited (its body, or an earlier unit of its subject) past the start of
     // close() is not begun: the store is closing, and nothing would wait for this unit.
-    if (stopped.aborted) return failed(closing());
+    if (stopped.aborted) return failed(routerClosed());
     let begun: Maybe<BeginResult<T>>;
     try {
       begun = store.begin(event.meta.key, subject);
@@ -135,8 +135,8 @@ export function createDirectDelivery<T>(
         // closed the store already, and waits for no unit begun now.
         if (stopped.aborted && typeof result === 'object') {
           return callStore(() => result.release('failed')).then(
-            () => failed(closing()),
-            () => failed(closing()),
+            () => failed(routerClosed()),
+            () => failed(routerClosed()),
           );
         }
         const next = afterBegin(result, eventName, event, readKey);
@@ -175,10 +175,6 @@ export function createDirectDelivery<T>(
     const error = new PostbackError('store.failed', 'the store is unavailable; retry later', { cause });
     reportError(error);
     return failed(error);
-  }
-
-  function closing(): PostbackError {
-    return new PostbackError('router.closed', 'this receiver is shutting down; retry later');
   }
 
   function inFlight(): DeliveryOutcome {

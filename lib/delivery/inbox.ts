@@ -1,6 +1,6 @@
 import type { EventEmitter } from 'node:events';
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { PostbackError } from '../errors';
+import { PostbackError, routerClosed } from '../errors';
 import type { PostbackEvent } from '../events';
 import { inboxEntryOf } from '../fields/stored-event';
 import type {
@@ -214,7 +214,7 @@ export function createInboxDelivery<T>(
   return {
     arrive(event) {
       // A postback whose body came in once close() had started: as direct delivery answers it.
-      if (stopped) return failed(new PostbackError('router.closed', 'this receiver is shutting down; retry later'));
+      if (stopped) return failed(routerClosed());
       let stored: Maybe<'stored' | 'duplicate'>;
       try {
         stored = inbox.add(inboxEntryOf(event));
