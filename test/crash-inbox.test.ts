@@ -3,6 +3,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { expect } from 'chai';
+import { PostgresStore } from '../lib';
 import { killAgainAndAgain, startChildServer, type ChildServer } from './helpers/child-server';
 import { createTestSchema, DATABASE_URL, requirePostgres, type TestSchema } from './helpers/services';
 import { useTempDir } from './helpers/temp-dir';
@@ -30,6 +31,21 @@ async function until(check: () => Promise<boolean>, ms: number): Promise<number>
     await sleep(50);
   }
   return Date.now() - started;
+}
+
+/**
+ * Kills `first` once its listener is under way, and each process started after it likewise,
+ * until one of them gives the row up (`DEAD`) or starts its listener a third time.
+ */
+async function diesEachTime(first: ChildServer, restart: () => Promise<ChildServer>): Promise<string> {
+  await first.waitFor('LISTENER_WROTE');
+  await first.kill();
+  const second = await restart();
+  await second.waitFor('LISTENER_WROTE');
+  await second.kill();
+  const third = await restart();
+  const line = await Promise.race([third.waitFor('DEAD '), third.waitFor('LISTENER_WROTE')]);
+  return line.split(' ')[0] ?? '';
 }
 
 interface LedgerRow {
@@ -97,6 +113,23 @@ describe('crash with inbox delivery: SIGKILL while a stored postback is delivere
       }
       const ledger = (await schema.pool.query(`SELECT action_id FROM "${schema.name}".ledger ORDER BY id`)).rows;
       expect(ledger).to.deep.equal([{ action_id: '11.0' }, { action_id: '11.1' }, { action_id: '11.2' }]);
+    });
+
+    it('a row the process dies delivering every time is dead after maxAttempts, its listener run that often', async () => {
+      const processEnv = { ...env(), HANG: 'after-write', MAX_ATTEMPTS: '2' };
+      const first = await start(processEnv);
+      expect(await deliver(first.port, { ActionId: '14.1', Status: 'PENDING', Payout: '4.00' })).to.equal(200);
+      const ended = await diesEachTime(first, () => start(processEnv));
+      const store = new PostgresStore({ connectionString: DATABASE_URL, schema: schema.name, create: false });
+      try {
+        const rows = await store.inbox.list();
+        expect({ ended, rows: rows.map(({ status, attempts }) => ({ status, attempts })) }).to.deep.equal({
+          ended: 'DEAD',
+          rows: [{ status: 'dead', attempts: 2 }],
+        });
+      } finally {
+        await store.close();
+      }
     });
 
     it('two processes, 1,000 postbacks of lifecycle sequences, one process killed again and again: each delivered once, in arrival order per action, none left', async () => {
@@ -176,6 +209,31 @@ describe('crash with inbox delivery: SIGKILL while a stored postback is delivere
 
   describe('on SQLite', () => {
     const dir = useTempDir('impact-inbox-crash-');
+
+    it('a row the process dies delivering every time is dead after maxAttempts, its listener run that often', async () => {
+      const env = {
+        STORE: `sqlite:${path.join(dir(), 'inbox.db')}`,
+        LEDGER_DB: path.join(dir(), 'ledger.db'),
+        INBOX_LEASE_MS: '1000',
+        HANG: 'after-write',
+        MAX_ATTEMPTS: '2',
+      };
+      const first = await start(env);
+      expect(await deliver(first.port, { ActionId: '14.2', Status: 'PENDING', Payout: '4.00' })).to.equal(200);
+      const ended = await diesEachTime(first, () => start(env));
+      const ledger = new Database(env.LEDGER_DB, { readonly: true });
+      const inbox = new Database(env.STORE.slice('sqlite:'.length), { readonly: true });
+      try {
+        expect({
+          ended,
+          calls: (ledger.prepare('SELECT count(*) AS count FROM deliveries').get() as { count: number }).count,
+          rows: inbox.prepare('SELECT status, attempts FROM postback_inbox').all(),
+        }).to.deep.equal({ ended: 'DEAD', calls: 2, rows: [{ status: 'dead', attempts: 2 }] });
+      } finally {
+        ledger.close();
+        inbox.close();
+      }
+    });
 
     it("delivers it again once the dead process's lease lapses; an effect idempotent on meta.key happens once", async () => {
       const env = {

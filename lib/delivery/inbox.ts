@@ -97,6 +97,8 @@ export function createInboxDelivery<T>(
   /** Read by the worker between its awaits; stop() sets it. */
   const running = (): boolean => !stopped;
   let kick: (() => void) | null = null;
+  /** No row is taken before this time (ms since the epoch): an attempt could not be counted. */
+  let pausedUntil = 0;
   const wakeWorker = (): void => {
     kick?.();
   };
@@ -115,6 +117,22 @@ export function createInboxDelivery<T>(
    */
   async function deliverRow(claim: InboxClaim<T>): Promise<void> {
     const { row } = claim;
+    if (row.attempts >= settings.maxAttempts) return giveUp(claim);
+    try {
+      await callStore(() => claim.start?.());
+    } catch (cause) {
+      reportError(
+        new PostbackError('store.failed', `the inbox could not count an attempt of row ${row.id}; trying again`, {
+          cause,
+        }),
+      );
+      await callStore(() => (claim.giveBack === undefined ? claim.release('failed') : claim.giveBack())).catch(
+        ignoreFailure,
+      );
+      // Taken again at once, it would fail again at once: the worker waits as after a failed read.
+      pausedUntil = Date.now() + POLL_MS;
+      return;
+    }
     let event: PostbackEvent | null = null;
     let error: PostbackError;
     try {
@@ -155,11 +173,43 @@ export function createInboxDelivery<T>(
     if (dead && recorded) notify('dead', [event ?? null, error]);
   }
 
+  /**
+   * A row whose attempts all began already, the last one never ended as far as the store knows
+   * (the process died during it, or its failure could not be recorded; a store whose claims
+   * `start` counts such an attempt): dead, its listeners not run again.
+   */
+  async function giveUp(claim: InboxClaim<T>): Promise<void> {
+    const { row } = claim;
+    let event: PostbackEvent | null = null;
+    try {
+      event = rebuild(row);
+    } catch {
+      // Announced as null, as a row that no longer builds an event is.
+    }
+    // Its last error, if any, is kept in the message: the row's record of it is replaced.
+    const error = new PostbackError(
+      'listener.failed',
+      `inbox row ${row.id} has begun ${row.attempts} attempts (maxAttempts: ${settings.maxAttempts}); the last ` +
+        `error recorded: ${row.lastError ?? 'none (an attempt was cut short, as when the process dies during it)'}`,
+    );
+    reportError(error);
+    let recorded: boolean;
+    try {
+      recorded = await callStore(() => claim.recordFailure(error.message, null));
+    } catch (cause) {
+      reportError(
+        new PostbackError('store.failed', `the inbox failed to record that row ${row.id} is dead`, { cause }),
+      );
+      return;
+    }
+    if (recorded) notify('dead', [event, error]);
+  }
+
   async function work(): Promise<void> {
     // Listeners registered right after createPostbackRouter are in place before the first row.
     await nextTurn();
     while (running()) {
-      while (running() && inFlight.size < settings.concurrency) {
+      while (running() && inFlight.size < settings.concurrency && Date.now() >= pausedUntil) {
         let claim: InboxClaim<T> | null;
         try {
           claim = await inbox.next();

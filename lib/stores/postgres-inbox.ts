@@ -1,4 +1,5 @@
 import { readByReconciliationSince } from '../journal/journal';
+import { AttemptCounter } from './postgres-attempts';
 import { sqlLiteral } from './postgres-literal';
 import {
   PostgresClaim,
@@ -68,18 +69,32 @@ const SAVEPOINT = 'impact_postbacks_row';
 /** How long arrivals gather before one NOTIFY tells the other instances of them, in ms. */
 const ANNOUNCE_MS = 5;
 
+/** What a row's claim needs of its inbox besides its connection. */
+interface RowClaimParts {
+  readonly counter: AttemptCounter;
+  /**
+   * Records a failed attempt: `$1` the row, `$2` the error, `$3` the backoff in ms or null, `$4`
+   * the attempt. `held` in the row's transaction; `late` through another connection, once it
+   * is over.
+   */
+  readonly failedSql: { readonly held: string; readonly late: string };
+  run(text: string, values: unknown[]): Promise<PgQueryResult>;
+}
+
 /**
  * A row's claim: a transaction like a direct claim's, whose commit also marks the row
- * delivered. A failure is rolled back and recorded as one step (`release` only notes why): were
- * the row's lock let go first, another worker could take the row before its attempt is counted
- * and its retry put off. Where the transaction is over already (its commit failed, or listeners
- * ran past the timeout), the attempt is recorded through another connection, and counted only
- * if nobody counted one since the row was taken.
+ * delivered. Its attempt is counted as it begins (`start`), through another connection, so that
+ * it counts however the delivery ends. A failure is rolled back and recorded as one step
+ * (`release` only notes why): were the row's lock let go first, another worker could take the
+ * row before its retry is put off. Where the transaction is over already (its commit failed, or
+ * listeners ran past the timeout), the failure is recorded through another connection, unless a
+ * later attempt's end was recorded since.
  */
 class PostgresInboxClaim<C> extends PostgresClaim<C> implements InboxClaim<C> {
   private releasedFor: 'failed' | 'timeout' = 'failed';
   /** The commit failed while its transaction was still there: it is back at the row's savepoint. */
   private backAtRow = false;
+  private started = false;
 
   constructor(
     connection: Connection,
@@ -87,9 +102,16 @@ class PostgresInboxClaim<C> extends PostgresClaim<C> implements InboxClaim<C> {
     previous: JournalRecord | null,
     readonly row: InboxRow,
     readonly superseded: boolean,
-    private readonly failure: { readonly sql: string; run(text: string, values: unknown[]): Promise<PgQueryResult> },
+    /** This attempt's number once started; until then, the attempts begun before it. */
+    private readonly attempt: { number: number },
+    private readonly parts: RowClaimParts,
   ) {
     super(connection, writes, row.subject, previous);
+  }
+
+  async start(): Promise<void> {
+    this.attempt.number = await this.parts.counter.count(this.row.id, this.row.attempts);
+    this.started = true;
   }
 
   override release(reason: 'failed' | 'timeout'): Promise<void> {
@@ -97,12 +119,20 @@ class PostgresInboxClaim<C> extends PostgresClaim<C> implements InboxClaim<C> {
     return Promise.resolve();
   }
 
-  /** The router closes: the row's transaction ends (rolled back), its attempt not counted. */
-  giveBack(): Promise<void> {
-    if (this.finished) return Promise.resolve();
+  /**
+   * The router closes, or the attempt could not be counted: the row's transaction ends (rolled
+   * back), and an attempt it began is counted no more (first, while the row is still held).
+   */
+  async giveBack(): Promise<void> {
+    if (this.finished) return;
     this.finished = true;
-    this.connection.terminate();
-    return Promise.resolve();
+    try {
+      if (this.started) await this.parts.counter.uncount(this.row.id, this.attempt.number);
+    } catch {
+      // The attempt stays counted: one attempt fewer for the row.
+    } finally {
+      this.connection.terminate();
+    }
   }
 
   /**
@@ -120,14 +150,15 @@ class PostgresInboxClaim<C> extends PostgresClaim<C> implements InboxClaim<C> {
   }
 
   async recordFailure(error: string, retryAfterMs: number | null): Promise<boolean> {
-    const values = [this.row.id, error, retryAfterMs, this.row.attempts];
+    const values = [this.row.id, error, retryAfterMs, this.attempt.number];
     if (this.releasedFor === 'timeout' && !this.finished) {
       // Listeners may still use the connection: it is ended, not rolled back and reused. The
-      // attempt is recorded through another one, whose update queues on the row's lock and so
-      // mostly comes before any other worker's take of the row once the end lets the lock go.
+      // failure is recorded through another one, whose update queues on the row's lock and so
+      // mostly comes before any other worker's take of the row once the end lets the lock go;
+      // one that comes after only misses the backoff (the attempt counted as it began).
       this.finished = true;
       // Settled at once: ending the connection below must not leave its failure unhandled.
-      const recorded = this.failure.run(this.failure.sql, values).then(
+      const recorded = this.parts.run(this.parts.failedSql.late, values).then(
         (result) => ({ result }),
         (error: unknown) => ({ error }),
       );
@@ -138,12 +169,12 @@ class PostgresInboxClaim<C> extends PostgresClaim<C> implements InboxClaim<C> {
     }
     if (this.finished && !this.backAtRow) {
       // The commit failed and its transaction, with the row's lock, is gone.
-      return ((await this.failure.run(this.failure.sql, values)).rowCount ?? 0) > 0;
+      return ((await this.parts.run(this.parts.failedSql.late, values)).rowCount ?? 0) > 0;
     }
     this.finished = true;
     try {
       if (!this.backAtRow) await this.connection.query(`ROLLBACK TO SAVEPOINT ${SAVEPOINT}`);
-      const { rowCount } = await this.connection.query(this.failure.sql, values);
+      const { rowCount } = await this.connection.query(this.parts.failedSql.held, values);
       await this.connection.query('COMMIT');
       this.connection.giveBack();
       return (rowCount ?? 0) > 0;
@@ -174,30 +205,47 @@ export class PostgresInbox<T> implements StoreInbox<T> {
   private closed = false;
   /** A NOTIFY is due to be sent. */
   private announcing = false;
+  private readonly counter: AttemptCounter;
 
   constructor(private readonly parts: PostgresParts) {
-    const { inbox, inboxAdd, inboxNext, channel } = parts.objects;
+    const { inbox, inboxAttempts, inboxAdd, inboxNext, channel } = parts.objects;
+    this.counter = new AttemptCounter(() => parts.connect(), inboxAttempts);
+    // A row's attempts begun: the greater of those whose end it recorded and those counted as they began.
+    const columns = `r.id, r.key, r.subject, r.route, r.format, r.ip, r.path, r.received_at, r.fields, r.status,
+      greatest(r.attempts, coalesce(a.started, 0)) AS attempts, r.last_error, r.next_attempt_at, r.delivered_at, r.outcome`;
+    const failed = (unlessLate: string): string => `UPDATE ${inbox} SET attempts = $4, last_error = $2,
+        status = CASE WHEN $3::bigint IS NULL THEN 'dead' ELSE 'retrying' END,
+        next_attempt_at = coalesce(now() + $3::bigint * interval '1 millisecond', next_attempt_at)
+        WHERE id = $1 AND status IN ('pending', 'retrying') ${unlessLate}`;
+    const reset = (where: string): string => `WITH reset AS (
+        UPDATE ${inbox} SET status = 'pending', attempts = 0, next_attempt_at = now(), last_error = NULL
+        WHERE ${where} RETURNING id),
+      forgotten AS (DELETE FROM ${inboxAttempts} a USING reset WHERE a.id = reset.id)
+      SELECT count(*)::int AS count FROM reset`;
     this.sql = {
       add: `SELECT ${inboxAdd}($1, $2, $3, $4, $5, $6, $7, $8, $9) AS id`,
       // BEGIN, the row taken and the savepoint after it, in one query string, one round trip.
       next: `BEGIN ISOLATION LEVEL READ COMMITTED;
         SELECT * FROM ${inboxNext}(${sqlLiteral(parts.lockTimeoutMs)});
         SAVEPOINT ${SAVEPOINT}`,
-      delivered: (id: number, outcome: CommitOutcome) =>
-        `UPDATE ${inbox} SET status = 'delivered', attempts = attempts + 1, delivered_at = now(),
-          last_error = NULL, outcome = ${sqlLiteral(outcome)} WHERE id = ${sqlLiteral(id)}`,
-      failed: `UPDATE ${inbox} SET attempts = attempts + 1, last_error = $2,
-        status = CASE WHEN $3::bigint IS NULL THEN 'dead' ELSE 'retrying' END,
-        next_attempt_at = coalesce(now() + $3::bigint * interval '1 millisecond', next_attempt_at)
-        WHERE id = $1 AND status IN ('pending', 'retrying') AND attempts = $4`,
+      // The row's attempts counted on it, and their count apart no longer needed.
+      delivered: (id: number, attempt: number, outcome: CommitOutcome) =>
+        `UPDATE ${inbox} SET status = 'delivered', attempts = ${sqlLiteral(attempt)}, delivered_at = now(),
+          last_error = NULL, outcome = ${sqlLiteral(outcome)} WHERE id = ${sqlLiteral(id)};
+        DELETE FROM ${inboxAttempts} WHERE id = ${sqlLiteral(id)}`,
+      failed: {
+        held: failed(''),
+        // Through another connection, the row's transaction over: too late once another attempt
+        // began since, or the row was delivered or retried by hand (either forgets its count).
+        late: failed(`AND EXISTS (SELECT 1 FROM ${inboxAttempts} a WHERE a.id = $1 AND a.started = $4)`),
+      },
       counts: `SELECT status, count(*)::int AS count FROM ${inbox} GROUP BY status`,
       oldest: `SELECT (extract(epoch FROM now() - min(received_at)) * 1000)::float8 AS age
         FROM ${inbox} WHERE status IN ('pending', 'retrying')`,
-      list: `SELECT * FROM ${inbox} WHERE $1::text IS NULL OR status = $1 ORDER BY id DESC LIMIT $2`,
-      retryOne: `UPDATE ${inbox} SET status = 'pending', attempts = 0, next_attempt_at = now(), last_error = NULL
-        WHERE id = $1 AND status <> 'delivered'`,
-      retryDead: `UPDATE ${inbox} SET status = 'pending', attempts = 0, next_attempt_at = now(), last_error = NULL
-        WHERE status = 'dead'`,
+      list: `SELECT ${columns} FROM ${inbox} r LEFT JOIN ${inboxAttempts} a ON a.id = r.id
+        WHERE $1::text IS NULL OR r.status = $1 ORDER BY r.id DESC LIMIT $2`,
+      retryOne: reset(`id = $1 AND status <> 'delivered'`),
+      retryDead: reset(`status = 'dead'`),
       notify: `SELECT pg_notify('${channel}', '')`,
       listen: `LISTEN "${channel}"`,
     };
@@ -237,6 +285,8 @@ export class PostgresInbox<T> implements StoreInbox<T> {
   }
 
   async next(): Promise<InboxClaim<T> | null> {
+    // Before the row's connection, never while holding it (see AttemptCounter).
+    await this.counter.ready();
     const connection = await this.parts.connect();
     try {
       const [, taken] = await connection.queryAll(this.sql.next);
@@ -247,16 +297,18 @@ export class PostgresInbox<T> implements StoreInbox<T> {
         return null;
       }
       const row = rowOf(found);
+      const attempt = { number: row.attempts };
       const writes = {
         ...this.parts.writes,
-        first: (outcome: CommitOutcome) => this.sql.delivered(row.id, outcome),
+        first: (outcome: CommitOutcome) => this.sql.delivered(row.id, attempt.number, outcome),
       };
       const previous = found.previous ?? null;
       // Superseded by a later row delivered, or by reconciliation reading impact.com after it arrived.
       const superseded =
         found.superseded === true || (row.route === 'actions' && readByReconciliationSince(previous, row.receivedAt));
-      return new PostgresInboxClaim<T>(connection, writes, previous, row, superseded, {
-        sql: this.sql.failed,
+      return new PostgresInboxClaim<T>(connection, writes, previous, row, superseded, attempt, {
+        counter: this.counter,
+        failedSql: this.sql.failed,
         run: (text, values) => this.parts.run(text, values),
       });
     } catch (error) {
@@ -297,17 +349,19 @@ export class PostgresInbox<T> implements StoreInbox<T> {
   }
 
   async retry(target: number | { readonly status: 'dead' }): Promise<number> {
-    const { rowCount } =
+    const { rows } =
       typeof target === 'number'
         ? await this.parts.run(this.sql.retryOne, [target])
         : await this.parts.run(this.sql.retryDead);
-    if ((rowCount ?? 0) > 0) await this.parts.run(this.sql.notify);
-    return rowCount ?? 0;
+    const count = (rows[0] as { count: number } | undefined)?.count ?? 0;
+    if (count > 0) await this.parts.run(this.sql.notify);
+    return count;
   }
 
-  /** Stops listening, closing the listening connection, and ends every wait at once. */
+  /** Stops listening and counting, closing their connections, and ends every wait at once. */
   async close(): Promise<void> {
     this.closed = true;
+    this.counter.close();
     const listener = this.listener;
     if (listener !== null) (await listener.catch(() => null))?.close();
     for (const waker of [...this.wakers]) waker();

@@ -17,6 +17,8 @@ export interface PostgresObjects {
   readonly begin: string;
   /** Postbacks stored for delivery: 'inbox'. */
   readonly inbox: string;
+  /** Attempts begun per inbox row, each counted as it begins, outside its delivery's transaction. */
+  readonly inboxAttempts: string;
   /** Stores a postback with its key and wakes the workers. */
   readonly inboxAdd: string;
   /** Takes the next row due, locks its subject and reads the journal. */
@@ -26,12 +28,12 @@ export interface PostgresObjects {
 }
 
 // Unquoted-identifier characters only, and short enough that the longest derived name
-// (<prefix>journal_expires_at, <prefix>inbox_next_v4) stays within PostgreSQL's 63 bytes.
+// (<prefix>journal_expires_at, <prefix>inbox_next_v5) stays within PostgreSQL's 63 bytes.
 const SCHEMA_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 const TABLE_PREFIX = /^[A-Za-z_][A-Za-z0-9_]{0,44}$/;
 
 /** Raised when the DDL changes: a store finding an older version's function applies the DDL again. */
-const VERSION = 4;
+const VERSION = 5;
 
 export function checkNames(schema: unknown, tablePrefix: unknown): PostgresNames {
   if (typeof schema !== 'string' || !SCHEMA_NAME.test(schema)) {
@@ -55,6 +57,7 @@ export function objectsOf({ schema, tablePrefix }: PostgresNames): PostgresObjec
     journal: `"${schema}"."${tablePrefix}journal"`,
     begin: `"${schema}"."${tablePrefix}begin_v${VERSION}"`,
     inbox: `"${schema}"."${tablePrefix}inbox"`,
+    inboxAttempts: `"${schema}"."${tablePrefix}inbox_attempts"`,
     inboxAdd: `"${schema}"."${tablePrefix}inbox_add_v${VERSION}"`,
     inboxNext: `"${schema}"."${tablePrefix}inbox_next_v${VERSION}"`,
     channel: `impact_postbacks_${digest}`,
@@ -63,7 +66,7 @@ export function objectsOf({ schema, tablePrefix }: PostgresNames): PostgresObjec
 
 /** Every object the DDL makes, unquoted, for messages: what `migrate` made or found. */
 export function objectList({ schema, tablePrefix }: PostgresNames): string {
-  const tables = ['keys', 'journal', 'inbox'].map((name) => `${tablePrefix}${name}`);
+  const tables = ['keys', 'journal', 'inbox', 'inbox_attempts'].map((name) => `${tablePrefix}${name}`);
   const indexes = [
     'keys_expires_at',
     'journal_expires_at',
@@ -84,7 +87,7 @@ function lockNamespace({ schema, tablePrefix }: PostgresNames): string {
 /** The whole DDL; every statement may run again harmlessly. */
 export function schemaSql(names: PostgresNames): string {
   const { schema, tablePrefix } = names;
-  const { keys, journal, begin, inbox, inboxAdd, inboxNext } = objectsOf(names);
+  const { keys, journal, begin, inbox, inboxAttempts, inboxAdd, inboxNext } = objectsOf(names);
   return `-- impact-postbacks: dedupe keys, action journal, inbox and their functions (version ${VERSION})
 ${schema === 'public' ? '' : `CREATE SCHEMA IF NOT EXISTS "${schema}";\n`}
 -- One row per handled postback, kept for the retention. A claim's row is inserted in the
@@ -160,6 +163,16 @@ CREATE INDEX IF NOT EXISTS "${tablePrefix}inbox_status" ON ${inbox} (status, id)
 -- action was delivered already.
 CREATE INDEX IF NOT EXISTS "${tablePrefix}inbox_subject_all" ON ${inbox} (subject, id);
 
+-- Attempts begun per row: each counted as it begins, committed at once through another connection
+-- than the delivery's, so that an attempt cut short (the process dies, its transaction ends
+-- before its failure is recorded) still counts. The row's own attempts column counts those
+-- whose end was recorded; a row has begun the greater of the two. (No foreign key: checking one
+-- would wait for the lock the delivery holds on the row.)
+CREATE TABLE IF NOT EXISTS ${inboxAttempts} (
+  id bigint PRIMARY KEY,
+  started integer NOT NULL
+);
+
 -- Arrival: the key and the row in one statement, or neither (a copy). It sends no NOTIFY: a
 -- transaction that notifies takes a database-wide lock at commit, which made arrivals commit one
 -- at a time; the store notifies separately, at most once every few milliseconds. Arrivals of one
@@ -191,9 +204,9 @@ $$;
 
 -- Delivery: the oldest row due whose subject has no earlier row waiting (a subject's postbacks
 -- go in the order they arrived), skipping rows other workers hold; then the subject's advisory
--- lock and its journal state, as a claim takes them; and whether a later lifecycle postback of
--- its action was delivered already (a row that died and was retried: it must not move the
--- action back).
+-- lock and its journal state, as a claim takes them; the attempts it has begun; and whether a
+-- later lifecycle postback of its action was delivered already (a row that died and was
+-- retried: it must not move the action back).
 CREATE OR REPLACE FUNCTION ${inboxNext}(p_lock_timeout_ms integer)
 RETURNS TABLE (id bigint, key text, subject text, route text, format text, ip text, path text,
   received_at timestamptz, fields json, status text, attempts integer, last_error text,
@@ -224,7 +237,8 @@ BEGIN
     PERFORM set_config('lock_timeout', v_lock_timeout, true);
   END IF;
   RETURN QUERY SELECT v.id, v.key, v.subject, v.route, v.format, v.ip, v.path, v.received_at, v.fields,
-    v.status, v.attempts, v.last_error, v.next_attempt_at,
+    v.status, greatest(v.attempts, coalesce((SELECT a.started FROM ${inboxAttempts} a WHERE a.id = v.id), 0)),
+    v.last_error, v.next_attempt_at,
     (SELECT j.state FROM ${journal} j WHERE j.subject = v.subject AND j.expires_at > now()),
     (v.route = 'actions' AND EXISTS (SELECT 1 FROM ${inbox} l WHERE l.subject = v.subject AND l.id > v.id
       AND l.route = 'actions' AND l.status = 'delivered'));
@@ -240,12 +254,13 @@ export function schemaPresentSql(names: PostgresNames): string {
 
 /** The store's tables and functions this schema lacks, one row each (none when all are there). */
 export function missingObjectsSql(names: PostgresNames): string {
-  const { keys, journal, begin, inbox, inboxAdd, inboxNext } = objectsOf(names);
+  const { keys, journal, begin, inbox, inboxAttempts, inboxAdd, inboxNext } = objectsOf(names);
   const quote = (text: string): string => `'${text.replaceAll("'", "''")}'`;
   const objects: readonly (readonly [string, string])[] = [
     [keys, `to_regclass(${quote(keys)})`],
     [journal, `to_regclass(${quote(journal)})`],
     [inbox, `to_regclass(${quote(inbox)})`],
+    [inboxAttempts, `to_regclass(${quote(inboxAttempts)})`],
     [begin, `to_regprocedure(${quote(`${begin}(text, text, integer, bigint)`)})`],
     [
       inboxAdd,

@@ -122,7 +122,7 @@ export class PostgresStore<T extends PgClient = PgClient> implements InboxStore<
     }
     keepClientErrorsFromEndingTheProcess(this.pool);
     const objects = objectsOf(this.names);
-    const { keys, journal, begin, inbox } = objects;
+    const { keys, journal, begin, inbox, inboxAttempts } = objects;
     const expired = (table: string, condition: string): string =>
       `DELETE FROM ${table} WHERE ctid = ANY (ARRAY(SELECT ctid FROM ${table} WHERE ${condition} LIMIT ${PRUNE_BATCH}))`;
     this.sql = {
@@ -137,6 +137,8 @@ export class PostgresStore<T extends PgClient = PgClient> implements InboxStore<
           inbox,
           `status = 'delivered' AND delivered_at <= now() - ${this.retentionMs} * interval '1 millisecond'`,
         ),
+        // Counts of rows no longer there: a delivery removes its row's, save one counted late.
+        expired(inboxAttempts, `NOT EXISTS (SELECT 1 FROM ${inbox} r WHERE r.id = ${inboxAttempts}.id)`),
       ],
     };
     const retentionMs = this.retentionMs;

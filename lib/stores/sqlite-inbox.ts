@@ -223,17 +223,22 @@ export class SqliteInbox implements StoreInbox<undefined> {
     this.sql = {
       rowState: db.prepare('SELECT status, leased_by FROM postback_inbox WHERE id = ?'),
       delivered: db.prepare(`
-        UPDATE postback_inbox SET status = 'delivered', outcome = ?, attempts = attempts + 1, delivered_at = ?,
+        UPDATE postback_inbox SET status = 'delivered', outcome = ?, delivered_at = ?,
           last_error = NULL, leased_by = NULL, lease_until = 0
         WHERE id = ? AND leased_by = ?`),
       failed: db.prepare(`
-        UPDATE postback_inbox SET attempts = attempts + 1, last_error = @error,
+        UPDATE postback_inbox SET last_error = @error,
           status = CASE WHEN @retryAt IS NULL THEN 'dead' ELSE 'retrying' END,
           next_attempt_at = coalesce(@retryAt, next_attempt_at), leased_by = NULL, lease_until = 0
         WHERE id = @id AND leased_by = @token`),
+      // With the count of the attempt it began, if it began one.
       giveBack: db.prepare(
-        'UPDATE postback_inbox SET leased_by = NULL, lease_until = 0 WHERE id = ? AND leased_by = ?',
+        'UPDATE postback_inbox SET leased_by = NULL, lease_until = 0, attempts = attempts - ? WHERE id = ? AND leased_by = ?',
       ),
+      // Counted as the attempt begins, on the connection that writes leases: the count outlives
+      // the process, and a power cut before the file's next synced commit loses it as it loses
+      // the lease.
+      start: leaseDb.prepare('UPDATE postback_inbox SET attempts = attempts + 1 WHERE id = ? AND leased_by = ?'),
       renew: leaseDb.prepare('UPDATE postback_inbox SET lease_until = ? WHERE id = ? AND leased_by = ?'),
       renewHold: leaseDb.prepare('UPDATE postback_holds SET held_until = ? WHERE subject = ? AND held_by = ?'),
       counts: db.prepare('SELECT status, count(*) AS count FROM postback_inbox GROUP BY status'),
@@ -343,6 +348,7 @@ export class SqliteInbox implements StoreInbox<undefined> {
       const problem = await this.deliveries.submit({ row, token, readText, record, outcome, now: clock.now() });
       if (problem !== null) throw new ClaimLostError(problem);
     };
+    let started = false;
     return {
       row,
       previous,
@@ -351,6 +357,11 @@ export class SqliteInbox implements StoreInbox<undefined> {
       transactional: false,
       commit,
       release: () => undefined,
+      start: () => {
+        if (sql.start.run(row.id, token).changes === 0) throw new ClaimLostError(`inbox row ${row.id}`);
+        started = true;
+        return Promise.resolve();
+      },
       recordFailure: (error, retryAfterMs) => {
         const retryAt = retryAfterMs === null ? null : clock.now() + retryAfterMs;
         const { changes } = sql.failed.run({ id: row.id, token, error, retryAt });
@@ -358,7 +369,7 @@ export class SqliteInbox implements StoreInbox<undefined> {
         return Promise.resolve(changes > 0);
       },
       giveBack: () => {
-        sql.giveBack.run(row.id, token);
+        sql.giveBack.run(started ? 1 : 0, row.id, token);
         if (row.subject !== null) settings.writes.unhold(row.subject, token);
         return Promise.resolve();
       },

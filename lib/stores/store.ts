@@ -107,7 +107,11 @@ export interface InboxEntry {
 export interface InboxRow extends InboxEntry {
   readonly id: number;
   readonly status: InboxStatus;
-  /** Deliveries tried so far, the successful one included. */
+  /**
+   * Deliveries tried so far, the successful one included. Where the store's claims `start`,
+   * each is counted as it begins, so one cut short (the process died, its failure could not be
+   * recorded) counts too; a claim's row shows those begun before it.
+   */
   readonly attempts: number;
   readonly lastError: string | null;
   /** When a pending or retrying row is due. */
@@ -124,6 +128,13 @@ export interface InboxRow extends InboxEntry {
 export interface InboxClaim<T> extends StoreClaim<T> {
   readonly row: InboxRow;
   /**
+   * Counts the attempt about to begin, in a write that stays whatever becomes of the delivery,
+   * before any listener runs; rejects when it cannot (the row is then given back). Its commit
+   * and `recordFailure` then count nothing more. A claim without it counts its attempt as it
+   * ends, so that one cut short is not counted.
+   */
+  start?(): Promise<void>;
+  /**
    * Records a failed attempt: due again `retryAfterMs` from now (the store's now, so that every
    * instance reads one clock), or dead when it is null. True once recorded; false when the row
    * was no longer this claim's to record (another took it over, or counted an attempt since).
@@ -136,8 +147,9 @@ export interface InboxClaim<T> extends StoreClaim<T> {
    */
   readonly superseded?: boolean;
   /**
-   * Lets the row go without counting an attempt, as it stood when taken: the router closes with
-   * its delivery still under way. Without it the row waits until its lease (if any) lapses.
+   * Lets the row go, counting nothing more than `start` did: the router closes with its
+   * delivery still under way, or the attempt could not be counted. Without it the row waits
+   * until its lease (if any) lapses.
    */
   giveBack?(): Promise<void>;
 }

@@ -36,7 +36,14 @@ export interface PlanSettings {
 }
 
 const DIRECT_OPS: readonly StoreOp[] = ['begin', 'commit', 'release', 'renew', 'readJournal'];
-const INBOX_OPS: readonly StoreOp[] = ['inbox.add', 'inbox.next', 'row.commit', 'row.recordFailure', 'row.renew'];
+const INBOX_OPS: readonly StoreOp[] = [
+  'inbox.add',
+  'inbox.next',
+  'row.start',
+  'row.commit',
+  'row.recordFailure',
+  'row.renew',
+];
 
 /**
  * A random plan: actions' events happen over the run while impact.com sends, and resends,

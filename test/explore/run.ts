@@ -403,7 +403,8 @@ export async function explore(settings: RunSettings, given?: readonly Step[]): P
       }
     });
     if (inbox) {
-      const bound = MAX_ATTEMPTS * (1 + retriesOfDead) + figures.kills;
+      // Every attempt counts as it begins, one the process died in too.
+      const bound = MAX_ATTEMPTS * (1 + retriesOfDead);
       for (const [key, count] of calls) {
         if (count > bound) {
           violations.push(`I4 bounded: the listener ran ${count} times for ${key} (attempts allowed: ${bound})`);

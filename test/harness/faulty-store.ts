@@ -23,6 +23,7 @@ export const STORE_OPS = [
   'readJournal',
   'inbox.add',
   'inbox.next',
+  'row.start',
   'row.commit',
   'row.release',
   'row.recordFailure',
@@ -261,7 +262,8 @@ export class FaultyStore<T = undefined> implements PostbackStore<T> {
   }
 
   private wrapClaim<C extends StoreClaim<T>>(claim: C, key: string, subject: string | null, prefix: '' | 'row.'): C {
-    const op = (name: 'commit' | 'release' | 'renew' | 'recordFailure'): StoreOp => `${prefix}${name}` as StoreOp;
+    const op = (name: 'start' | 'commit' | 'release' | 'renew' | 'recordFailure'): StoreOp =>
+      `${prefix}${name}` as StoreOp;
     const wrapped: StoreClaim<T> & { leaseMs?: number; renew?: () => Maybe<void> } = {
       previous: claim.previous,
       get transaction() {
@@ -278,10 +280,11 @@ export class FaultyStore<T = undefined> implements PostbackStore<T> {
     if (source.renew !== undefined) {
       wrapped.renew = () => this.call({ op: op('renew'), key, subject }, () => source.renew?.());
     }
-    const recordFailure = source.recordFailure;
+    const { recordFailure, start, giveBack } = source;
     if (source.row !== undefined && recordFailure !== undefined) {
       Object.assign(wrapped, {
         row: source.row,
+        superseded: source.superseded,
         recordFailure: (error: string, retryAfterMs: number | null) =>
           this.call(
             { op: op('recordFailure'), key, subject },
@@ -290,6 +293,13 @@ export class FaultyStore<T = undefined> implements PostbackStore<T> {
             claim,
           ),
       });
+      if (start !== undefined) {
+        Object.assign(wrapped, {
+          start: () => this.call({ op: op('start'), key, subject }, () => start.call(claim), undefined, claim),
+        });
+      }
+      // Not a fault point: the router closes, or the attempt could not be counted.
+      if (giveBack !== undefined) Object.assign(wrapped, { giveBack: () => giveBack.call(claim) });
     }
     return wrapped as C;
   }

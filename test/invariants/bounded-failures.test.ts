@@ -9,6 +9,7 @@ import {
   SqliteStore,
   type InboxRow,
   type InboxStore,
+  type ActionEvent,
   type PgPool,
   type PostbackError,
   type StoreInbox,
@@ -274,6 +275,26 @@ describe('every failure is bounded: no timer throws, no listener holds on foreve
     }).to.deep.equal({ escaped: [], releases: 1, rows: [['unknown-route', 1]] });
   });
 
+  it('inbox: an attempt that cannot be counted is not delivered, and the row is not taken again at once', async () => {
+    const real = sqlite();
+    const store = new FaultyStore(real).inject({ op: 'row.start', fault: { kind: 'throw' }, times: 1000 });
+    const app = createApp({ store, delivery: 'inbox' }, { listen: false });
+    closing.push(() => app.postbacks.close({ timeoutMs: 100 }));
+    let heard = 0;
+    app.postbacks.on('action', () => void (heard += 1));
+    await request(app.app).get(lifecycle('5.18')).expect(200);
+    await until(() => store.count('row.start') >= 1);
+    await sleep(1500);
+    const rows = await real.inbox.list();
+    expect({
+      heard,
+      // The first take, and at most two more after a second's pause each.
+      starts: store.count('row.start') <= 3,
+      reported: app.events.error.some((error) => error.message.includes('could not count an attempt')),
+      rows: rows.map((row) => [row.status, row.attempts]),
+    }).to.deep.equal({ heard: 0, starts: true, reported: true, rows: [['pending', 0]] });
+  });
+
   it('inbox: a store whose waitForWork throws or rejects does not stop the worker, and it is reported', async () => {
     let waits = 0;
     const store = sqliteInboxWith((real) => ({
@@ -473,5 +494,169 @@ describe('PostgresStore inbox: giving a delivery up never strands its row, nor c
       escaped: escaped.map(String),
       reported: app.events.error.some((error) => error.message.includes('failed to record a failed delivery')),
     }).to.deep.equal({ escaped: [], reported: true });
+  });
+  it('listeners past the timeout, their failure recorded late: another worker that takes the row meanwhile counts both attempts', async () => {
+    const real = new pg.Pool({ connectionString: DATABASE_URL, max: 5 });
+    real.on('error', () => undefined);
+    // The connection the attempt is recorded through comes late, as from a busy pool.
+    let slowNext = false;
+    const gate = new Gate();
+    const pool: PgPool = {
+      connect: async () => {
+        if (slowNext) {
+          slowNext = false;
+          await gate.wait();
+        }
+        return real.connect();
+      },
+      end: () => real.end(),
+    };
+    const first = new PostgresStore({ pool, schema: schema().name });
+    await first.inbox.stats();
+    const options = {
+      delivery: 'inbox',
+      listenerTimeout: 300,
+      maxAttempts: 4,
+      backoff: { baseMs: 60_000, maxMs: 60_000 },
+      concurrency: 1,
+    } as const;
+    const firstApp = createApp<unknown>({ store: first, ...options }, { listen: false });
+    const apps = [firstApp];
+    closing.push(async () => {
+      gate.open();
+      for (const app of apps) await app.postbacks.close({ timeoutMs: 500 });
+      await real.end();
+    });
+    const runs: string[] = [];
+    const listener = (event: ActionEvent): Promise<void> | undefined => {
+      runs.push(event.actionId);
+      if (event.actionId !== '5.16') return undefined;
+      if (runs.filter((id) => id === '5.16').length > 1) throw new Error('the ledger is down');
+      // Never settles; the next connection asked for, just before the timeout, is the recorder's.
+      setTimeout(() => {
+        slowNext = true;
+      }, 150);
+      return new Promise(() => undefined);
+    };
+    firstApp.postbacks.on('action', listener);
+    await request(firstApp.app).get(lifecycle('5.16')).expect(200);
+    await until(() => runs.length === 1);
+    // Another instance, idle until a postback of its own wakes its worker.
+    const second = createApp<unknown>(
+      { store: new PostgresStore({ connectionString: DATABASE_URL, schema: schema().name }), ...options },
+      { listen: false },
+    );
+    apps.push(second);
+    second.postbacks.on('action', listener);
+    await gate.reached(1);
+    await sleep(200);
+    await request(second.app).get(lifecycle('5.17')).expect(200);
+    await until(() => runs.includes('5.17'));
+    await sleep(100);
+    gate.open();
+    const counted = async (): Promise<number> =>
+      (await first.inbox.list()).find((row) => row.subject === 'action:5.16')?.attempts ?? 0;
+    const runsOf = (): number => runs.filter((id) => id === '5.16').length;
+    await until(async () => runsOf() >= 2 && (await counted()) >= 1);
+    await sleep(300);
+    // The second worker took the row while the first attempt's failure was on its way: it ran
+    // the listener again, and both attempts count.
+    expect({ runs: runsOf(), attempts: await counted() }).to.deep.equal({
+      runs: 2,
+      attempts: 2,
+    });
+  });
+  it("an operator's retry stands, though a timed-out attempt's failure is recorded after it", async () => {
+    const real = new pg.Pool({ connectionString: DATABASE_URL, max: 5 });
+    real.on('error', () => undefined);
+    let slowNext = false;
+    const gate = new Gate();
+    const pool: PgPool = {
+      connect: async () => {
+        if (slowNext) {
+          slowNext = false;
+          await gate.wait();
+        }
+        return real.connect();
+      },
+      end: () => real.end(),
+    };
+    const store = new PostgresStore({ pool, schema: schema().name });
+    const admin = new PostgresStore({ connectionString: DATABASE_URL, schema: schema().name });
+    await store.inbox.stats();
+    const app = createApp<unknown>(
+      {
+        store,
+        delivery: 'inbox',
+        listenerTimeout: 300,
+        maxAttempts: 2,
+        concurrency: 1,
+        backoff: { baseMs: 10, maxMs: 10 },
+      },
+      { listen: false },
+    );
+    closing.push(async () => {
+      gate.open();
+      await app.postbacks.close({ timeoutMs: 500 });
+      await admin.close();
+      await real.end();
+    });
+    let runs = 0;
+    let dead = 0;
+    app.postbacks.on('dead', () => void (dead += 1));
+    app.postbacks.on('action', () => {
+      runs += 1;
+      if (runs === 1) throw new Error('the ledger is down');
+      if (runs > 2) return undefined;
+      // The last attempt never settles; the connection its failure is recorded through comes late.
+      setTimeout(() => {
+        slowNext = true;
+      }, 150);
+      return new Promise(() => undefined);
+    });
+    await request(app.app).get(lifecycle('5.19')).expect(200);
+    await until(() => runs === 2);
+    await gate.reached(1);
+    const [row] = await admin.inbox.list();
+    expect(await admin.inbox.retry(row?.id ?? 0)).to.equal(1);
+    gate.open();
+    await until(() => runs === 3);
+    await until(async () => (await admin.inbox.list())[0]?.status === 'delivered');
+    expect({ runs, dead }).to.deep.equal({ runs: 3, dead: 0 });
+  });
+
+  it('a delivery cut short by close() uses up no attempt: the next process delivers the row', async () => {
+    const options = {
+      delivery: 'inbox',
+      listenerTimeout: 5000,
+      maxAttempts: 2,
+      backoff: { baseMs: 10, maxMs: 10 },
+    } as const;
+    const first = createApp<unknown>(
+      { store: new PostgresStore({ connectionString: DATABASE_URL, schema: schema().name }), ...options },
+      { listen: false },
+    );
+    let runs = 0;
+    first.postbacks.on('action', () => {
+      runs += 1;
+      if (runs === 1) throw new Error('the ledger is down');
+      return new Promise(() => undefined);
+    });
+    await request(first.app).get(lifecycle('5.20')).expect(200);
+    await until(() => runs === 2);
+    await first.postbacks.close({ timeoutMs: 200 });
+    const store = new PostgresStore({ connectionString: DATABASE_URL, schema: schema().name });
+    const second = createApp<unknown>({ store, ...options }, { listen: false });
+    closing.push(() => second.postbacks.close({ timeoutMs: 500 }));
+    let dead = 0;
+    second.postbacks.on('dead', () => void (dead += 1));
+    second.postbacks.on('action', () => void (runs += 1));
+    await until(async () => (await store.inbox.list())[0]?.status === 'delivered');
+    const [row] = await store.inbox.list();
+    expect({ runs, dead, attempts: row?.attempts }).to.deep.equal({
+      runs: 3,
+      dead: 0,
+      attempts: 2,
+    });
   });
 });

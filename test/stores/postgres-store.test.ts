@@ -132,7 +132,7 @@ describe('PostgresStore', function () {
         });
         const p = 'impact_postbacks_';
         const named = {
-          tables: [`${p}keys`, `${p}journal`, `${p}inbox`],
+          tables: [`${p}keys`, `${p}journal`, `${p}inbox`, `${p}inbox_attempts`],
           indexes: [
             'keys_expires_at',
             'journal_expires_at',
@@ -141,7 +141,7 @@ describe('PostgresStore', function () {
             'inbox_status',
             'inbox_subject_all',
           ].map((name) => p + name),
-          functions: [`${p}begin_v4`, `${p}inbox_add_v4`, `${p}inbox_next_v4`],
+          functions: [`${p}begin_v5`, `${p}inbox_add_v5`, `${p}inbox_next_v5`],
         };
         const listed = `schema ${schema.name}: tables ${named.tables.join(', ')}; indexes ${named.indexes.join(', ')}; functions ${named.functions.join(', ')}`;
         expect(migrated.stdout).to.equal(`created in ${listed}\n`);
