@@ -55,7 +55,10 @@ export interface PostbackInbox {
   stats(): Promise<InboxStats>;
   /** Rows, newest first: all, or those of one status; at most `limit` (default 50). */
   list(query?: InboxQuery): Promise<InboxItem[]>;
-  /** Makes a row, or every dead row, pending again with its attempts reset; gives how many. */
+  /**
+   * Makes a row, or every dead row, pending again with its attempts reset; gives how many. A row
+   * being delivered at that moment is left to that delivery (PostgreSQL waits for it to end).
+   */
   retry(target: number | { readonly status: 'dead' }): Promise<number>;
 }
 
@@ -97,8 +100,12 @@ export function createInboxDelivery<T>(
   /** Read by the worker between its awaits; stop() sets it. */
   const running = (): boolean => !stopped;
   let kick: (() => void) | null = null;
-  /** No row is taken before this time (ms since the epoch): an attempt could not be counted. */
+  /** No row is taken before this time (performance.now()): the store failed to count or record an attempt. */
   let pausedUntil = 0;
+  /** A row taken again at once would fail again at once: the worker waits as after a failed read. */
+  const pauseTakes = (): void => {
+    pausedUntil = performance.now() + POLL_MS;
+  };
   const wakeWorker = (): void => {
     kick?.();
   };
@@ -129,8 +136,12 @@ export function createInboxDelivery<T>(
       await callStore(() => (claim.giveBack === undefined ? claim.release('failed') : claim.giveBack())).catch(
         ignoreFailure,
       );
-      // Taken again at once, it would fail again at once: the worker waits as after a failed read.
-      pausedUntil = Date.now() + POLL_MS;
+      pauseTakes();
+      return;
+    }
+    if (!running()) {
+      // stop() came while the attempt was counted: nothing new is begun; the count is given back.
+      await callStore(() => claim.giveBack?.()).catch(ignoreFailure);
       return;
     }
     let event: PostbackEvent | null = null;
@@ -167,6 +178,7 @@ export function createInboxDelivery<T>(
       reportError(
         new PostbackError('store.failed', `the inbox failed to record a failed delivery of row ${row.id}`, { cause }),
       );
+      pauseTakes();
       return;
     }
     // Not recorded: another worker had the row by then, and counts its own attempt.
@@ -200,6 +212,7 @@ export function createInboxDelivery<T>(
       reportError(
         new PostbackError('store.failed', `the inbox failed to record that row ${row.id} is dead`, { cause }),
       );
+      pauseTakes();
       return;
     }
     if (recorded) notify('dead', [event, error]);
@@ -209,12 +222,15 @@ export function createInboxDelivery<T>(
     // Listeners registered right after createPostbackRouter are in place before the first row.
     await nextTurn();
     while (running()) {
-      while (running() && inFlight.size < settings.concurrency && Date.now() >= pausedUntil) {
+      while (running() && inFlight.size < settings.concurrency && performance.now() >= pausedUntil) {
         let claim: InboxClaim<T> | null;
         try {
           claim = await inbox.next();
         } catch (cause) {
-          reportError(new PostbackError('store.failed', 'the inbox could not be read; trying again', { cause }));
+          // The store closes as stop() times out: nothing to report.
+          if (running()) {
+            reportError(new PostbackError('store.failed', 'the inbox could not be read; trying again', { cause }));
+          }
           break;
         }
         if (claim === null) break;

@@ -3,6 +3,8 @@ import { sqlLiteral } from './postgres-literal';
 
 /** How long the connection may sit unused before it is opened anew rather than trusted. */
 const IDLE_MS = 30_000;
+/** How long closing waits for the statements asked for before it (counts given back as the router closes). */
+const CLOSE_WAIT_MS = 2000;
 
 /**
  * Counts an inbox row's attempt as it begins, committed at once through a connection of its own.
@@ -34,7 +36,7 @@ export class AttemptCounter {
     if (this.closed) throw new Error('the inbox is closed');
     // One left unused for long may have been dropped on the way (a NAT, a proxy) without a word,
     // and a count on it would wait out its bound: a fresh one costs less.
-    if (this.open !== null && Date.now() - this.lastUsed > IDLE_MS) this.drop(this.open);
+    if (this.open !== null && performance.now() - this.lastUsed > IDLE_MS) this.drop(this.open);
     if (this.open !== null) return;
     this.opening ??= this.connect().then(
       (connection) => {
@@ -44,7 +46,7 @@ export class AttemptCounter {
           throw new Error('the inbox is closed');
         }
         this.open = connection;
-        this.lastUsed = Date.now();
+        this.lastUsed = performance.now();
       },
       (error: unknown) => {
         this.opening = null;
@@ -56,6 +58,7 @@ export class AttemptCounter {
 
   /** Counts the attempt after `before` begun ones (or after a count that came late); answers its number. */
   count(rowId: number, before: number): Promise<number> {
+    if (this.closed) return Promise.reject(new Error('the inbox is closed'));
     const id = sqlLiteral(rowId);
     // A crash of PostgreSQL itself in the instant after may lose the count (one attempt more);
     // waiting for the disk would double the inbox's fsyncs. LOCAL: nothing stays on the session.
@@ -74,16 +77,29 @@ export class AttemptCounter {
     );
   }
 
-  close(): void {
+  /**
+   * Counts no more; the statements asked for before (counts given back by deliveries the router
+   * gave up as it closed) go first, for up to CLOSE_WAIT_MS in all.
+   */
+  async close(): Promise<void> {
     this.closed = true;
+    const deadline = performance.now() + CLOSE_WAIT_MS;
+    for (let last = null as Promise<unknown> | null; last !== this.last;) {
+      last = this.last;
+      const left = deadline - performance.now();
+      if (left <= 0) break;
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([last, new Promise((resolve) => (timer = setTimeout(resolve, left)))]);
+      clearTimeout(timer);
+    }
     if (this.open !== null) this.drop(this.open);
   }
 
   private run(text: string): Promise<Awaited<ReturnType<Connection['queryAll']>>> {
     const ran = this.last.then(async () => {
       const connection = this.open;
-      if (connection === null || this.closed) throw new Error('the inbox has no connection to count attempts with');
-      this.lastUsed = Date.now();
+      if (connection === null) throw new Error('the inbox has no connection to count attempts with');
+      this.lastUsed = performance.now();
       try {
         return await connection.queryAll(text);
       } catch (error) {

@@ -361,7 +361,7 @@ export class PostgresInbox<T> implements StoreInbox<T> {
   /** Stops listening and counting, closing their connections, and ends every wait at once. */
   async close(): Promise<void> {
     this.closed = true;
-    this.counter.close();
+    await this.counter.close();
     const listener = this.listener;
     if (listener !== null) (await listener.catch(() => null))?.close();
     for (const waker of [...this.wakers]) waker();

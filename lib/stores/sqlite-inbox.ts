@@ -233,7 +233,7 @@ export class SqliteInbox implements StoreInbox<undefined> {
         WHERE id = @id AND leased_by = @token`),
       // With the count of the attempt it began, if it began one.
       giveBack: db.prepare(
-        'UPDATE postback_inbox SET leased_by = NULL, lease_until = 0, attempts = attempts - ? WHERE id = ? AND leased_by = ?',
+        'UPDATE postback_inbox SET leased_by = NULL, lease_until = 0, attempts = max(attempts - ?, 0) WHERE id = ? AND leased_by = ?',
       ),
       // Counted as the attempt begins, on the connection that writes leases: the count outlives
       // the process, and a power cut before the file's next synced commit loses it as it loses
@@ -247,9 +247,11 @@ export class SqliteInbox implements StoreInbox<undefined> {
       ),
       list: db.prepare('SELECT * FROM postback_inbox ORDER BY id DESC LIMIT ?'),
       listByStatus: db.prepare('SELECT * FROM postback_inbox WHERE status = ? ORDER BY id DESC LIMIT ?'),
+      // Not a row a worker holds now: its delivery's end (written under the lease alone) would
+      // undo the reset, or take back a count the reset already took.
       retryOne: db.prepare(`
-        UPDATE postback_inbox SET status = 'pending', attempts = 0, next_attempt_at = ?, last_error = NULL
-        WHERE id = ? AND status <> 'delivered'`),
+        UPDATE postback_inbox SET status = 'pending', attempts = 0, next_attempt_at = @now, last_error = NULL
+        WHERE id = @id AND status <> 'delivered' AND lease_until <= @now`),
       retryDead: db.prepare(`
         UPDATE postback_inbox SET status = 'pending', attempts = 0, next_attempt_at = ?, last_error = NULL
         WHERE status = 'dead'`),
@@ -325,7 +327,8 @@ export class SqliteInbox implements StoreInbox<undefined> {
 
   retry(target: number | { readonly status: 'dead' }): Promise<number> {
     const now = clock.now();
-    const { changes } = typeof target === 'number' ? this.sql.retryOne.run(now, target) : this.sql.retryDead.run(now);
+    const { changes } =
+      typeof target === 'number' ? this.sql.retryOne.run({ now, id: target }) : this.sql.retryDead.run(now);
     if (changes > 0) this.wake();
     return Promise.resolve(changes);
   }

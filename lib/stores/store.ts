@@ -183,7 +183,10 @@ export interface StoreInbox<T> {
   waitForWork(ms: number): Promise<void>;
   stats(): Promise<InboxStats>;
   list(query?: InboxQuery): Promise<InboxRow[]>;
-  /** Makes a row, or every dead row, pending again with its attempts reset; gives how many. */
+  /**
+   * Makes a row, or every dead row, pending again with its attempts reset; gives how many. A row
+   * being delivered at that moment is left to that delivery (PostgreSQL waits for it to end).
+   */
   retry(target: number | { readonly status: 'dead' }): Promise<number>;
 }
 

@@ -295,6 +295,60 @@ describe('every failure is bounded: no timer throws, no listener holds on foreve
     }).to.deep.equal({ heard: 0, starts: true, reported: true, rows: [['pending', 0]] });
   });
 
+  it('inbox: a row whose attempt is counted as close() starts is given back, its listeners not begun', async () => {
+    const timers = watchPackageTimers();
+    const real = sqlite();
+    const gate = new Gate();
+    const store = new FaultyStore(real).inject({ op: 'row.start', fault: { kind: 'pause', gate } });
+    const app = createApp({ store, delivery: 'inbox', listenerTimeout: 5000 }, { listen: false });
+    let heard = 0;
+    app.postbacks.on('action', () => void (heard += 1));
+    await request(app.app).get(lifecycle('5.21')).expect(200);
+    await gate.reached(1);
+    const closed = app.postbacks.close({ timeoutMs: 500 });
+    await sleep(20);
+    gate.open();
+    await closed;
+    await sleep(200);
+    timers.stop();
+    const after = sqlite();
+    closing.push(() => after.close());
+    const rows = await after.inbox.list();
+    expect({
+      heard,
+      rows: rows.map((row) => [row.status, row.attempts]),
+      errors: app.events.error.map((error) => error.message),
+      timers: timers.alive(),
+    }).to.deep.equal({ heard: 0, rows: [['pending', 0]], errors: [], timers: [] });
+  });
+
+  it("SqliteStore inbox: an operator's retry of a row under delivery is left to that delivery, and a count never goes below 0", async () => {
+    const real = sqlite();
+    const app = createApp(
+      { store: real, delivery: 'inbox', maxAttempts: 2, backoff: { baseMs: 10, maxMs: 10 }, listenerTimeout: 5000 },
+      { listen: false },
+    );
+    const gate = new Gate();
+    let runs = 0;
+    app.postbacks.on('action', async () => {
+      runs += 1;
+      await gate.wait();
+    });
+    await request(app.app).get(lifecycle('5.22')).expect(200);
+    await until(() => runs === 1);
+    const [row] = await real.inbox.list();
+    const retried = await real.inbox.retry(row?.id ?? 0);
+    await app.postbacks.close({ timeoutMs: 50 });
+    gate.open();
+    const after = sqlite();
+    closing.push(() => after.close());
+    const rows = await after.inbox.list();
+    expect({ retried, rows: rows.map((item) => [item.status, item.attempts]) }).to.deep.equal({
+      retried: 0,
+      rows: [['pending', 0]],
+    });
+  });
+
   it('inbox: a store whose waitForWork throws or rejects does not stop the worker, and it is reported', async () => {
     let waits = 0;
     const store = sqliteInboxWith((real) => ({
@@ -658,5 +712,27 @@ describe('PostgresStore inbox: giving a delivery up never strands its row, nor c
       dead: 0,
       attempts: 2,
     });
+  });
+  it('close() with several deliveries under way takes back every count they began', async () => {
+    const options = { delivery: 'inbox', listenerTimeout: 5000, concurrency: 4, maxAttempts: 3 } as const;
+    const store = new PostgresStore({ connectionString: DATABASE_URL, schema: schema().name });
+    const app = createApp<unknown>({ store, ...options }, { listen: false });
+    let runs = 0;
+    app.postbacks.on('action', () => {
+      runs += 1;
+      return new Promise(() => undefined);
+    });
+    for (let index = 0; index < 4; index += 1)
+      await request(app.app)
+        .get(lifecycle(`5.3${index}`))
+        .expect(200);
+    await until(() => runs === 4);
+    await app.postbacks.close({ timeoutMs: 0 });
+    const admin = new PostgresStore({ connectionString: DATABASE_URL, schema: schema().name });
+    closing.push(() => admin.close());
+    const rows = await admin.inbox.list();
+    expect(rows.map((row) => [row.status, row.attempts])).to.deep.equal(
+      Array.from({ length: 4 }, () => ['pending', 0]),
+    );
   });
 });
