@@ -312,7 +312,7 @@ describe('every failure is bounded: no timer throws, no listener holds on foreve
     await sleep(200);
     timers.stop();
     const after = sqlite();
-    closing.push(() => after.close());
+    closing.push(async () => after.close());
     const rows = await after.inbox.list();
     expect({
       heard,
@@ -341,7 +341,7 @@ describe('every failure is bounded: no timer throws, no listener holds on foreve
     await app.postbacks.close({ timeoutMs: 50 });
     gate.open();
     const after = sqlite();
-    closing.push(() => after.close());
+    closing.push(async () => after.close());
     const rows = await after.inbox.list();
     expect({ retried, rows: rows.map((item) => [item.status, item.attempts]) }).to.deep.equal({
       retried: 0,
