@@ -409,6 +409,28 @@ describe('every failure is bounded: no timer throws, no listener holds on foreve
   });
 });
 
+/**
+ * A pool whose next connect() after `slowNext()` waits at `gate` (a connection that comes late,
+ * as from a busy pool); `real` is the pool behind it.
+ */
+function gatedPool(): { real: pg.Pool; pool: PgPool; gate: Gate; slowNext: () => void } {
+  const real = new pg.Pool({ connectionString: DATABASE_URL, max: 5 });
+  real.on('error', () => undefined);
+  let slow = false;
+  const gate = new Gate();
+  const pool: PgPool = {
+    connect: async () => {
+      if (slow) {
+        slow = false;
+        await gate.wait();
+      }
+      return real.connect();
+    },
+    end: () => real.end(),
+  };
+  return { real, pool, gate, slowNext: () => void (slow = true) };
+}
+
 describe('PostgresStore inbox: giving a delivery up never strands its row, nor crashes the process', function () {
   this.timeout(30_000);
   const closing: (() => Promise<void>)[] = [];
@@ -550,21 +572,8 @@ describe('PostgresStore inbox: giving a delivery up never strands its row, nor c
     }).to.deep.equal({ escaped: [], reported: true });
   });
   it('listeners past the timeout, their failure recorded late: another worker that takes the row meanwhile counts both attempts', async () => {
-    const real = new pg.Pool({ connectionString: DATABASE_URL, max: 5 });
-    real.on('error', () => undefined);
     // The connection the attempt is recorded through comes late, as from a busy pool.
-    let slowNext = false;
-    const gate = new Gate();
-    const pool: PgPool = {
-      connect: async () => {
-        if (slowNext) {
-          slowNext = false;
-          await gate.wait();
-        }
-        return real.connect();
-      },
-      end: () => real.end(),
-    };
+    const { real, pool, gate, slowNext } = gatedPool();
     const first = new PostgresStore({ pool, schema: schema().name });
     await first.inbox.stats();
     const options = {
@@ -588,7 +597,7 @@ describe('PostgresStore inbox: giving a delivery up never strands its row, nor c
       if (runs.filter((id) => id === '5.16').length > 1) throw new Error('the ledger is down');
       // Never settles; the next connection asked for, just before the timeout, is the recorder's.
       setTimeout(() => {
-        slowNext = true;
+        slowNext();
       }, 150);
       return new Promise(() => undefined);
     };
@@ -621,20 +630,8 @@ describe('PostgresStore inbox: giving a delivery up never strands its row, nor c
     });
   });
   it("an operator's retry stands, though a timed-out attempt's failure is recorded after it", async () => {
-    const real = new pg.Pool({ connectionString: DATABASE_URL, max: 5 });
-    real.on('error', () => undefined);
-    let slowNext = false;
-    const gate = new Gate();
-    const pool: PgPool = {
-      connect: async () => {
-        if (slowNext) {
-          slowNext = false;
-          await gate.wait();
-        }
-        return real.connect();
-      },
-      end: () => real.end(),
-    };
+    // The connection the attempt is recorded through comes late, as from a busy pool.
+    const { real, pool, gate, slowNext } = gatedPool();
     const store = new PostgresStore({ pool, schema: schema().name });
     const admin = new PostgresStore({ connectionString: DATABASE_URL, schema: schema().name });
     await store.inbox.stats();
@@ -664,7 +661,7 @@ describe('PostgresStore inbox: giving a delivery up never strands its row, nor c
       if (runs > 2) return undefined;
       // The last attempt never settles; the connection its failure is recorded through comes late.
       setTimeout(() => {
-        slowNext = true;
+        slowNext();
       }, 150);
       return new Promise(() => undefined);
     });
