@@ -29,6 +29,8 @@ export class AttemptCounter {
     private readonly connect: () => Promise<Connection>,
     /** The table of attempts begun, quoted. */
     private readonly table: string,
+    /** A monotonic clock in ms (tests pass their own). */
+    private readonly now: () => number = () => performance.now(),
   ) {}
 
   /** Opens the connection unless it is open. */
@@ -36,7 +38,7 @@ export class AttemptCounter {
     if (this.closed) throw new Error('the inbox is closed');
     // One left unused for long may have been dropped on the way (a NAT, a proxy) without a word,
     // and a count on it would wait out its bound: a fresh one costs less.
-    if (this.open !== null && performance.now() - this.lastUsed > IDLE_MS) this.drop(this.open);
+    if (this.open !== null && this.now() - this.lastUsed > IDLE_MS) this.drop(this.open);
     if (this.open !== null) return;
     this.opening ??= this.connect().then(
       (connection) => {
@@ -46,7 +48,7 @@ export class AttemptCounter {
           throw new Error('the inbox is closed');
         }
         this.open = connection;
-        this.lastUsed = performance.now();
+        this.lastUsed = this.now();
       },
       (error: unknown) => {
         this.opening = null;
@@ -83,10 +85,10 @@ export class AttemptCounter {
    */
   async close(): Promise<void> {
     this.closed = true;
-    const deadline = performance.now() + CLOSE_WAIT_MS;
+    const deadline = this.now() + CLOSE_WAIT_MS;
     for (let last = null as Promise<unknown> | null; last !== this.last;) {
       last = this.last;
-      const left = deadline - performance.now();
+      const left = deadline - this.now();
       if (left <= 0) break;
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([last, new Promise((resolve) => (timer = setTimeout(resolve, left)))]);
@@ -99,7 +101,7 @@ export class AttemptCounter {
     const ran = this.last.then(async () => {
       const connection = this.open;
       if (connection === null) throw new Error('the inbox has no connection to count attempts with');
-      this.lastUsed = performance.now();
+      this.lastUsed = this.now();
       try {
         return await connection.queryAll(text);
       } catch (error) {
