@@ -995,6 +995,157 @@ describe('delivery rules', () => {
       expect({ asked: asked.length, waits: w.seen.waits }).to.deep.equal({ asked: 1, waits: 0 });
     });
 
+    /** A row whose attempts all began: `attempts` of them, the last error recorded `lastError`. */
+    function usedUp(id: number, attempts: number, lastError: string | null): InboxRow {
+      return { ...row(id, attempts), lastError };
+    }
+
+    it('a row whose attempts all began is made dead without running its listeners, its last error kept in the message', async () => {
+      const w = worker(
+        (seen) => [
+          claimOf(seen, usedUp(7, 3, 'listener failed: down')),
+          claimOf(seen, usedUp(8, 4, null)),
+          // One attempt left: delivered.
+          claimOf(seen, usedUp(9, 2, 'listener failed: down')),
+        ],
+        { settings: { maxAttempts: 3 } },
+      );
+      const heard: number[] = [];
+      w.emitter.on('action', () => void heard.push(1));
+      await until(() => w.seen.failures.length === 2 && heard.length === 1, 2000);
+      await w.delivery.stop(1000);
+      const seven = 'inbox row 7 has begun 3 attempts (maxAttempts: 3); the last error recorded: listener failed: down';
+      const eight =
+        'inbox row 8 has begun 4 attempts (maxAttempts: 3); the last error recorded: none (an attempt was cut ' +
+        'short, as when the process dies during it)';
+      expect({
+        heard: heard.length,
+        failures: w.seen.failures,
+        errors: w.errors.map((error) => [error.code, error.message]),
+        dead: w.dead.map(([deadEvent, error]) => [deadEvent === event, (error as PostbackError).message]),
+      }).to.deep.equal({
+        heard: 1,
+        failures: [
+          [seven, null],
+          [eight, null],
+        ],
+        errors: [
+          ['listener.failed', seven],
+          ['listener.failed', eight],
+        ],
+        dead: [
+          [true, seven],
+          [true, eight],
+        ],
+      });
+    });
+
+    it('a row made dead without delivery: announced once recorded, with no event if it builds none; not if another worker had it', async () => {
+      const broken = new Error('bad payload');
+      const unbuildable = worker((seen) => [claimOf(seen, usedUp(7, 1, null))], {
+        settings: { maxAttempts: 1 },
+        rebuild: () => {
+          throw broken;
+        },
+      });
+      const taken = worker(
+        (seen) => [claimOf(seen, usedUp(8, 1, null), { recordFailure: () => Promise.resolve(false) })],
+        { settings: { maxAttempts: 1 } },
+      );
+      await until(() => unbuildable.dead.length === 1 && taken.errors.length === 1, 2000);
+      await unbuildable.delivery.stop(1000);
+      await taken.delivery.stop(1000);
+      expect({
+        unbuildable: unbuildable.dead.map(([deadEvent, error]) => [deadEvent, (error as PostbackError).code]),
+        taken: taken.dead.length,
+      }).to.deep.equal({ unbuildable: [[null, 'listener.failed']], taken: 0 });
+    });
+
+    it('a row that cannot be made dead is reported with its cause, and not announced', async () => {
+      const cause = new Error('disk full');
+      const w = worker((seen) => [claimOf(seen, usedUp(7, 1, null), { recordFailure: () => Promise.reject(cause) })], {
+        settings: { maxAttempts: 1 },
+      });
+      await until(() => w.errors.length === 2, 2000);
+      await w.delivery.stop(1000);
+      expect({ error: reports(w.errors).at(1), dead: w.dead.length }).to.deep.equal({
+        error: { code: 'store.failed', message: 'the inbox failed to record that row 7 is dead', cause },
+        dead: 0,
+      });
+    });
+
+    it('an attempt the store cannot count is not delivered: the row is given back, or released by a store that cannot give back', async () => {
+      const cause = new Error('connection refused');
+      const start = (): Promise<void> => Promise.reject(cause);
+      const givesBack = worker((seen) => [claimOf(seen, row(7, 0), { start })]);
+      const releases = worker((seen) => [claimOf(seen, row(7, 0), { start, giveBack: undefined })]);
+      let heard = 0;
+      for (const w of [givesBack, releases]) w.emitter.on('action', () => void (heard += 1));
+      await until(() => givesBack.seen.giveBacks === 1 && releases.seen.releases.length === 1, 2000);
+      await givesBack.delivery.stop(1000);
+      await releases.delivery.stop(1000);
+      const message = 'the inbox could not count an attempt of row 7; trying again';
+      expect({
+        heard,
+        givesBack: [givesBack.seen.giveBacks, givesBack.seen.releases, reports(givesBack.errors)],
+        releases: [releases.seen.releases, reports(releases.errors)],
+      }).to.deep.equal({
+        heard: 0,
+        givesBack: [1, [], [{ code: 'store.failed', message, cause }]],
+        releases: [['failed'], [{ code: 'store.failed', message, cause }]],
+      });
+    });
+
+    it('a row taken as stop() begins is given back, not delivered, and a read that fails then is not reported', async () => {
+      const asked: ((claim: InboxClaim<undefined> | null) => void)[] = [];
+      const w = worker(() => [], {
+        inbox: {
+          next: () =>
+            new Promise<InboxClaim<undefined> | null>((resolve) => {
+              asked.push(resolve);
+            }),
+        },
+      });
+      const failing = worker(() => [], {
+        inbox: { next: () => new Promise((_, reject) => asked.push(() => reject(new Error('closed')))) },
+      });
+      let heard = 0;
+      w.emitter.on('action', () => void (heard += 1));
+      await until(() => asked.length === 2, 2000);
+      const stopping = [w.delivery.stop(1000), failing.delivery.stop(1000)];
+      asked[0]?.(claimOf(w.seen, row(7, 0)));
+      asked[1]?.(null);
+      await Promise.all(stopping);
+      expect({ heard, giveBacks: w.seen.giveBacks, reported: failing.errors.length }).to.deep.equal({
+        heard: 0,
+        giveBacks: 1,
+        reported: 0,
+      });
+    });
+
+    it('an attempt counted as stop() begins is given back, its listeners not run', async () => {
+      const counted = new Gate();
+      const w = worker((seen) => [claimOf(seen, row(7, 0), { start: () => counted.wait() })]);
+      let heard = 0;
+      w.emitter.on('action', () => void (heard += 1));
+      await counted.reached(1);
+      const stopping = w.delivery.stop(1000);
+      counted.open();
+      await stopping;
+      expect({ heard, giveBacks: w.seen.giveBacks, failures: w.seen.failures }).to.deep.equal({
+        heard: 0,
+        giveBacks: 1,
+        failures: [],
+      });
+    });
+
+    it('a copy of a stored postback is answered as a duplicate', async () => {
+      const w = worker(() => [], { inbox: { add: () => 'duplicate' as const } });
+      const outcome = await w.delivery.arrive(event);
+      await w.delivery.stop(1000);
+      expect(outcome).to.deep.equal({ kind: 'duplicate' });
+    });
+
     it('looks for rows again at once after a retry that made some pending, not after one that made none', async () => {
       let count = 0;
       const w = worker(() => [], { inbox: { retry: () => Promise.resolve(count) } });
