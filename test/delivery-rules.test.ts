@@ -978,16 +978,16 @@ describe('delivery rules', () => {
       expect(nextAtWait).to.deep.equal([1]);
     });
 
+    /** A read of the inbox that the test answers: its resolver is pushed to `asked`. */
+    function answeredLater(asked: ((claim: InboxClaim<undefined> | null) => void)[]) {
+      return new Promise<InboxClaim<undefined> | null>((resolve) => {
+        asked.push(resolve);
+      });
+    }
+
     it('stopped while it reads the inbox, it ends without waiting for work', async () => {
       const asked: ((claim: InboxClaim<undefined> | null) => void)[] = [];
-      const w = worker(() => [], {
-        inbox: {
-          next: () =>
-            new Promise<InboxClaim<undefined> | null>((resolve) => {
-              asked.push(resolve);
-            }),
-        },
-      });
+      const w = worker(() => [], { inbox: { next: () => answeredLater(asked) } });
       await until(() => asked.length === 1, 2000);
       const stopping = w.delivery.stop(1000);
       asked[0]?.(null);
@@ -1103,14 +1103,7 @@ describe('delivery rules', () => {
 
     it('a row taken as stop() begins is given back, not delivered, and a read that fails then is not reported', async () => {
       const asked: ((claim: InboxClaim<undefined> | null) => void)[] = [];
-      const w = worker(() => [], {
-        inbox: {
-          next: () =>
-            new Promise<InboxClaim<undefined> | null>((resolve) => {
-              asked.push(resolve);
-            }),
-        },
-      });
+      const w = worker(() => [], { inbox: { next: () => answeredLater(asked) } });
       const failing = worker(() => [], {
         inbox: { next: () => new Promise((_, reject) => asked.push(() => reject(new Error('closed')))) },
       });
