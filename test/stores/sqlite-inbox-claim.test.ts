@@ -2,8 +2,8 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { expect } from 'chai';
 import { SqliteStore, type InboxClaim, type InboxEntry, type JournalRecord, type StoreClaim } from '../../lib';
-import { clock } from '../../lib/clock';
 import { ClaimLostError } from '../../lib/stores/claim-lost';
+import { useStoreClock } from '../helpers/store-clock';
 import { useTempDir } from '../helpers/temp-dir';
 
 /** The stores' time when each test starts; tests move it on by hand, never waiting. */
@@ -46,19 +46,13 @@ async function failureOf(work: () => unknown): Promise<unknown> {
 }
 
 describe('SqliteStore inbox: a worker’s claim on a row (lease, attempts, backoff, commit)', () => {
-  let time = T0;
-  const realNow = clock.now;
+  const storeTime = useStoreClock(T0);
   const opened: { close(): unknown }[] = [];
   // Before useTempDir's own hook, so that the files are closed before their directory goes.
   afterEach(() => {
-    clock.now = realNow;
     for (const handle of opened.splice(0).reverse()) handle.close();
   });
   const dir = useTempDir('impact-sqlite-claim-');
-  beforeEach(() => {
-    time = T0;
-    clock.now = () => time;
-  });
 
   function open(): { store: SqliteStore; raw: (id: number) => RawRow; db: Database.Database } {
     const file = path.join(dir(), 'postbacks.db');
@@ -119,9 +113,9 @@ describe('SqliteStore inbox: a worker’s claim on a row (lease, attempts, backo
       leased_by: null,
     });
 
-    time = T0 + 4999;
+    storeTime.set(T0 + 4999);
     expect(await store.inbox.next()).to.equal(null);
-    time = T0 + 5000;
+    storeTime.set(T0 + 5000);
     const again = await take(store);
     expect(again.row).to.include({ id: claim.row.id, attempts: 1 });
   });
@@ -130,7 +124,7 @@ describe('SqliteStore inbox: a worker’s claim on a row (lease, attempts, backo
     const { store, raw } = open();
     await store.inbox.add(entry('k1'));
     const first = await take(store);
-    time = T0 + LEASE_MS;
+    storeTime.set(T0 + LEASE_MS);
     const second = await take(store);
     expect(second.row.id).to.equal(first.row.id);
     const before = raw(first.row.id);
@@ -147,10 +141,10 @@ describe('SqliteStore inbox: a worker’s claim on a row (lease, attempts, backo
     const { store } = open();
     await store.inbox.add(entry('k1'));
     const claim = await take(store);
-    time = T0 + LEASE_MS - 1000;
+    storeTime.set(T0 + LEASE_MS - 1000);
     await claim.renew?.();
 
-    time = T0 + LEASE_MS + 1000;
+    storeTime.set(T0 + LEASE_MS + 1000);
     expect(await store.inbox.next()).to.equal(null);
     // Reconciliation (a direct claim) must wait too: the subject's hold was renewed with the row.
     expect(await store.begin('reconcile-key', 'action:1')).to.equal('in-flight');
@@ -162,11 +156,11 @@ describe('SqliteStore inbox: a worker’s claim on a row (lease, attempts, backo
     const { store } = open();
     await store.inbox.add(entry('k1'));
     const claim = await take(store);
-    time = T0 + 1000;
+    storeTime.set(T0 + 1000);
     await claim.renew?.();
-    time = T0 + 1000 + LEASE_MS - 1;
+    storeTime.set(T0 + 1000 + LEASE_MS - 1);
     expect(await store.inbox.next()).to.equal(null);
-    time = T0 + 1000 + LEASE_MS;
+    storeTime.set(T0 + 1000 + LEASE_MS);
     expect((await take(store)).row.id).to.equal(claim.row.id);
   });
 
@@ -174,9 +168,9 @@ describe('SqliteStore inbox: a worker’s claim on a row (lease, attempts, backo
     const { store, raw } = open();
     await store.inbox.add(entry('k1'));
     const first = await take(store);
-    time = T0 + LEASE_MS;
+    storeTime.set(T0 + LEASE_MS);
     const second = await take(store);
-    time = T0 + LEASE_MS + 500;
+    storeTime.set(T0 + LEASE_MS + 500);
 
     const error = await failureOf(() => first.renew?.());
     expect(error).to.be.instanceOf(ClaimLostError);
@@ -188,7 +182,7 @@ describe('SqliteStore inbox: a worker’s claim on a row (lease, attempts, backo
     const { store, raw } = open();
     await store.inbox.add(entry('k1'));
     const first = await take(store);
-    time = T0 + LEASE_MS;
+    storeTime.set(T0 + LEASE_MS);
     await take(store);
 
     const error = await failureOf(() => first.start?.());
@@ -201,7 +195,7 @@ describe('SqliteStore inbox: a worker’s claim on a row (lease, attempts, backo
     const { store, raw } = open();
     await store.inbox.add(entry('k1'));
     const first = await take(store);
-    time = T0 + LEASE_MS;
+    storeTime.set(T0 + LEASE_MS);
     const second = await take(store);
 
     const error = await failureOf(() => first.commit(record('APPROVED'), 'delivered'));
@@ -219,7 +213,7 @@ describe('SqliteStore inbox: a worker’s claim on a row (lease, attempts, backo
     await store.inbox.add(entry('c1', null, 'catalog'));
     const first = await take(store);
     expect(first.row.subject).to.equal(null);
-    time = T0 + LEASE_MS;
+    storeTime.set(T0 + LEASE_MS);
     const second = await take(store);
 
     // No subject hold to check: the row's own lease is all that fences the stale worker.
@@ -228,7 +222,7 @@ describe('SqliteStore inbox: a worker’s claim on a row (lease, attempts, backo
     expect(raw(first.row.id)).to.include({ status: 'pending', delivered_at: null });
 
     await second.commit(null, 'delivered');
-    expect(raw(first.row.id)).to.include({ status: 'delivered', outcome: 'delivered', delivered_at: time });
+    expect(raw(first.row.id)).to.include({ status: 'delivered', outcome: 'delivered', delivered_at: storeTime.now() });
   });
 
   it('a row without a subject is delivered without touching the journal, even when given a record', async () => {
@@ -245,7 +239,7 @@ describe('SqliteStore inbox: a worker’s claim on a row (lease, attempts, backo
     const stale = await take(store);
     // Nobody took the row since, so it is still leased to `stale`; but the action's hold lapsed
     // with it, and a direct claim took the action.
-    time = T0 + LEASE_MS;
+    storeTime.set(T0 + LEASE_MS);
     const direct = await claimDirectly(store, 'reconcile-key', 'action:1');
 
     const error = await failureOf(() => stale.commit(record('PENDING'), 'delivered'));
@@ -265,11 +259,11 @@ describe('SqliteStore inbox: a worker’s claim on a row (lease, attempts, backo
     expect(delivered).to.include({ status: 'delivered', delivered_at: T0 });
 
     // Since then the action moved on (a later postback, through a direct claim).
-    time = T0 + 1000;
+    storeTime.set(T0 + 1000);
     const later = await claimDirectly(store, 'k2', 'action:1');
     await later.commit(record('APPROVED'), 'delivered');
 
-    time = T0 + 2000;
+    storeTime.set(T0 + 2000);
     await claim.commit(record('PENDING'), 'delivered');
     expect(raw(claim.row.id)).to.deep.equal(delivered);
     expect(store.readJournal(['action:1'])).to.deep.equal([record('APPROVED')]);
@@ -314,12 +308,12 @@ describe('SqliteStore inbox: a worker’s claim on a row (lease, attempts, backo
     await (await take(store)).commit(record('PENDING'), 'delivered');
     await store.inbox.add(entry('k2'));
 
-    time = T0 + RETENTION_MS - 1;
+    storeTime.set(T0 + RETENTION_MS - 1);
     const before = await take(store);
     expect(before.previous).to.deep.equal(record('PENDING'));
     await before.giveBack?.();
 
-    time = T0 + RETENTION_MS;
+    storeTime.set(T0 + RETENTION_MS);
     const after = await take(store);
     expect(after.row.id).to.equal(before.row.id);
     expect(after.previous).to.equal(null);
