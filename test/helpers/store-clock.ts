@@ -5,7 +5,7 @@ import { clock } from '../../lib/clock';
  * the real clock again after it. Leases, backoff and retention are then tried at their very edge,
  * never by waiting.
  */
-export function useStoreClock(start: number): { set(ms: number): void; now(): number } {
+export function useStoreClock(start: number): { set(ms: number): void; advance(ms: number): void; now(): number } {
   let time = start;
   const realNow = clock.now;
   beforeEach(() => {
@@ -18,6 +18,9 @@ export function useStoreClock(start: number): { set(ms: number): void; now(): nu
   return {
     set: (ms) => {
       time = ms;
+    },
+    advance: (ms) => {
+      time += ms;
     },
     now: () => time,
   };

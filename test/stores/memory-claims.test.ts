@@ -2,11 +2,11 @@ import { mock } from 'node:test';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { expect } from 'chai';
 import { MemoryStore, type BeginResult, type JournalRecord, type StoreClaim } from '../../lib';
-import { clock } from '../../lib/clock';
 import { ClaimLostError, isClaimLost } from '../../lib/stores/claim-lost';
 import { GroupCommit } from '../../lib/stores/group-commit';
 import { MemoryKeys } from '../../lib/stores/memory-keys';
 import { retryWhileBusy } from '../../lib/stores/retry-while-busy';
+import { useStoreClock } from '../helpers/store-clock';
 
 /** The store's time when each test starts; tests move it on by hand, never waiting. */
 const T0 = 1_000_000_000;
@@ -44,29 +44,8 @@ function expectClaimLost(error: unknown, what: string): void {
   expect(isClaimLost(error)).to.equal(true);
 }
 
-/** Moves the store's clock on by hand, restoring the real one after each test. */
-function useManualClock(): { set: (time: number) => void; advance: (ms: number) => void } {
-  let time = T0;
-  const realNow = clock.now;
-  beforeEach(() => {
-    time = T0;
-    clock.now = () => time;
-  });
-  afterEach(() => {
-    clock.now = realNow;
-  });
-  return {
-    set: (at) => {
-      time = at;
-    },
-    advance: (ms) => {
-      time += ms;
-    },
-  };
-}
-
 describe('MemoryStore claims: holds, lapsed leases and their commits', () => {
-  const time = useManualClock();
+  const time = useStoreClock(T0);
   const record: JournalRecord = { status: 'PENDING', payout: '10.00' };
   const later: JournalRecord = { status: 'APPROVED', payout: '10.00' };
 
@@ -240,7 +219,7 @@ describe('MemoryStore claims: holds, lapsed leases and their commits', () => {
 });
 
 describe('MemoryKeys: claims of keys by token', () => {
-  const time = useManualClock();
+  const time = useStoreClock(T0);
 
   function keys(): MemoryKeys {
     return new MemoryKeys({ maxKeys: 1_000, maxAgeMs: 10 * LEASE_MS, leaseMs: LEASE_MS });

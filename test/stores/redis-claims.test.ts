@@ -2,26 +2,13 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { expect } from 'chai';
 import Redis from 'ioredis';
-import { RedisStore, type BeginResult, type StoreClaim } from '../../lib';
+import { RedisStore, type StoreClaim } from '../../lib';
 import { ClaimLostError } from '../../lib/stores/claim-lost';
 import { REDIS_URL, requireRedis } from '../helpers/services';
+import { claimOf, failureOf } from '../helpers/claims';
 
 /** Redis leases run on Redis's own clock: a short one, waited out for real. */
 const SHORT_LEASE_MS = 50;
-
-async function failureOf(work: () => unknown): Promise<unknown> {
-  try {
-    await work();
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected it to fail');
-}
-
-function claimOf(result: BeginResult<undefined>): StoreClaim<undefined> {
-  if (typeof result === 'string') throw new Error(`no claim: ${result}`);
-  return result;
-}
 
 describe('RedisStore claims: lost claims name what they held, and odd answers fail', () => {
   let prefix = '';

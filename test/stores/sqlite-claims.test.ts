@@ -2,31 +2,17 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { expect } from 'chai';
-import { SqliteStore, type BeginResult, type InboxEntry, type JournalRecord, type StoreClaim } from '../../lib';
+import { SqliteStore, type BeginResult, type InboxEntry, type JournalRecord } from '../../lib';
 import { ClaimLostError } from '../../lib/stores/claim-lost';
 import { useStoreClock } from '../helpers/store-clock';
 import { useTempDir } from '../helpers/temp-dir';
+import { claimOf, failureOf } from '../helpers/claims';
 
 /** The stores' time when each test starts; tests move it on by hand, never waiting. */
 const T0 = 1_000_000_000;
 const LEASE_MS = 10_000;
 const RETENTION_MS = 60_000;
 const DAY_MS = 24 * 60 * 60 * 1000;
-
-/** Runs `work` and gives what it threw or rejected with (a claim's renew throws synchronously). */
-async function failureOf(work: () => unknown): Promise<unknown> {
-  try {
-    await work();
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected it to fail');
-}
-
-function claimOf(result: BeginResult<undefined>): StoreClaim<undefined> {
-  if (typeof result === 'string') throw new Error(`no claim: ${result}`);
-  return result;
-}
 
 const PENDING: JournalRecord = { status: 'PENDING', payout: '10.00' };
 const APPROVED: JournalRecord = { status: 'APPROVED', payout: '10.00' };

@@ -5,6 +5,7 @@ import { SqliteStore, type InboxClaim, type InboxEntry, type JournalRecord, type
 import { ClaimLostError } from '../../lib/stores/claim-lost';
 import { useStoreClock } from '../helpers/store-clock';
 import { useTempDir } from '../helpers/temp-dir';
+import { failureOf } from '../helpers/claims';
 
 /** The stores' time when each test starts; tests move it on by hand, never waiting. */
 const T0 = 1_000_000_000;
@@ -33,16 +34,6 @@ function entry(key: string, subject: string | null = 'action:1', route = 'action
     receivedAt: new Date(T0),
     fields: '{}',
   };
-}
-
-/** Runs `work` and gives what it threw or rejected with (a claim's start and renew throw synchronously). */
-async function failureOf(work: () => unknown): Promise<unknown> {
-  try {
-    await work();
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected it to fail');
 }
 
 describe('SqliteStore inbox: a worker’s claim on a row (lease, attempts, backoff, commit)', () => {
