@@ -360,22 +360,27 @@ export class SqliteInbox implements StoreInbox<undefined> {
       transactional: false,
       commit,
       release: () => undefined,
-      start: () => {
-        if (sql.start.run(row.id, token).changes === 0) throw new ClaimLostError(`inbox row ${row.id}`);
-        started = true;
-        return Promise.resolve();
-      },
-      recordFailure: (error, retryAfterMs) => {
-        const retryAt = retryAfterMs === null ? null : clock.now() + retryAfterMs;
-        const { changes } = sql.failed.run({ id: row.id, token, error, retryAt });
-        if (row.subject !== null) settings.writes.unhold(row.subject, token);
-        return Promise.resolve(changes > 0);
-      },
-      giveBack: () => {
-        sql.giveBack.run(started ? 1 : 0, row.id, token);
-        if (row.subject !== null) settings.writes.unhold(row.subject, token);
-        return Promise.resolve();
-      },
+      // Promises made by an executor, though better-sqlite3 answers at once: the interface promises
+      // that these reject, so a failing statement (SQLITE_BUSY, a lost lease) must not throw at the caller.
+      start: () =>
+        new Promise<void>((resolve) => {
+          if (sql.start.run(row.id, token).changes === 0) throw new ClaimLostError(`inbox row ${row.id}`);
+          started = true;
+          resolve();
+        }),
+      recordFailure: (error, retryAfterMs) =>
+        new Promise<boolean>((resolve) => {
+          const retryAt = retryAfterMs === null ? null : clock.now() + retryAfterMs;
+          const { changes } = sql.failed.run({ id: row.id, token, error, retryAt });
+          if (row.subject !== null) settings.writes.unhold(row.subject, token);
+          resolve(changes > 0);
+        }),
+      giveBack: () =>
+        new Promise<void>((resolve) => {
+          sql.giveBack.run(started ? 1 : 0, row.id, token);
+          if (row.subject !== null) settings.writes.unhold(row.subject, token);
+          resolve();
+        }),
       leaseMs: settings.leaseMs,
       renew: () => {
         const until = clock.now() + settings.leaseMs;

@@ -169,14 +169,19 @@ describe('SqliteStore inbox: a worker’s claim on a row (lease, attempts, backo
     expect(raw(second.row.id)).to.include({ lease_until: T0 + 2 * LEASE_MS });
   });
 
-  it('starting an attempt whose lease was lost throws ClaimLostError and counts nothing', async () => {
+  it('starting an attempt whose lease was lost rejects with ClaimLostError (never throws) and counts nothing', async () => {
     const { store, raw } = open();
     await store.inbox.add(entry('k1'));
     const first = await take(store);
     storeTime.set(T0 + LEASE_MS);
     await take(store);
 
-    const error = await failureOf(() => first.start?.());
+    // The interface promises a rejection: a caller that only attaches .catch must not see a throw.
+    let started: Promise<void> | undefined;
+    expect(() => {
+      started = first.start?.();
+    }).not.to.throw();
+    const error = await failureOf(() => started);
     expect(error).to.be.instanceOf(ClaimLostError);
     expect((error as Error).message).to.include(`inbox row ${first.row.id}`);
     expect(raw(first.row.id)).to.include({ attempts: 0 });
