@@ -83,6 +83,9 @@ export class Connection {
   }
 
   async query(text: string, values?: unknown[]): Promise<PgQueryResult> {
+    // Once back in the pool the client may be another's: a statement sent now would run in its
+    // transaction (a COMMIT would end it).
+    if (this.released) throw new Error('the connection was given back already');
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {

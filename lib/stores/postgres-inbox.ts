@@ -172,8 +172,11 @@ class PostgresInboxClaim<C> extends PostgresClaim<C> implements InboxClaim<C> {
       return ((await this.parts.run(this.parts.failedSql.late, values)).rowCount ?? 0) > 0;
     }
     this.finished = true;
+    const backAtRow = this.backAtRow;
+    // Whatever happens below, the connection is given back or closed: a later call goes the late way.
+    this.backAtRow = false;
     try {
-      if (!this.backAtRow) await this.connection.query(`ROLLBACK TO SAVEPOINT ${SAVEPOINT}`);
+      if (!backAtRow) await this.connection.query(`ROLLBACK TO SAVEPOINT ${SAVEPOINT}`);
       const { rowCount } = await this.connection.query(this.parts.failedSql.held, values);
       await this.connection.query('COMMIT');
       this.connection.giveBack();

@@ -243,6 +243,35 @@ describe("PostgresStore's inbox: a row's claim and what its end leaves on the ro
     });
   });
 
+  it('a failure recorded twice after a failed commit statement never sends a statement on the connection it gave back', async () => {
+    const { store, real } = openRefusable();
+    const done = `"${schema().name}".done`;
+    await schema().pool.query(`CREATE TABLE ${done} (id integer PRIMARY KEY); INSERT INTO ${done} VALUES (0)`);
+    await addRow(store);
+    const claim = await take(store);
+    await claim.start?.();
+    await claim.transaction.query(`INSERT INTO ${done} VALUES (0)`).catch(() => undefined);
+    expect(await commitOf(claim)).not.to.equal('committed');
+    expect(await claim.recordFailure('commit failed', 60_000)).to.equal(true);
+    // Every idle connection of the pool, the claim's among them, now runs another's transaction.
+    const borrowers = await Promise.all(Array.from({ length: real.idleCount }, () => real.connect()));
+    for (const [index, client] of borrowers.entries()) {
+      await client.query(`BEGIN; INSERT INTO ${done} VALUES (${index + 1})`);
+    }
+    const again = await claim.recordFailure('recorded again', 60_000).then(String, messageOf);
+    for (const client of borrowers) {
+      await client.query('ROLLBACK');
+      client.release();
+    }
+    const { rows } = await schema().pool.query<{ count: number }>(`SELECT count(*)::int AS count FROM ${done}`);
+    // A stray COMMIT on a borrowed connection would have made its rows stay.
+    expect({ again, rowsLeft: rows[0]?.count, row: await rowState(store) }).to.deep.equal({
+      again: 'true',
+      rowsLeft: 1,
+      row: { status: 'retrying', attempts: 1, lastError: 'recorded again', dueLater: true },
+    });
+  });
+
   it('a commit that failed with its connection lost: the failure is recorded through another, and nothing stays checked out of the pool', async () => {
     const { store, real } = openRefusable();
     await addRow(store);
