@@ -8,6 +8,7 @@ import {
   idempotencyKeyOf,
   isAlreadyApplied,
   isStale,
+  reachesFinalState,
   readByReconciliationSince,
   recordOf,
   sameActionState,
@@ -112,6 +113,23 @@ describe('journal rules', () => {
         isStale(action({ Status: 'PENDING' }), approved, 'final-states'),
         isStale(action({ Status: 'PENDING' }, { trigger: 'clearing' }), approved, 'final-states'),
       ]).to.deep.equal([true, false]);
+    });
+
+    it('reachesFinalState: a lifecycle move into APPROVED or REVERSED from a state that is not final, and nothing else', () => {
+      const pending = actionRecord({ status: 'PENDING' });
+      const approved = actionRecord({ status: 'APPROVED' });
+      const unknown = actionRecord({ status: null });
+      expect([
+        reachesFinalState(action({ Status: 'REVERSED' }), pending),
+        reachesFinalState(action({ Status: 'APPROVED' }), null),
+        reachesFinalState(action({ Status: 'APPROVED' }), unknown),
+        reachesFinalState(action({ Status: 'REVERSED' }), approved),
+        reachesFinalState(action({ Status: 'PENDING' }), pending),
+        reachesFinalState(action({ Payout: '5.00' }), pending),
+        reachesFinalState(action({ Status: 'APPROVED' }, { trigger: 'clearing' }), pending),
+        reachesFinalState(inquiry({ ResolutionStatus: 'APPROVED' }), null),
+        reachesFinalState(catalog(), null),
+      ]).to.deep.equal([true, true, true, false, false, false, false, false, false]);
     });
 
     it("holds an inquiry's creation after it was resolved as stale, but not a resolution, nor any with ordering none", () => {

@@ -1,7 +1,7 @@
 import type { EventEmitter } from 'node:events';
 import { PostbackError } from '../errors';
 import type { PostbackEvent } from '../events';
-import { isAlreadyApplied, isStale, recordOf, type Ordering } from '../journal/journal';
+import { isAlreadyApplied, isStale, reachesFinalState, recordOf, type Ordering } from '../journal/journal';
 import { isClaimLost } from '../stores/claim-lost';
 import type { CommitOutcome, JournalRecord, StoreClaim } from '../stores/store';
 import { isThenable, runListeners } from './call-listeners';
@@ -115,7 +115,9 @@ export function createClaimApplier<T>(
     }
     const key = event.meta.key;
     if (isAlreadyApplied(event, claim.previous)) return tracked(unit, commitClaim(claim, unit, null, DUPLICATE, key));
-    const stale = isStale(event, claim.previous, ordering) || (ordering !== 'none' && claim.superseded === true);
+    // A row overtaken by a later one never moves the action back, but a move into a final state is never back.
+    const overtaken = claim.superseded === true && !reachesFinalState(event, claim.previous);
+    const stale = isStale(event, claim.previous, ordering) || (ordering !== 'none' && overtaken);
     const name = stale ? 'stale' : eventName;
     if (emitter.listenerCount(name) === 0) {
       // Nobody needs to hear of a stale postback; an unheard delivery would be lost.

@@ -54,6 +54,18 @@ export function isStale(event: PostbackEvent, previous: JournalRecord | null, or
 }
 
 /**
+ * True for a lifecycle postback that moves its action into a final state (APPROVED, REVERSED)
+ * from one that is not. Such a move is never backwards, whatever the order the postbacks came
+ * in: impact.com retries an older PENDING (answered 503 once) after the reversal it sent later,
+ * so a final state's inbox row can be overtaken by an older state's, and must still be applied.
+ */
+export function reachesFinalState(event: PostbackEvent, previous: JournalRecord | null): boolean {
+  if (event.kind !== 'action' || event.trigger === 'clearing' || event.status === undefined) return false;
+  const status = previous?.['status'];
+  return FINAL_STATUSES.has(event.status) && !(typeof status === 'string' && FINAL_STATUSES.has(status));
+}
+
+/**
  * True when the action's state in the event (status, payout, amount, currency) is the one the
  * record holds. A field the event does not carry does not count as a difference, as the record
  * of a postback without it keeps the earlier value. Amounts are compared as decimals: `5.50`

@@ -87,6 +87,43 @@ describe("one action's postbacks are applied in the order they were accepted", f
   }
 
   for (const kind of kinds) {
+    it(`${kind.name}: a dead row's reversal retried after an older PENDING came late is delivered, never stale`, async () => {
+      const app = createApp<unknown>(
+        { store: kind.create(), delivery: 'inbox', maxAttempts: 1, backoff: { baseMs: 10, maxMs: 20 } },
+        { listen: false },
+      );
+      closing.push(() => app.postbacks.close());
+      const ledger = new HostLedger();
+      let failing = true;
+      app.postbacks.on('action', (event, ctx) => {
+        if (failing && event.status === 'REVERSED') throw new Error('the ledger is down');
+        ledger.apply(event, ctx);
+      });
+      let dead = 0;
+      app.postbacks.on('dead', () => void (dead += 1));
+      await request(app.app)
+        .get(lifecycle('8.4', 'REVERSED', '5.00'))
+        .expect(200);
+      await until(() => dead === 1);
+      // impact.com's retry of the PENDING it sent first (answered 503 then): arrives after the reversal.
+      await request(app.app)
+        .get(lifecycle('8.4', 'PENDING', '5.00'))
+        .expect(200);
+      await until(async () => (await app.postbacks.inbox?.stats())?.delivered === 1);
+      failing = false;
+      expect(await app.postbacks.inbox?.retry({ status: 'dead' })).to.equal(1);
+      await until(async () => (await app.postbacks.inbox?.stats())?.delivered === 2);
+      expect({
+        stale: staleActions(app.events).map((event) => event.status),
+        changes: ledger.of('8.4').map((entry) => `${entry.from} → ${entry.to}`),
+      }).to.deep.equal({
+        stale: [],
+        changes: ['new → PENDING 5.00', 'PENDING 5.00 → REVERSED 5.00'],
+      });
+    });
+  }
+
+  for (const kind of kinds) {
     it(`${kind.name}: a dead row retried after reconciliation and a duplicate brought a newer state never moves the action back`, async () => {
       const api = new FakeActionsApi('IRtest', 'token');
       await api.start();
