@@ -8,6 +8,7 @@ import {
   idempotencyKeyOf,
   isAlreadyApplied,
   isStale,
+  learnedAfter,
   reachesFinalState,
   readByReconciliationSince,
   recordOf,
@@ -331,6 +332,19 @@ describe('journal rules', () => {
         readByReconciliationSince(actionRecord({ trigger: 'reconciliation', receivedAt: null }), new Date(0)),
         readByReconciliationSince(null, new Date(0)),
       ]).to.deep.equal([true, false, false, false, false, false]);
+    });
+  });
+
+  describe('learnedAfter', () => {
+    it('is true only for a record whose state came, by any trigger, after the time', () => {
+      const at = '2026-11-02T10:00:00.000Z';
+      expect([
+        learnedAfter(actionRecord({ trigger: 'lifecycle', receivedAt: at }), new Date('2026-11-02T09:59:59.999Z')),
+        learnedAfter(actionRecord({ trigger: 'clearing', receivedAt: at }), new Date('2026-11-02T09:59:59.999Z')),
+        learnedAfter(actionRecord({ trigger: 'lifecycle', receivedAt: at }), new Date(at)),
+        learnedAfter(actionRecord({ trigger: 'lifecycle', receivedAt: null }), new Date(0)),
+        learnedAfter(null, new Date(0)),
+      ]).to.deep.equal([true, true, false, false, false]);
     });
   });
 

@@ -192,13 +192,21 @@ export function idempotencyKeyOf(event: PostbackEvent, previous: JournalRecord |
 }
 
 /**
+ * True when the journal learned the record's state after `time`: its postback arrived later, or
+ * reconciliation's request for it went out later.
+ */
+export function learnedAfter(record: JournalRecord | null, time: Date): boolean {
+  if (typeof record?.['receivedAt'] !== 'string') return false;
+  return Date.parse(record['receivedAt']) > time.getTime();
+}
+
+/**
  * True when the record was written by reconciliation from impact.com's state read after
  * `receivedAt`: a postback that arrived before that (an inbox row that died or waited, and is
  * delivered only now) carries an older state, and must not move the action back.
  */
 export function readByReconciliationSince(record: JournalRecord | null, receivedAt: Date): boolean {
-  if (record?.['trigger'] !== 'reconciliation' || typeof record['receivedAt'] !== 'string') return false;
-  return Date.parse(record['receivedAt']) > receivedAt.getTime();
+  return record?.['trigger'] === 'reconciliation' && learnedAfter(record, receivedAt);
 }
 
 function decimalOf(value: string | null | undefined): string | null {

@@ -21,6 +21,11 @@ export interface ActionsPage {
   readonly actions: readonly FieldRecord[];
   /** Which page of which window, for messages: `page 2 of 2026-10-01T00:00:00Z – 2026-11-15T00:00:00Z`. */
   readonly label: string;
+  /**
+   * When the request that listed them went out: impact.com's state is at least that recent, and
+   * may be no more recent (the answer can be read from a snapshot taken as the request came).
+   */
+  readonly requestedAt: Date;
 }
 
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -64,10 +69,10 @@ export class ActionsApi {
       let url: URL | null = this.pageUrl(start, end, 1);
       for (let page = 1; url !== null; page += 1) {
         const label = `page ${page} of ${range}`;
-        const body = await this.fetchPage(url, label);
-        const { actions, numPages, nextUri } = readPage(body, label);
+        const { text, requestedAt } = await this.fetchPage(url, label);
+        const { actions, numPages, nextUri } = readPage(text, label);
         this.pages += 1;
-        yield { actions, label };
+        yield { actions, label, requestedAt };
         url = this.nextPage(nextUri, label) ?? (page < numPages ? this.pageUrl(start, end, page + 1) : null);
       }
     }
@@ -91,12 +96,13 @@ export class ActionsApi {
     return url;
   }
 
-  /** One page's text; waits out 429s, and fails on anything else that is not a 2xx. */
-  private async fetchPage(url: URL, label: string): Promise<string> {
+  /** One page's text and when the request that got it went out; waits out 429s, and fails on anything else that is not a 2xx. */
+  private async fetchPage(url: URL, label: string): Promise<{ text: string; requestedAt: Date }> {
     for (let limited = 0; ; limited += 1) {
       this.requests += 1;
+      const requestedAt = new Date();
       const text = await this.attempt(url, label, limited);
-      if (text !== RATE_LIMITED) return text;
+      if (text !== RATE_LIMITED) return { text, requestedAt };
     }
   }
 

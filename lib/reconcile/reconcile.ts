@@ -6,7 +6,7 @@ import { buildEvent } from '../fields/build-event';
 import { compileFieldIndex } from '../fields/field-names';
 import { ACTION_FIELDS } from '../fields/field-specs';
 import { normalizeFields } from '../fields/normalize-fields';
-import { isStale, sameActionState, stateOf, subjectOf, type Ordering } from '../journal/journal';
+import { isStale, learnedAfter, sameActionState, stateOf, subjectOf, type Ordering } from '../journal/journal';
 import { positiveInteger } from '../stores/optional-module';
 import type { JournalReadResult, JournalRecord } from '../stores/store';
 import { ActionsApi, type ActionsPage } from './actions-api';
@@ -37,8 +37,9 @@ export interface ReconcileReport {
   /** Seen, with another status, payout, amount or currency now. */
   readonly changed: number;
   /**
-   * Missing or changed when its page was read, then changed by a postback before its turn came:
-   * not delivered (the API's state may be the older one); the next run compares it again.
+   * Changed, but the journal's state came after its page was requested, or changed by a postback
+   * before its turn came: not delivered (the API's state may be the older one); the next run
+   * compares it again.
    */
   readonly overtaken: number;
   readonly unchanged: number;
@@ -103,6 +104,12 @@ export async function reconcileActions(options: ReconcileOptions, parts: Reconci
       counts[kind] += 1;
       parts.onFinding?.({ kind, event, previous: stateOf(event, record) as ActionState | null });
       if (parts.deliver === undefined || (kind !== 'missing' && kind !== 'changed')) continue;
+      // A postback (or another run) brought the journal's state after this page was requested:
+      // impact.com's answer may be the older one. The next run compares it again.
+      if (learnedAfter(record, page.requestedAt)) {
+        counts.overtaken += 1;
+        continue;
+      }
       // Checked before each delivery, not only between pages: a page holds up to 20,000 actions,
       // and a delivery begun after close() would meet a store that is closing or closed.
       throwIfStopped(parts.stopped);
@@ -132,7 +139,8 @@ function classify(event: ActionEvent, record: JournalRecord | null, ordering: Or
 
 /** The page's actions as events, or a reconcile.invalid naming the action that does not read. */
 function eventsOf(page: ActionsPage, path: string): ActionEvent[] {
-  const receivedAt = new Date();
+  // impact.com's state as of the request: an inbox row that arrived after it may be newer.
+  const receivedAt = page.requestedAt;
   return page.actions.map((action, index) => {
     try {
       const event = buildEvent(

@@ -46,6 +46,7 @@ export function useReconciliation(): {
   afterEach(async () => {
     for (const close of closing.splice(0)) await close();
     api.actions = [];
+    api.delayMs = 0;
   });
   return {
     api,

@@ -6,6 +6,7 @@ import { apiAction } from '../helpers/fake-actions-api';
 import { DATABASE_URL, requirePostgres, useTestSchema } from '../helpers/services';
 import { Gate } from '../harness/faulty-store';
 import { HostLedger } from '../harness/host-ledger';
+import { until } from '../harness/until';
 import { lifecycle, useReconciliation } from '../harness/impact';
 
 interface Kind {
@@ -96,6 +97,33 @@ describe('reconciliation decides under the claim, not from the page it read', fu
         balance: ledger.balance('4.2'),
         last: ledger.of('4.2').at(-1)?.to,
       }).to.deep.equal({ delivered: 0, balance: 900, last: 'PENDING 9.00' });
+    });
+
+    it(`${kind.name}: a newer state a postback brought while the API was still answering is not overwritten by the API's`, async function () {
+      if (kind.name === 'PostgresStore') await requirePostgres(this);
+      const { app, ledger, reconcile } = receiver(kind);
+      await request(app)
+        .get(lifecycle('4.3', 'PENDING', '5.00'))
+        .expect(200);
+      // impact.com read the action before the modification: its answer is older than the postback.
+      api.put(apiAction('4.3', 'PENDING', '7.00'));
+      api.delayMs = 300;
+      const requestsBefore = api.requests.length;
+      const reconciling = reconcile();
+      await until(() => api.requests.length > requestsBefore);
+      await request(app)
+        .get(lifecycle('4.3', 'PENDING', '9.00'))
+        .expect(200);
+      const report = await reconciling;
+      expect({
+        report: { changed: report.changed, overtaken: report.overtaken, delivered: report.delivered },
+        balance: ledger.balance('4.3'),
+        last: ledger.of('4.3').at(-1)?.to,
+      }).to.deep.equal({
+        report: { changed: 1, overtaken: 1, delivered: 0 },
+        balance: 900,
+        last: 'PENDING 9.00',
+      });
     });
   }
 });
