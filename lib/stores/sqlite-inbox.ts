@@ -111,6 +111,14 @@ function rowOf(record: RowRecord): InboxRow {
   };
 }
 
+/** A failed attempt's record, as the `failed` statement takes it. */
+interface Failure {
+  readonly id: number;
+  readonly token: string;
+  readonly error: string;
+  readonly retryAt: number | null;
+}
+
 /**
  * SqliteStore's inbox: a table in the same file. A postback and its dedupe key are stored in one
  * transaction. A worker holds the row it delivers by a lease; its commit marks the row delivered
@@ -231,6 +239,13 @@ export class SqliteInbox implements StoreInbox<undefined> {
           status = CASE WHEN @retryAt IS NULL THEN 'dead' ELSE 'retrying' END,
           next_attempt_at = coalesce(@retryAt, next_attempt_at), leased_by = NULL, lease_until = 0
         WHERE id = @id AND leased_by = @token`),
+      // The failure and the action's hold let go in one transaction: a row marked dead whose
+      // second write failed would be dead with no `dead` event, its recordFailure having failed.
+      failedAndUnheld: db.transaction((failure: Failure, subject: string | null): boolean => {
+        const { changes } = this.sql.failed.run(failure);
+        if (subject !== null) settings.writes.unhold(subject, failure.token);
+        return changes > 0;
+      }).immediate,
       // With the count of the attempt it began, if it began one.
       giveBack: db.prepare(
         'UPDATE postback_inbox SET leased_by = NULL, lease_until = 0, attempts = max(attempts - ?, 0) WHERE id = ? AND leased_by = ?',
@@ -371,9 +386,7 @@ export class SqliteInbox implements StoreInbox<undefined> {
       recordFailure: (error, retryAfterMs) =>
         new Promise<boolean>((resolve) => {
           const retryAt = retryAfterMs === null ? null : clock.now() + retryAfterMs;
-          const { changes } = sql.failed.run({ id: row.id, token, error, retryAt });
-          if (row.subject !== null) settings.writes.unhold(row.subject, token);
-          resolve(changes > 0);
+          resolve(sql.failedAndUnheld({ id: row.id, token, error, retryAt }, row.subject));
         }),
       giveBack: () =>
         new Promise<void>((resolve) => {

@@ -111,6 +111,22 @@ describe('SqliteStore inbox: a worker’s claim on a row (lease, attempts, backo
     expect(again.row).to.include({ id: claim.row.id, attempts: 1 });
   });
 
+  it('a failure recorded as dead is all or nothing: when the action’s hold cannot be let go, the row is not dead either', async () => {
+    const { store, raw, db } = open();
+    await store.inbox.add(entry('k1'));
+    const claim = await take(store);
+    await claim.start?.();
+    // A write that fails halfway (the disk full, the lock taken past the busy timeout), made real by a trigger.
+    db.exec(`CREATE TRIGGER refuse_unhold BEFORE DELETE ON postback_holds BEGIN SELECT RAISE(ABORT, 'disk full'); END`);
+    const error = await failureOf(() => claim.recordFailure('listener threw', null));
+    expect((error as Error).message).to.include('disk full');
+    // Not dead without its `dead` event: the lease lapses and the next worker gives the row up, and says so.
+    expect(raw(claim.row.id)).to.include({ status: 'pending', attempts: 1, last_error: null });
+    db.exec('DROP TRIGGER refuse_unhold');
+    storeTime.set(T0 + LEASE_MS);
+    expect((await take(store)).row).to.include({ id: claim.row.id, attempts: 1 });
+  });
+
   it('recordFailure answers false once the lease was lost to another worker, and changes nothing', async () => {
     const { store, raw } = open();
     await store.inbox.add(entry('k1'));
