@@ -148,7 +148,8 @@ export interface InquiryState {
  * - `idempotencyKey`: what to make a write idempotent on (a unique key in your table) with a store
  *   whose claims are not transactions: the same for this change of the action however it comes
  *   (impact.com's retry, the inbox, a delivery again after a crash, reconciliation finding it),
- *   and different for every other change. Catalog postbacks: their dedupe key.
+ *   and different for every other change. A move into APPROVED or REVERSED has one key whatever
+ *   it moves from. Catalog postbacks: their dedupe key.
  * - `signal`: aborted when the router gives the delivery up (listeners past the timeout with
  *   PostgresStore, past the give-up bound with the other stores, or `close()` past its timeout):
  *   write nothing more, as what is written then is not recorded with the postback.

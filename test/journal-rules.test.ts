@@ -305,15 +305,17 @@ describe('journal rules', () => {
           action({ Status: 'APPROVED', Payout: '5.00' }, { trigger: 'reconciliation' }),
           previous,
         ),
-        zero: idempotencyKeyOf(action({ Status: 'REVERSED', Payout: '-0.00' }), previous),
+        zero: idempotencyKeyOf(action({ Status: 'PENDING', Payout: '-0.00' }), previous),
         inquiry: idempotencyKeyOf(inquiry({ ResolutionStatus: 'APPROVED', FinalPayout: '2.50' }), createdInquiry),
         firstInquiry: idempotencyKeyOf(inquiry({ ExpectedPayout: '3.0' }), null),
       }).to.deep.equal({
-        lifecycle: 'action:1.1:dh1UtFcauoOSyKLTL-i4lvE-GbKyhsyRDIrYf_pOD3U',
+        // A move into a final state is named by that state alone (0.1.0 named it by the state moved
+        // from too): such a move delivered just before an upgrade from 0.1.0 and again after gets a new key.
+        lifecycle: 'action:1.1:Sda1n5eHH0TgolPqhCxZjyna9btlmubGohoRtS8AtAc',
         clearing: 'action:1.1:c7AS7ny2ECW124spnvYBVoVObtSwd_w8XXYgeY7wifg',
         // One change, whether its postback or reconciliation delivers it.
-        reconciliation: 'action:1.1:dh1UtFcauoOSyKLTL-i4lvE-GbKyhsyRDIrYf_pOD3U',
-        zero: 'action:1.1:NP9oyBNN8kT0l7zdjLPO52I8FdrkMYi3obcmEnK1mxc',
+        reconciliation: 'action:1.1:Sda1n5eHH0TgolPqhCxZjyna9btlmubGohoRtS8AtAc',
+        zero: 'action:1.1:dlRpQFp40PV42hZ2_fT5yB7G-BSOGc_fJzjpMfpLfvQ',
         inquiry: 'inquiry:4411:gAcjLlt8tco-DpK1Z78xIvYf2lzTFlxKmrFcq_9SewY',
         firstInquiry: 'inquiry:4411:4iPz-RxV-TY_a0f66D-xDjsDLWwDklsyegdbE9hHnMk',
       });

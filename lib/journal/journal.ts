@@ -165,8 +165,10 @@ function inquiryRecord(event: InquiryEvent, previous: JournalRecord | null): Jou
  * again after a crash, reconciliation finding it), and different for every other change. A
  * change is the record it moves from (by that record's key: the event that wrote it) and the
  * state it moves to (an action's status and payout, the payout as a decimal), so the same state
- * reached again later is a new change. A clearing is a change of its own kind. Catalog
- * postbacks have no state: their dedupe key.
+ * reached again later is a new change. A move into a final state is the one exception: an action
+ * is approved or reversed once, so that move is named by the final status alone, whatever it
+ * moves from (an older PENDING may be applied between two deliveries of it). A clearing is a
+ * change of its own kind. Catalog postbacks have no state: their dedupe key.
  */
 export function idempotencyKeyOf(event: PostbackEvent, previous: JournalRecord | null): string {
   const record = recordOf(event, previous);
@@ -176,9 +178,12 @@ export function idempotencyKeyOf(event: PostbackEvent, previous: JournalRecord |
   // An action's state here is its status and payout, what a credit depends on: a template may
   // leave out Amount or Currency, which the Actions API always lists, and one change must get
   // one key whether its postback or reconciliation delivers it.
+  const status = record['status'];
   const change =
     event.kind === 'action'
-      ? [event.trigger === 'clearing' ? 'clearing' : 'state', from, record['status'], decimalOf(record['payout'])]
+      ? event.trigger !== 'clearing' && typeof status === 'string' && FINAL_STATUSES.has(status)
+        ? ['final', status]
+        : [event.trigger === 'clearing' ? 'clearing' : 'state', from, status, decimalOf(record['payout'])]
       : [
           'inquiry',
           from,

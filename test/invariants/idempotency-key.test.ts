@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import request from 'supertest';
-import { MemoryStore, type JournalRecord } from '../../lib';
+import path from 'node:path';
+import { MemoryStore, SqliteStore, type JournalRecord } from '../../lib';
 import { buildEvent } from '../../lib/fields/build-event';
 import { compileFieldIndex } from '../../lib/fields/field-names';
 import { ACTION_FIELDS } from '../../lib/fields/field-specs';
@@ -9,6 +10,8 @@ import { idempotencyKeyOf } from '../../lib/journal/journal';
 import { createApp } from '../helpers/create-app';
 import { apiAction, FakeActionsApi } from '../helpers/fake-actions-api';
 import type { ActionEvent } from '../../lib';
+import { useTempDir } from '../helpers/temp-dir';
+import { until } from '../harness/until';
 
 const SID = 'IRtest';
 const TOKEN = 'auth-token-for-tests';
@@ -36,6 +39,12 @@ const pending5: JournalRecord = {
 };
 
 describe('ctx.idempotencyKey: one key for one change, however it comes', () => {
+  const dir = useTempDir('impact-idempotency-');
+  const closing: (() => Promise<void>)[] = [];
+  afterEach(async () => {
+    for (const close of closing.splice(0)) await close();
+  });
+
   it('is the same for a postback and for reconciliation finding the same change, whatever the template leaves out', async function () {
     this.timeout(10_000);
     const api = new FakeActionsApi(SID, TOKEN);
@@ -82,18 +91,68 @@ describe('ctx.idempotencyKey: one key for one change, however it comes', () => {
 
   it('differs for every other change: another state, another state moved from, a clearing, another action', () => {
     const reversed = actionEvent({ ActionId: '1.1', Status: 'REVERSED', Payout: '5.00' });
+    const pending9 = actionEvent({ ActionId: '1.1', Status: 'PENDING', Payout: '9.00' });
     const keys = [
       idempotencyKeyOf(reversed, pending5),
       idempotencyKeyOf(actionEvent({ ActionId: '1.1', Status: 'APPROVED', Payout: '5.00' }), pending5),
       idempotencyKeyOf(actionEvent({ ActionId: '1.1', Status: 'PENDING', Payout: '7.00' }), pending5),
-      // The same state reached again later, from another record: a new change (5 → 7 → 5).
-      idempotencyKeyOf(reversed, { ...pending5, key: 'actions:pending-7' }),
-      idempotencyKeyOf(reversed, null),
+      idempotencyKeyOf(pending9, pending5),
+      // The same state reached again later, from another record: a new change (9 → 7 → 9).
+      idempotencyKeyOf(pending9, { ...pending5, payout: '7.00', key: 'actions:pending-7' }),
+      idempotencyKeyOf(pending9, null),
       idempotencyKeyOf(actionEvent({ ActionId: '1.1', Status: 'REVERSED', Payout: '5.00' }, 'clearing'), pending5),
       idempotencyKeyOf(actionEvent({ ActionId: '1.2', Status: 'REVERSED', Payout: '5.00' }), pending5),
     ];
     expect(new Set(keys).size).to.equal(keys.length);
     expect(keys[0]).to.match(/^action:1\.1:[\w-]{43}$/);
+  });
+
+  it('is one key for a move into a final state, whatever it moves from and whatever payout it carries', () => {
+    // An action is approved or reversed once: the state it moved from may differ between two
+    // deliveries of that move (an older PENDING applied in between, a crash before the record).
+    const reversed = actionEvent({ ActionId: '1.1', Status: 'REVERSED', Payout: '5.00' });
+    const keys = new Set([
+      idempotencyKeyOf(reversed, pending5),
+      idempotencyKeyOf(reversed, { ...pending5, payout: '7.00', key: 'actions:pending-7' }),
+      idempotencyKeyOf(reversed, null),
+      idempotencyKeyOf(actionEvent({ ActionId: '1.1', Status: 'REVERSED', Payout: '0.00' }), pending5),
+    ]);
+    expect(keys.size).to.equal(1);
+  });
+
+  it('is the same for a final state delivered again after an older PENDING was applied in between', async () => {
+    const app = createApp<unknown>(
+      {
+        store: new SqliteStore({ path: path.join(dir(), 'postbacks.db') }),
+        delivery: 'inbox',
+        maxAttempts: 1,
+        backoff: { baseMs: 10, maxMs: 20 },
+      },
+      { listen: false },
+    );
+    closing.push(() => app.postbacks.close());
+    const approvals: string[] = [];
+    let mailerDown = true;
+    // The credit is written; a second listener (a mailer) fails after it: the row dies.
+    app.postbacks.on('action', (event, ctx) => {
+      if (event.status === 'APPROVED') approvals.push(ctx.idempotencyKey);
+    });
+    app.postbacks.on('action', (event) => {
+      if (mailerDown && event.status === 'APPROVED') throw new Error('the mailer is down');
+    });
+    let dead = 0;
+    app.postbacks.on('dead', () => void (dead += 1));
+    const lifecycle = (status: string) =>
+      `/impact/actions?${new URLSearchParams({ ActionId: '1.5', Status: status, Payout: '5.00' }).toString()}`;
+    await request(app.app).get(lifecycle('APPROVED')).expect(200);
+    await until(() => dead === 1);
+    // impact.com's retry of the PENDING it sent first.
+    await request(app.app).get(lifecycle('PENDING')).expect(200);
+    await until(async () => (await app.postbacks.inbox?.stats())?.delivered === 1);
+    mailerDown = false;
+    await app.postbacks.inbox?.retry({ status: 'dead' });
+    await until(async () => (await app.postbacks.inbox?.stats())?.delivered === 2);
+    expect({ deliveries: approvals.length, keys: new Set(approvals).size }).to.deep.equal({ deliveries: 2, keys: 1 });
   });
 
   it("is a catalog postback's dedupe key", () => {
