@@ -115,8 +115,11 @@ export function createClaimApplier<T>(
     }
     const key = event.meta.key;
     if (isAlreadyApplied(event, claim.previous)) return tracked(unit, commitClaim(claim, unit, null, DUPLICATE, key));
-    // A row overtaken by a later one never moves the action back, but a move into a final state is never back.
-    const overtaken = claim.superseded === true && !reachesFinalState(event, claim.previous);
+    // A row overtaken by a later one never moves the action back, but a move into a final state is
+    // never back, so long as the journal still knows the state it moves from (a forgotten record
+    // may have been final).
+    const overtaken =
+      claim.superseded === true && (claim.previous === null || !reachesFinalState(event, claim.previous));
     const stale = isStale(event, claim.previous, ordering) || (ordering !== 'none' && overtaken);
     const name = stale ? 'stale' : eventName;
     if (emitter.listenerCount(name) === 0) {

@@ -23,7 +23,7 @@ function inquiryPostback(fields: Readonly<Record<string, string>>): string {
 
 interface InboxKind {
   readonly name: string;
-  readonly create: () => InboxStore<unknown>;
+  readonly create: (options?: { readonly retentionMs?: number }) => InboxStore<unknown>;
 }
 
 describe("one action's postbacks are applied in the order they were accepted", function () {
@@ -37,10 +37,14 @@ describe("one action's postbacks are applied in the order they were accepted", f
   const schema = useTestSchema();
 
   const kinds: InboxKind[] = [
-    { name: 'SqliteStore', create: () => new SqliteStore({ path: path.join(dir(), 'postbacks.db') }) },
+    {
+      name: 'SqliteStore',
+      create: (options = {}) => new SqliteStore({ path: path.join(dir(), 'postbacks.db'), ...options }),
+    },
     {
       name: 'PostgresStore',
-      create: () => new PostgresStore({ connectionString: DATABASE_URL, schema: schema().name }),
+      create: (options = {}) =>
+        new PostgresStore({ connectionString: DATABASE_URL, schema: schema().name, ...options }),
     },
   ];
 
@@ -119,6 +123,46 @@ describe("one action's postbacks are applied in the order they were accepted", f
       }).to.deep.equal({
         stale: [],
         changes: ['new → PENDING 5.00', 'PENDING 5.00 → REVERSED 5.00'],
+      });
+    });
+  }
+
+  for (const kind of kinds) {
+    it(`${kind.name}: a dead approval retried once the journal forgot the later reversal is stale, not delivered`, async () => {
+      const app = createApp<unknown>(
+        {
+          store: kind.create({ retentionMs: 400 }),
+          delivery: 'inbox',
+          maxAttempts: 1,
+          backoff: { baseMs: 10, maxMs: 20 },
+        },
+        { listen: false },
+      );
+      closing.push(() => app.postbacks.close());
+      let failing = true;
+      const applied: string[] = [];
+      app.postbacks.on('action', (event) => {
+        if (failing && event.status === 'APPROVED') throw new Error('the ledger is down');
+        applied.push(event.status ?? '');
+      });
+      let dead = 0;
+      app.postbacks.on('dead', () => void (dead += 1));
+      await request(app.app)
+        .get(lifecycle('8.5', 'APPROVED', '5.00'))
+        .expect(200);
+      await until(() => dead === 1);
+      await request(app.app)
+        .get(lifecycle('8.5', 'REVERSED', '5.00'))
+        .expect(200);
+      await until(async () => (await app.postbacks.inbox?.stats())?.delivered === 1);
+      failing = false;
+      // The journal's record of the reversal expires; the delivered row that overtook the approval is still kept.
+      await sleep(500);
+      expect(await app.postbacks.inbox?.retry({ status: 'dead' })).to.equal(1);
+      await until(async () => (await app.postbacks.inbox?.stats())?.delivered === 2);
+      expect({ applied, stale: staleActions(app.events).map((event) => event.status) }).to.deep.equal({
+        applied: ['REVERSED'],
+        stale: ['APPROVED'],
       });
     });
   }
@@ -312,7 +356,8 @@ describe("one action's postbacks are applied in the order they were accepted", f
       balance: ledger.balance('8.4'),
     }).to.deep.equal({
       previous: [null, null, 'PENDING'],
-      changes: ['new → APPROVED 5.00', 'APPROVED 5.00 → APPROVED 5.00'],
+      // The approval delivered again has the first one's key (a final state's key names the state alone).
+      changes: ['new → APPROVED 5.00'],
       late: 1,
       balance: 500,
     });
