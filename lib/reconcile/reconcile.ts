@@ -97,6 +97,7 @@ export async function reconcileActions(options: ReconcileOptions, parts: Reconci
   for await (const page of api.read()) {
     const events = eventsOf(page, path);
     const records = await parts.readJournal(events.map((event) => subjectOf(event) as string));
+    const readAt = new Date();
     for (const [index, event] of events.entries()) {
       const record = records[index] ?? null;
       const kind = classify(event, record, parts.ordering);
@@ -105,8 +106,9 @@ export async function reconcileActions(options: ReconcileOptions, parts: Reconci
       parts.onFinding?.({ kind, event, previous: stateOf(event, record) as ActionState | null });
       if (parts.deliver === undefined || (kind !== 'missing' && kind !== 'changed')) continue;
       // A postback (or another run) brought the journal's state after this page was requested:
-      // impact.com's answer may be the older one. The next run compares it again.
-      if (learnedAfter(record, page.requestedAt)) {
+      // impact.com's answer may be the older one. The next run compares it again. A record dated
+      // after the journal was read comes from a clock ahead of this one: it says nothing of when.
+      if (learnedAfter(record, page.requestedAt) && !learnedAfter(record, readAt)) {
         counts.overtaken += 1;
         continue;
       }

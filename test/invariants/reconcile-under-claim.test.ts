@@ -125,5 +125,33 @@ describe('reconciliation decides under the claim, not from the page it read', fu
         last: 'PENDING 9.00',
       });
     });
+
+    it(`${kind.name}: a record stamped by a clock ahead of this one does not keep reconciliation from delivering`, async function () {
+      if (kind.name === 'PostgresStore') await requirePostgres(this);
+      const store = kind.create();
+      const app = createApp<unknown>({ store });
+      closing.push(() => app.postbacks.close());
+      const delivered: string[] = [];
+      app.postbacks.on('action', (event) => void delivered.push(`${event.trigger} ${event.status}`));
+      // Recorded by another instance whose clock runs an hour ahead.
+      const claim = await store.begin('actions:ahead', 'action:4.4');
+      if (typeof claim === 'string') throw new Error(`no claim: ${claim}`);
+      await claim.commit(
+        {
+          status: 'PENDING',
+          payout: '5.00',
+          trigger: 'lifecycle',
+          key: 'actions:ahead',
+          receivedAt: new Date(Date.now() + 60 * 60 * 1000).toISOString(),
+        },
+        'delivered',
+      );
+      api.put(apiAction('4.4', 'REVERSED', '5.00'));
+      const report = await app.postbacks.reconcile(reconcileOptions());
+      expect({ overtaken: report.overtaken, delivered }).to.deep.equal({
+        overtaken: 0,
+        delivered: ['reconciliation REVERSED'],
+      });
+    });
   }
 });
