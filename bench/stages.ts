@@ -18,8 +18,8 @@ import { ACTION_FIELDS } from '../dist/fields/field-specs';
 import { normalizeFields } from '../dist/fields/normalize-fields';
 import { compileAllowList } from '../dist/ip/allow-list';
 import { resolveClientIp } from '../dist/ip/client-ip';
-import { MemoryStore } from '../dist/stores/memory-store';
-import { SqliteStore } from '../dist/stores/sqlite-store';
+import { MemoryStore } from '../dist/stores/memory/memory-store';
+import { SqliteStore } from '../dist/stores/sqlite/sqlite-store';
 import type { BeginResult } from '../dist/stores/store';
 import { encode, TRACKED_ACTION } from '../test/helpers/fixtures';
 

@@ -51,9 +51,9 @@ export type {
   StoreInbox,
 } from './stores/store';
 export type { InboxItem, PostbackInbox } from './delivery/inbox';
-export { MemoryStore, type MemoryStoreOptions } from './stores/memory-store';
-export { SqliteStore, type SqliteStoreOptions } from './stores/sqlite-store';
-export { RedisStore, type RedisClientLike, type RedisStoreOptions } from './stores/redis-store';
+export { MemoryStore, type MemoryStoreOptions } from './stores/memory/memory-store';
+export { SqliteStore, type SqliteStoreOptions } from './stores/sqlite/sqlite-store';
+export { RedisStore, type RedisClientLike, type RedisStoreOptions } from './stores/redis/redis-store';
 export {
   PostgresStore,
   type PgClient,
@@ -61,4 +61,4 @@ export {
   type PgPoolClient,
   type PgQueryResult,
   type PostgresStoreOptions,
-} from './stores/postgres-store';
+} from './stores/postgres/postgres-store';

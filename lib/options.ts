@@ -1,6 +1,6 @@
 import bytes from 'bytes';
 import type { Ordering } from './journal/journal';
-import { MemoryStore } from './stores/memory-store';
+import { MemoryStore } from './stores/memory/memory-store';
 import type { PostbackStore, StoreInbox } from './stores/store';
 import { ALL_FIELD_NAMES, type KnownFieldName } from './fields/field-specs';
 import { compileAllowList, type IpMatcher } from './ip/allow-list';

@@ -1,7 +1,7 @@
 import { loadOptionalModule } from '../stores/optional-module';
 import { asFlags } from './open-store';
-import { checkNames, objectList, schemaSql } from '../stores/postgres-schema';
-import { applySchema, type PgPool } from '../stores/postgres-store';
+import { checkNames, objectList, schemaSql } from '../stores/postgres/postgres-schema';
+import { applySchema, type PgPool } from '../stores/postgres/postgres-store';
 
 export interface MigrateOptions {
   readonly databaseUrl: string | undefined;

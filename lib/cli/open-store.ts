@@ -1,5 +1,5 @@
-import { PostgresStore } from '../stores/postgres-store';
-import { SqliteStore } from '../stores/sqlite-store';
+import { PostgresStore } from '../stores/postgres/postgres-store';
+import { SqliteStore } from '../stores/sqlite/sqlite-store';
 
 /** Where a command finds a router's store: PostgresStore's database or SqliteStore's file. */
 export interface StoreArguments {

@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { expect } from 'chai';
 import request from 'supertest';
 import { MemoryStore, PostgresStore, SqliteStore, type InboxStore } from '../../lib';
-import { objectsOf } from '../../lib/stores/postgres-schema';
+import { objectsOf } from '../../lib/stores/postgres/postgres-schema';
 import { createApp, staleActions } from '../helpers/create-app';
 import { INQUIRY } from '../helpers/fixtures';
 import { apiAction, FakeActionsApi } from '../helpers/fake-actions-api';

@@ -18,7 +18,7 @@ import {
   type StoreClaim,
 } from '../../lib';
 import { loadOptionalModule } from '../../lib/stores/optional-module';
-import { betterSqliteForThisNode } from '../../lib/stores/sqlite-store';
+import { betterSqliteForThisNode } from '../../lib/stores/sqlite/sqlite-store';
 import { createApp, errorCode } from '../helpers/create-app';
 import { freePort } from '../helpers/server';
 import {

@@ -2,7 +2,7 @@ import path from 'node:path';
 import { expect } from 'chai';
 import request from 'supertest';
 import { SqliteStore } from '../../lib';
-import { GroupCommit } from '../../lib/stores/group-commit';
+import { GroupCommit } from '../../lib/stores/sqlite/group-commit';
 import { createApp, errorCode } from '../helpers/create-app';
 import { loadOptionalModule } from '../../lib/stores/optional-module';
 import { useTempDir } from '../helpers/temp-dir';

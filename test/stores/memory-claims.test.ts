@@ -3,8 +3,8 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import { expect } from 'chai';
 import { MemoryStore, type BeginResult, type JournalRecord, type StoreClaim } from '../../lib';
 import { ClaimLostError, isClaimLost } from '../../lib/stores/claim-lost';
-import { GroupCommit } from '../../lib/stores/group-commit';
-import { MemoryKeys } from '../../lib/stores/memory-keys';
+import { GroupCommit } from '../../lib/stores/sqlite/group-commit';
+import { MemoryKeys } from '../../lib/stores/memory/memory-keys';
 import { retryWhileBusy } from '../../lib/stores/retry-while-busy';
 import { useStoreClock } from '../helpers/store-clock';
 

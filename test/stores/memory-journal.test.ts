@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { expect } from 'chai';
 import fc from 'fast-check';
-import { MemoryJournal } from '../../lib/stores/memory-journal';
+import { MemoryJournal } from '../../lib/stores/memory/memory-journal';
 import type { JournalRecord } from '../../lib/stores/store';
 
 type Operation = readonly ['write', number, number] | readonly ['read', number];

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { expect } from 'chai';
 import fc from 'fast-check';
-import { MemoryKeys } from '../../lib/stores/memory-keys';
+import { MemoryKeys } from '../../lib/stores/memory/memory-keys';
 
 /** The eviction rule written plainly: keys kept in claim order, the oldest claim goes first. */
 class ModelStore {

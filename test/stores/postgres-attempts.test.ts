@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import pg from 'pg';
-import { AttemptCounter } from '../../lib/stores/postgres-attempts';
-import { Connection } from '../../lib/stores/postgres-claim';
+import { AttemptCounter } from '../../lib/stores/postgres/postgres-attempts';
+import { Connection } from '../../lib/stores/postgres/postgres-claim';
 import { DATABASE_URL, useTestSchema } from '../helpers/services';
 
 /**

@@ -3,8 +3,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { expect } from 'chai';
 import pg from 'pg';
 import { PostgresStore } from '../../lib';
-import { Connection, TERMINATE_BACKEND_SQL } from '../../lib/stores/postgres-claim';
-import { checkNames, objectsOf } from '../../lib/stores/postgres-schema';
+import { Connection, TERMINATE_BACKEND_SQL } from '../../lib/stores/postgres/postgres-claim';
+import { checkNames, objectsOf } from '../../lib/stores/postgres/postgres-schema';
 import type { StoreClaim } from '../../lib/stores/store';
 import { DATABASE_URL, useTestSchema } from '../helpers/services';
 

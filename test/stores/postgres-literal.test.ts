@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { sqlLiteral } from '../../lib/stores/postgres-literal';
+import { sqlLiteral } from '../../lib/stores/postgres/postgres-literal';
 
 describe('sqlLiteral', () => {
   it("quotes text as node-postgres's escapeLiteral does", () => {

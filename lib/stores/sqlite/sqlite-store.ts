@@ -1,11 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import { booleanOption, loadOptionalModule, positiveInteger } from './optional-module';
+import { booleanOption, loadOptionalModule, positiveInteger } from '../optional-module';
 import { GroupCommit } from './group-commit';
-import { BUSY, retryWhileBusy } from './retry-while-busy';
-import { ClaimLostError } from './claim-lost';
+import { BUSY, retryWhileBusy } from '../retry-while-busy';
+import { ClaimLostError } from '../claim-lost';
 import { SqliteInbox, type SqliteDatabase, type SqliteWrites } from './sqlite-inbox';
-import type { BeginResult, InboxStore, JournalReadResult, JournalRecord, StoreClaim } from './store';
-import { clock } from '../clock';
+import type { BeginResult, InboxStore, JournalReadResult, JournalRecord, StoreClaim } from '../store';
+import { clock } from '../../clock';
 
 export interface SqliteStoreOptions {
   /** The database file; created if missing. `:memory:` works but is not durable. */

@@ -1,4 +1,4 @@
-import { booleanOption, loadOptionalModule, positiveInteger } from './optional-module';
+import { booleanOption, loadOptionalModule, positiveInteger } from '../optional-module';
 import {
   checkNames,
   migrationLockSql,
@@ -20,7 +20,7 @@ import {
 } from './postgres-claim';
 import { PostgresInbox } from './postgres-inbox';
 import { sqlLiteral } from './postgres-literal';
-import type { BeginResult, InboxStore, JournalReadResult, JournalRecord } from './store';
+import type { BeginResult, InboxStore, JournalReadResult, JournalRecord } from '../store';
 
 export type { PgClient, PgPool, PgPoolClient, PgQueryResult } from './postgres-claim';
 

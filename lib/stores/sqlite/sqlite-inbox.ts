@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { readByReconciliationSince } from '../journal/journal';
-import { ClaimLostError } from './claim-lost';
+import { readByReconciliationSince } from '../../journal/journal';
+import { ClaimLostError } from '../claim-lost';
 import { GroupCommit } from './group-commit';
 import type {
   CommitOutcome,
@@ -12,8 +12,8 @@ import type {
   InboxStatus,
   JournalRecord,
   StoreInbox,
-} from './store';
-import { clock } from '../clock';
+} from '../store';
+import { clock } from '../../clock';
 
 /** A row delivered: marked so, with its subject's new record, unless its lease ran out. */
 interface Delivery {

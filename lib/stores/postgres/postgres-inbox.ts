@@ -1,4 +1,4 @@
-import { readByReconciliationSince } from '../journal/journal';
+import { readByReconciliationSince } from '../../journal/journal';
 import { AttemptCounter } from './postgres-attempts';
 import { sqlLiteral } from './postgres-literal';
 import {
@@ -18,7 +18,7 @@ import type {
   InboxStatus,
   JournalRecord,
   StoreInbox,
-} from './store';
+} from '../store';
 
 const LOCK_NOT_AVAILABLE = '55P03';
 

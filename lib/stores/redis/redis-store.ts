@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { loadOptionalModule, positiveInteger } from './optional-module';
-import { ClaimLostError } from './claim-lost';
-import { BUSY, retryWhileBusy } from './retry-while-busy';
-import type { BeginResult, JournalReadResult, JournalRecord, PostbackStore, StoreClaim } from './store';
+import { loadOptionalModule, positiveInteger } from '../optional-module';
+import { ClaimLostError } from '../claim-lost';
+import { BUSY, retryWhileBusy } from '../retry-while-busy';
+import type { BeginResult, JournalReadResult, JournalRecord, PostbackStore, StoreClaim } from '../store';
 
 /**
  * The ioredis calls this store makes; any ioredis 5 or 6 client fits. A client of yours keeps its

@@ -1,6 +1,6 @@
 import { KeyTable, SlotState } from './key-table';
-import type { JournalRecord } from './store';
-import { clock } from '../clock';
+import type { JournalRecord } from '../store';
+import { clock } from '../../clock';
 
 /** Bytes of arena per record the journal may hold: records of the router's run to about 200. */
 const BYTES_PER_RECORD = 256;

@@ -1,5 +1,5 @@
 import { type HeldState, KeyTable, SlotState } from './key-table';
-import { clock } from '../clock';
+import { clock } from '../../clock';
 
 /** What a claim of a key finds: free (now claimed, with the claim's token), held by a claim, or committed before. */
 export type KeyClaim = number | 'in-flight' | 'handled';

@@ -1,5 +1,5 @@
 import type { PostgresObjects } from './postgres-schema';
-import type { CommitOutcome, JournalRecord, StoreClaim } from './store';
+import type { CommitOutcome, JournalRecord, StoreClaim } from '../store';
 
 /** What a query answers, as node-postgres gives it. */
 export interface PgQueryResult {

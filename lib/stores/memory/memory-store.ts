@@ -1,9 +1,9 @@
 import { MemoryJournal } from './memory-journal';
 import { MemoryKeys } from './memory-keys';
-import { positiveInteger } from './optional-module';
-import type { BeginResult, JournalReadResult, JournalRecord, PostbackStore, StoreClaim } from './store';
-import { clock } from '../clock';
-import { ClaimLostError } from './claim-lost';
+import { positiveInteger } from '../optional-module';
+import type { BeginResult, JournalReadResult, JournalRecord, PostbackStore, StoreClaim } from '../store';
+import { clock } from '../../clock';
+import { ClaimLostError } from '../claim-lost';
 
 export interface MemoryStoreOptions {
   /** Keys kept at most, and as many journal records; the oldest go first. Default 100,000. */
