@@ -12,7 +12,12 @@ export type Ordering = 'final-states' | 'none';
 
 // impact.com: PENDING → APPROVED or REVERSED, and no modification after either (the Partner
 // API's Action states; shared/impact/partner-actions-api.md).
-const FINAL_STATUSES: ReadonlySet<string> = new Set(['APPROVED', 'REVERSED']);
+const FINAL_STATUSES: ReadonlySet<unknown> = new Set(['APPROVED', 'REVERSED']);
+
+/** Whether a status (an event's, or a record's, which may hold anything) is APPROVED or REVERSED. */
+function isFinal(status: unknown): boolean {
+  return FINAL_STATUSES.has(status);
+}
 
 /** What the journal keeps a record of: one action (both routes) or one inquiry; catalog: nothing. */
 export function subjectOf(event: PostbackEvent): string | null {
@@ -37,15 +42,8 @@ export function subjectOf(event: PostbackEvent): string | null {
 export function isStale(event: PostbackEvent, previous: JournalRecord | null, ordering: Ordering): boolean {
   if (ordering === 'none' || previous === null) return false;
   switch (event.kind) {
-    case 'action': {
-      const status = previous['status'];
-      return (
-        event.trigger !== 'clearing' &&
-        event.status === 'PENDING' &&
-        typeof status === 'string' &&
-        FINAL_STATUSES.has(status)
-      );
-    }
+    case 'action':
+      return event.trigger !== 'clearing' && event.status === 'PENDING' && isFinal(previous['status']);
     case 'inquiry':
       return event.state === 'created' && previous['state'] === 'resolved';
     case 'catalog':
@@ -60,9 +58,8 @@ export function isStale(event: PostbackEvent, previous: JournalRecord | null, or
  * so a final state's inbox row can be overtaken by an older state's, and must still be applied.
  */
 export function reachesFinalState(event: PostbackEvent, previous: JournalRecord | null): boolean {
-  if (event.kind !== 'action' || event.trigger === 'clearing' || event.status === undefined) return false;
-  const status = previous?.['status'];
-  return FINAL_STATUSES.has(event.status) && !(typeof status === 'string' && FINAL_STATUSES.has(status));
+  if (event.kind !== 'action' || event.trigger === 'clearing') return false;
+  return isFinal(event.status) && !isFinal(previous?.['status']);
 }
 
 /**
@@ -181,7 +178,7 @@ export function idempotencyKeyOf(event: PostbackEvent, previous: JournalRecord |
   const status = record['status'];
   const change =
     event.kind === 'action'
-      ? event.trigger !== 'clearing' && typeof status === 'string' && FINAL_STATUSES.has(status)
+      ? event.trigger !== 'clearing' && isFinal(status)
         ? ['final', status]
         : [event.trigger === 'clearing' ? 'clearing' : 'state', from, status, decimalOf(record['payout'])]
       : [
