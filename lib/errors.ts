@@ -7,6 +7,8 @@
 /** Every code the router answers with. The README's "Errors" table lists the same set. */
 export const ERROR_STATUS = {
   'method.not_allowed': 405,
+  // Only nodeHandler and fetchHandler answer it (without a `next`): Express and Fastify pass the path on.
+  'route.not_found': 404,
   'ip.forbidden': 403,
   'token.missing': 403,
   'token.invalid': 403,
@@ -63,6 +65,13 @@ export class PostbackError extends Error {
 /** What a postback gets once close() has started: impact.com retries it, to this or another instance. */
 export function routerClosed(): PostbackError {
   return new PostbackError('router.closed', 'this receiver is shutting down; retry later');
+}
+
+export function routeNotFound(): PostbackError {
+  return new PostbackError(
+    'route.not_found',
+    'no postback route here: postbacks go to /actions, /clearing, /inquiries or /catalog below the base path',
+  );
 }
 
 export function isPostbackError(value: unknown): value is PostbackError {

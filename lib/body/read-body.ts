@@ -1,5 +1,3 @@
-import bodyParser from 'body-parser';
-import type { Request, Response } from 'express';
 import { PostbackError, type PostbackErrorCode } from '../errors';
 import { isEmptyBody, planBody, sniffFormat, type BodyFormat } from './content-type';
 import {
@@ -26,54 +24,43 @@ export interface BodyLimits {
   readonly maxFields: number;
 }
 
-type RawParser = (req: Request, res: Response, next: (error?: unknown) => void) => void;
-
 /**
- * Builds the body reader once per router. Reading goes through body-parser's raw parser, which
- * enforces the limit on the inflated bytes (413 before reading when Content-Length is already
- * too large), inflates gzip/deflate/br, and refuses unknown encodings; parsing is ours.
+ * Turns a body into fields, whatever read it: bytes an adapter read (a Node stream, a Fetch
+ * body), or what a host's own parser made of it. Built once per receiver.
  */
-export function createBodyReader(limits: BodyLimits) {
-  const readRaw = bodyParser.raw({ type: () => true, limit: limits.limit, inflate: true }) as unknown as RawParser;
+export interface BodyReader extends BodyLimits {
+  /** The body's bytes, as sent (inflated), into fields by the Content-Type; null for an empty body. */
+  fromBytes(bytes: Uint8Array, contentType: string | undefined): ReceivedBody | null;
+  /** What a host parser that ran first left (express.json() and its kin): an object, text or bytes. */
+  fromParsed(body: unknown, contentType: string | undefined): ReceivedBody | null;
+}
+
+export function createBodyReader(limits: BodyLimits): BodyReader {
   const decoder = new TextDecoder('utf-8', { fatal: true });
 
-  function parseText(text: string, contentType: string | undefined): ReceivedBody | null {
+  function fromText(text: string, contentType: string | undefined): ReceivedBody | null {
     const plan = planBody(contentType);
     if (isEmptyBody(text)) return null;
     const format = plan === 'sniff' ? sniffFormat(text) : plan;
     return { format, record: parseAs(format, text, limits.maxFields) };
   }
 
-  function decode(buffer: Buffer): string {
+  function decode(bytes: Uint8Array): string {
     try {
-      return decoder.decode(buffer);
+      return decoder.decode(bytes);
     } catch {
       throw new PostbackError('body.invalid', 'the body is not valid UTF-8');
     }
   }
 
-  return async function readBody(req: Request, res: Response): Promise<ReceivedBody | null> {
-    const contentType = req.headers['content-type'];
-    // A host app that ran express.json(), express.urlencoded() or express.text() before the
-    // router has consumed the stream already: use what it left instead of waiting for data
-    // that will never come.
-    if (req.readableEnded) return fromParsedBody(req.body as unknown, contentType);
-    planBody(contentType);
-    refuseDeclaredOversize(req, limits.limit);
-    await new Promise<void>((resolve, reject) => {
-      readRaw(req, res, (error) => {
-        if (error === undefined) resolve();
-        else reject(fromBodyParserError(error));
-      });
-    });
-    const body = req.body as unknown;
-    return Buffer.isBuffer(body) ? parseText(decode(body), contentType) : null;
-  };
+  function fromBytes(bytes: Uint8Array, contentType: string | undefined): ReceivedBody | null {
+    return fromText(decode(bytes), contentType);
+  }
 
-  function fromParsedBody(body: unknown, contentType: string | undefined): ReceivedBody | null {
+  function fromParsed(body: unknown, contentType: string | undefined): ReceivedBody | null {
     if (body === undefined || body === null) return null;
-    if (Buffer.isBuffer(body)) return parseText(decode(body), contentType);
-    if (typeof body === 'string') return parseText(body, contentType);
+    if (body instanceof Uint8Array) return fromBytes(body, contentType);
+    if (typeof body === 'string') return fromText(body, contentType);
     if (typeof body !== 'object' || Array.isArray(body)) {
       throw new PostbackError('body.invalid', 'the body must be an object of fields');
     }
@@ -94,17 +81,22 @@ export function createBodyReader(limits: BodyLimits) {
     }
     return { format, record };
   }
+
+  return { limit: limits.limit, maxFields: limits.maxFields, fromBytes, fromParsed };
 }
 
 /**
- * Refuses a body whose declared length is over the limit before reading any of it. body-parser
- * would also refuse it, but only after draining the whole body (to keep the connection usable),
- * which a sender that never sends it turns into a hung request.
+ * Refuses a body whose declared length is over the limit before reading any of it. A reader
+ * that drains the whole body first (to keep the connection usable) turns a sender that never
+ * sends it into a hung request.
  */
-function refuseDeclaredOversize(req: Request, limit: number): void {
-  const encoding = req.headers['content-encoding'];
-  const declared = Number(req.headers['content-length']);
-  if ((encoding === undefined || encoding.toLowerCase() === 'identity') && declared > limit) {
+export function refuseDeclaredOversize(
+  contentEncoding: string | null | undefined,
+  contentLength: string | null | undefined,
+  limit: number,
+): void {
+  const declared = Number(contentLength ?? undefined);
+  if ((contentEncoding == null || contentEncoding.toLowerCase() === 'identity') && declared > limit) {
     throw new PostbackError('body.too_large', 'the body is larger than the limit');
   }
 }

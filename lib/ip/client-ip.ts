@@ -17,15 +17,17 @@ export type ProxyTrust =
  */
 export function resolveClientIp(
   socketAddress: string | undefined,
-  forwardedFor: string | string[] | undefined,
+  forwardedFor: string | readonly string[] | undefined,
   trust: ProxyTrust,
 ): string | null {
-  if (socketAddress === undefined) return null;
-  const socketIp = normalizeIp(socketAddress);
-  if (socketIp === null || trust.kind === 'none') return socketIp;
+  // With trusted hops the peer's own address is never judged, only what the proxies forwarded:
+  // a host that cannot give it (a Fetch host behind its platform's proxy) still finds the client.
+  if (socketAddress === undefined && trust.kind !== 'hops') return null;
+  const socketIp = socketAddress === undefined ? null : normalizeIp(socketAddress);
+  if ((socketAddress !== undefined && socketIp === null) || trust.kind === 'none') return socketIp;
 
   // Node joins repeated X-Forwarded-For headers with ", ", so one list covers both shapes.
-  const header = Array.isArray(forwardedFor) ? forwardedFor.join(',') : (forwardedFor ?? '');
+  const header = typeof forwardedFor === 'string' ? forwardedFor : (forwardedFor?.join(',') ?? '');
   const hops = header === '' ? [] : header.split(',').map((part) => part.trim());
 
   if (trust.kind === 'hops') {
@@ -36,6 +38,7 @@ export function resolveClientIp(
     return entry === undefined ? null : normalizeIp(entry);
   }
 
+  if (socketIp === null) return null;
   let current = socketIp;
   for (let index = hops.length - 1; index >= 0 && trust.isProxy(current); index -= 1) {
     const entry = hops[index];

@@ -1,0 +1,48 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createNodeBodyReader } from '../body/read-node-body';
+import { queryStringOf } from '../body/parse-urlencoded';
+import { routeNotFound } from '../errors';
+import { errorAnswer } from '../core/answer';
+import type { Receiver } from '../core/receiver';
+import { writeAnswer, writeWhenReady } from '../http/write-answer';
+import { belowBasePath, normalizeBasePath } from './base-path';
+
+export interface NodeHandlerOptions {
+  /** Where the routes live: '/impact' serves /impact/actions, /impact/clearing, /impact/inquiries, /impact/catalog. */
+  readonly basePath?: string;
+}
+
+/**
+ * A request listener for `http.createServer`, and for Koa (with `ctx.respond = false`), Polka
+ * and the like. `next`, when given, is called for a path that is not a postback route, and
+ * called before this returns, so a host can tell at once; without it such a path is answered
+ * 404 `route.not_found`.
+ */
+export type NodeHandler = (req: IncomingMessage, res: ServerResponse, next?: (error?: unknown) => void) => void;
+
+export function createNodeHandler(receiver: Receiver, options: NodeHandlerOptions = {}): NodeHandler {
+  const basePath = normalizeBasePath(options.basePath);
+  const readNodeBody = createNodeBodyReader(receiver.bodyReader);
+
+  return function postbackHandler(req, res, next) {
+    const url = req.url ?? '/';
+    const queryAt = url.indexOf('?');
+    const path = queryAt === -1 ? url : url.slice(0, queryAt);
+    const below = belowBasePath(path, basePath);
+    const route = below === undefined ? undefined : receiver.routeOf(below);
+    if (route === undefined) {
+      if (next !== undefined) next();
+      else writeAnswer(res, errorAnswer(req.headers, routeNotFound(), true));
+      return;
+    }
+    const incoming = {
+      method: req.method ?? 'GET',
+      path,
+      query: queryStringOf(url),
+      headers: req.headers,
+      remoteAddress: req.socket.remoteAddress,
+      readBody: () => readNodeBody(req, res),
+    };
+    writeWhenReady(res, receiver.receive(route, incoming), receiver.answerNotWritten);
+  };
+}

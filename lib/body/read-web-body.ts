@@ -1,0 +1,69 @@
+import { Readable, Writable, type Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import zlib from 'node:zlib';
+import { PostbackError } from '../errors';
+import { planBody } from './content-type';
+import { refuseDeclaredOversize, type BodyReader, type ReceivedBody } from './read-body';
+
+/**
+ * Reads a Fetch `Request`'s body (Next.js, Hono, Bun, Deno) as the Node reader reads a Node
+ * request's: the limit counts the inflated bytes, and gzip, deflate and br are inflated (the
+ * encodings body-parser takes). No reader of a host parser's making is used: a Request's body
+ * can be read once, and a host that read it first leaves nothing.
+ */
+export async function readWebBody(request: Request, reader: BodyReader): Promise<ReceivedBody | null> {
+  const contentType = request.headers.get('content-type') ?? undefined;
+  planBody(contentType);
+  const encoding = (request.headers.get('content-encoding') ?? 'identity').trim().toLowerCase();
+  refuseDeclaredOversize(encoding, request.headers.get('content-length'), reader.limit);
+  const inflater = inflaterFor(encoding);
+  if (request.bodyUsed) {
+    throw new PostbackError('internal', 'the request body was read before the postback handler could read it');
+  }
+  if (request.body === null) return null;
+  const chunks: Buffer[] = [];
+  let size = 0;
+  const collect = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      size += chunk.length;
+      if (size > reader.limit) {
+        done(new PostbackError('body.too_large', 'the body is larger than the limit'));
+        return;
+      }
+      chunks.push(chunk);
+      done();
+    },
+  });
+  const source = Readable.fromWeb(request.body);
+  try {
+    await (inflater === null ? pipeline(source, collect) : pipeline(source, inflater, collect));
+  } catch (caught) {
+    throw readFailure(caught);
+  }
+  return reader.fromBytes(Buffer.concat(chunks, size), contentType);
+}
+
+function inflaterFor(encoding: string): Transform | null {
+  switch (encoding) {
+    case 'identity':
+      return null;
+    case 'gzip':
+      return zlib.createGunzip();
+    case 'deflate':
+      return zlib.createInflate();
+    case 'br':
+      return zlib.createBrotliDecompress();
+    default:
+      throw new PostbackError('content_encoding.unsupported', `unsupported content encoding "${encoding}"`);
+  }
+}
+
+/** A body cut short is an aborted request; bytes that do not inflate are an invalid body. */
+function readFailure(caught: unknown): PostbackError {
+  if (caught instanceof PostbackError) return caught;
+  const code = (caught as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && code.startsWith('Z_')) {
+    return new PostbackError('body.invalid', 'the body could not be inflated', { cause: caught });
+  }
+  return new PostbackError('request.aborted', 'the request was aborted', { cause: caught });
+}

@@ -1,0 +1,378 @@
+import type { EventEmitter } from 'node:events';
+import { createBodyReader, fromBodyParserError, type BodyReader, type ReceivedBody } from '../body/read-body';
+import { addField, type FieldRecord, type FieldValue } from '../body/field-record';
+import { parseUrlEncoded } from '../body/parse-urlencoded';
+import { dedupeKey } from '../dedupe/dedupe-key';
+import { callListeners, withTimeout } from '../delivery/call-listeners';
+import { ignore, type DeliveryOutcome } from '../delivery/apply-claim';
+import { ClaimUnits } from '../delivery/claim-unit';
+import { createDirectDelivery } from '../delivery/direct';
+import { createInboxDelivery, type PostbackInbox } from '../delivery/inbox';
+import { listenerFailure } from '../delivery/listener-failure';
+import { PostbackError, routerClosed, type PostbackErrorCode } from '../errors';
+import type { HandledRequest, PostbackEvent, PostbackFormat, PostbackRoute } from '../events';
+import { buildEvent } from '../fields/build-event';
+import { compileFieldIndex, type FieldIndex } from '../fields/field-names';
+import { ACTION_FIELDS, CATALOG_FIELDS, INQUIRY_FIELDS } from '../fields/field-specs';
+import { normalizeFields } from '../fields/normalize-fields';
+import { rebuildEvent } from '../fields/stored-event';
+import { reconcileActions, type ReconcileOptions, type ReconcileReport } from '../reconcile/reconcile';
+import { resolveClientIp } from '../ip/client-ip';
+import { compileAllowList } from '../ip/allow-list';
+import { validateRangeList } from '../ip/ip-ranges';
+import type { NormalizedOptions } from '../options';
+import { compileTokenCheck, TOKEN_HEADER, TOKEN_QUERY_PARAM } from '../token';
+import { createSuccessAnswers, errorAnswer, type Answer } from './answer';
+import type { IncomingPostback } from './incoming';
+import { ROUTE_EVENTS, routeOf } from './routes';
+
+/**
+ * The receiver without a host: it takes a request as any host can describe it and returns the
+ * answer, with the events, stores, journal and delivery behind it. Adapters (lib/adapters/)
+ * turn a host's request into an IncomingPostback and write the Answer back.
+ */
+export interface Receiver {
+  /** The emitter every event goes out on: the object createPostbackRouter returns. */
+  readonly emitter: EventEmitter;
+  /** Turns bodies into fields within the limits; adapters read bytes and hand them to it. */
+  readonly bodyReader: BodyReader;
+  /** The route a path below the mount path serves, or undefined for a path that is not a postback route. */
+  readonly routeOf: (path: string) => PostbackRoute | undefined;
+  /**
+   * Handles one postback and gives its answer. A GET whose store and listeners answer
+   * synchronously (the default store) is answered before this returns, and no promise is
+   * made; it returns a promise only while it waits for a body or for the delivery. Never throws
+   * and never rejects: every outcome is an answer.
+   */
+  readonly receive: (route: PostbackRoute, request: IncomingPostback) => Answer | Promise<Answer>;
+  /**
+   * The answer for a host parser's failure on a postback route (express.json() before the
+   * router), as the receiver answers its own parser's: its format, its codes, a `rejected` event.
+   */
+  readonly refuseParserError: (route: PostbackRoute, request: IncomingPostback, caught: unknown) => Answer;
+  /** Reports that an answer could not be written (the host's response threw). */
+  readonly answerNotWritten: (error: unknown) => void;
+  readonly inbox: PostbackInbox | null;
+  readonly close: (options?: { readonly timeoutMs?: number }) => Promise<void>;
+  readonly reconcile: (options: ReconcileOptions) => Promise<ReconcileReport>;
+  readonly setAllowedIps: (allowedIps: readonly string[]) => void;
+}
+
+export function createReceiver(emitter: EventEmitter, settings: NormalizedOptions): Receiver {
+  /** The allow-list in force; setAllowedIps() swaps it. */
+  let isAllowedIp = settings.isAllowedIp;
+  const fieldIndexes: Readonly<Record<PostbackRoute, FieldIndex>> = {
+    actions: compileFieldIndex(ACTION_FIELDS, settings.hostFieldKeys),
+    clearing: compileFieldIndex(ACTION_FIELDS, settings.hostFieldKeys),
+    inquiries: compileFieldIndex(INQUIRY_FIELDS, settings.hostFieldKeys),
+    catalog: compileFieldIndex(CATALOG_FIELDS, settings.hostFieldKeys),
+  };
+  const bodyReader = createBodyReader({ limit: settings.limit, maxFields: settings.maxFields });
+  const checkToken = settings.tokens.length > 0 ? compileTokenCheck(settings.tokens) : null;
+  const successAnswer = createSuccessAnswers(settings.successResponse);
+
+  /** Emits `error` only to listeners the host registered: with none, Node would throw. */
+  function reportError(error: PostbackError): void {
+    if (emitter.listenerCount('error') === 0) return;
+    void callListeners(emitter, 'error', [error]);
+  }
+
+  /** Emits a notification (`rejected`, `duplicate`, `dead`, `handled`) without letting a listener's failure escape. */
+  function notify(eventName: 'rejected' | 'duplicate' | 'dead' | 'handled', ...args: readonly unknown[]): void {
+    if (emitter.listenerCount(eventName) === 0) return;
+    void callListeners(emitter, eventName, args).then((failures) => {
+      for (const failure of failures) {
+        reportError(listenerFailure(eventName, failure, settings.tokens));
+      }
+    });
+  }
+
+  /** Claims being worked on asynchronously, which close() waits for and, past its timeout, gives up. */
+  const units = new ClaimUnits();
+  /** Aborted by close(): a reconciliation under way stops, and no delivery begins. */
+  const stopping = new AbortController();
+  const inboxDelivery =
+    settings.delivery.mode === 'inbox'
+      ? createInboxDelivery(
+          emitter,
+          settings.delivery.inbox,
+          { ...settings, ...settings.delivery },
+          reportError,
+          units,
+          (eventName, args) => {
+            notify(eventName, ...args);
+          },
+          (row) => rebuildEvent(row, fieldIndexes),
+          (event) => ROUTE_EVENTS[event.meta.route],
+        )
+      : null;
+  const directDelivery = createDirectDelivery(emitter, settings.store, settings, reportError, units, stopping.signal);
+  const deliver =
+    inboxDelivery === null ? directDelivery : (_eventName: string, event: PostbackEvent) => inboxDelivery.arrive(event);
+  /** Requests being handled now, so that close() can wait for them. */
+  const handling = new Set<Promise<unknown>>();
+  let closing: Promise<void> | null = null;
+
+  function track(pending: Promise<unknown>): void {
+    const settled = pending.then(ignore, ignore);
+    handling.add(settled);
+    void settled.finally(() => handling.delete(settled));
+  }
+
+  /** Takes the secret out of the fields (it must never reach `raw` or a log) and checks it. */
+  function checkSecret(query: FieldRecord, request: IncomingPostback): void {
+    if (checkToken === null) return;
+    const presented: string[] = [];
+    const fromQuery = query[TOKEN_QUERY_PARAM];
+    Reflect.deleteProperty(query, TOKEN_QUERY_PARAM);
+    if (typeof fromQuery === 'string') presented.push(fromQuery);
+    const fromHeader = request.headers[TOKEN_HEADER];
+    if (typeof fromHeader === 'string') presented.push(fromHeader);
+    const verdict = checkToken(presented);
+    if (verdict === 'missing') throw new PostbackError('token.missing', 'a postback token is required');
+    if (verdict === 'invalid') throw new PostbackError('token.invalid', 'the postback token is not valid');
+  }
+
+  /** Fixed query parameters of a POST URL join the body's fields (most POST URLs have none). */
+  function withQueryFields(query: FieldRecord, bodyFields: FieldRecord): FieldRecord {
+    let empty = true;
+    for (const _ in query) {
+      empty = false;
+      break;
+    }
+    if (empty) return bodyFields;
+    for (const key in bodyFields) addField(query, key, bodyFields[key] as FieldValue);
+    return query;
+  }
+
+  function clientIp(request: IncomingPostback): string | null {
+    return resolveClientIp(request.remoteAddress, request.headers['x-forwarded-for'], settings.proxyTrust);
+  }
+
+  /** The refusal of a sender the allow-list does not hold, or whose address is unknown. */
+  function forbidden(request: IncomingPostback, ip: string | null): PostbackError {
+    // A Fetch host gives no socket: say what the host must pass rather than refuse in silence.
+    if (request.remoteAddress === undefined && ip === null) {
+      return new PostbackError(
+        'ip.forbidden',
+        'the client address is unknown: the host must pass it (fetchHandler: { clientAddress }) or set trustProxy',
+      );
+    }
+    return new PostbackError('ip.forbidden', 'this address may not send postbacks');
+  }
+
+  /** One `handled` event per answered request, for metrics; built only when someone listens. */
+  function reportHandled(
+    handlingOf: Handling,
+    status: number,
+    code: PostbackErrorCode | null,
+    outcome: HandledRequest['outcome'],
+  ): void {
+    const { started, route, format, ip } = handlingOf;
+    if (started < 0) return;
+    const durationMs = performance.now() - started;
+    notify('handled', { route, format, status, code, outcome, durationMs, ip } satisfies HandledRequest);
+  }
+
+  /**
+   * Answers a refusal (4xx, with a `rejected` event) or a failure (5xx, with an `error` event),
+   * and reports it as handled.
+   */
+  function refuse(handlingOf: Handling, error: PostbackError): Answer {
+    const { request, ip, bodyRead } = handlingOf;
+    if (error.status >= 500) reportError(error);
+    else
+      notify('rejected', {
+        code: error.code,
+        status: error.status,
+        message: error.message,
+        ip,
+        method: request.method,
+        path: request.path,
+      });
+    const answer = errorAnswer(request.headers, error, !bodyRead);
+    reportHandled(handlingOf, error.status, error.code, error.status >= 500 ? 'failed' : 'rejected');
+    return answer;
+  }
+
+  /** A request being handled, and what is known of it for its answer and its `handled` report. */
+  interface Handling {
+    readonly request: IncomingPostback;
+    readonly route: PostbackRoute;
+    readonly receivedAt: Date;
+    readonly started: number;
+    ip: string | null;
+    format: PostbackFormat | null;
+    bodyRead: boolean;
+  }
+
+  function startHandling(route: PostbackRoute, request: IncomingPostback): Handling {
+    return {
+      request,
+      route,
+      receivedAt: new Date(),
+      // Nothing is measured for nobody: without a `handled` listener, no clock is read.
+      started: emitter.listenerCount('handled') === 0 ? -1 : performance.now(),
+      ip: null,
+      format: null,
+      bodyRead: false,
+    };
+  }
+
+  function receive(route: PostbackRoute, request: IncomingPostback): Answer | Promise<Answer> {
+    const handlingOf = startHandling(route, request);
+    try {
+      if (closing !== null) throw routerClosed();
+      const ip = clientIp(request);
+      handlingOf.ip = ip;
+      // Checked before anything else is read: a refused sender costs no parsing.
+      if (ip === null || !isAllowedIp(ip)) throw forbidden(request, ip);
+      // Hosts answer HEAD through GET routes; a HEAD must never credit anything.
+      const { method } = request;
+      if (method !== 'GET' && method !== 'POST') {
+        throw new PostbackError('method.not_allowed', `method ${method} is not allowed; use GET or POST`);
+      }
+      const query = parseUrlEncoded(request.query, settings.maxFields);
+      checkSecret(query, request);
+      if (method === 'GET') return handleFields(handlingOf, ip, query, null);
+      const answered = request.readBody().then(
+        (body) => handleFields(handlingOf, ip, query, body),
+        (caught: unknown) => refuseCaught(handlingOf, caught),
+      );
+      track(answered);
+      return answered;
+    } catch (caught) {
+      return refuseCaught(handlingOf, caught);
+    }
+  }
+
+  /** Turns the fields received (the query's, and the body's if any) into an event, delivers it and answers by the outcome. */
+  function handleFields(
+    handlingOf: Handling,
+    ip: string,
+    query: FieldRecord,
+    body: ReceivedBody | null,
+  ): Answer | Promise<Answer> {
+    handlingOf.bodyRead = true;
+    const { route } = handlingOf;
+    try {
+      const received = body === null ? query : withQueryFields(query, body.record);
+      const format = body?.format ?? 'query';
+      handlingOf.format = format;
+      const normalized = normalizeFields(received, fieldIndexes[route]);
+      const meta = {
+        receivedAt: handlingOf.receivedAt,
+        ip,
+        format,
+        route,
+        path: handlingOf.request.path,
+        key: dedupeKey(route, normalized.canonical),
+      } as const;
+      const event = buildEvent(route, normalized, received, meta);
+      const delivered = deliver(ROUTE_EVENTS[route], event);
+      if (!(delivered instanceof Promise)) return answer(handlingOf, event, delivered);
+      const answered = delivered.then(
+        (outcome) => answer(handlingOf, event, outcome),
+        (caught: unknown) => refuseCaught(handlingOf, caught),
+      );
+      track(answered);
+      return answered;
+    } catch (caught) {
+      return refuseCaught(handlingOf, caught);
+    }
+  }
+
+  function answer(handlingOf: Handling, event: PostbackEvent, outcome: DeliveryOutcome): Answer {
+    if (outcome.kind === 'failed') {
+      reportHandled(handlingOf, outcome.error.status, outcome.error.code, 'failed');
+      return errorAnswer(handlingOf.request.headers, outcome.error, false);
+    }
+    // Only reconciliation, which answers nobody, is overtaken: a postback is a duplicate then.
+    const kind = outcome.kind === 'overtaken' ? 'duplicate' : outcome.kind;
+    if (kind === 'duplicate') notify('duplicate', event);
+    // With the inbox, a 2xx means stored: the worker delivers it afterwards.
+    const answered = inboxDelivery !== null && kind === 'delivered' ? 'stored' : kind;
+    const success = successAnswer(handlingOf.request.headers, answered);
+    reportHandled(handlingOf, success.status, null, answered);
+    return success;
+  }
+
+  /** Refuses the request for what was thrown: a PostbackError as it is, anything else as `internal`. */
+  function refuseCaught(handlingOf: Handling, caught: unknown): Answer {
+    const error =
+      caught instanceof PostbackError
+        ? caught
+        : new PostbackError('internal', 'the postback could not be processed', { cause: caught });
+    return refuse(handlingOf, error);
+  }
+
+  function refuseParserError(route: PostbackRoute, request: IncomingPostback, caught: unknown): Answer {
+    const handlingOf = startHandling(route, request);
+    handlingOf.bodyRead = true;
+    const ip = clientIp(request);
+    handlingOf.ip = ip;
+    // The allow-list first, as on the receiver's own path: a refused sender learns nothing of its body.
+    const error = ip === null || !isAllowedIp(ip) ? forbidden(request, ip) : fromBodyParserError(caught);
+    return refuse(handlingOf, error);
+  }
+
+  function answerNotWritten(error: unknown): void {
+    reportError(new PostbackError('internal', 'the answer could not be written', { cause: error }));
+  }
+
+  function setAllowedIps(allowedIps: readonly string[]): void {
+    // Compiled whole before the swap: a list that fails its check changes nothing.
+    isAllowedIp = compileAllowList(validateRangeList('allowedIps', allowedIps));
+  }
+
+  // Reconciled actions go the direct way in both delivery modes: the store's claim keeps them
+  // apart from postbacks of the same action, and the report can say what was delivered.
+  async function reconcile(reconcileOptions: ReconcileOptions): Promise<ReconcileReport> {
+    const { store } = settings;
+    if (store.readJournal === undefined) {
+      throw new TypeError('reconcile() needs a store whose journal can be read (readJournal); option store has none');
+    }
+    if (closing !== null) throw new PostbackError('router.closed', 'this receiver is shutting down');
+    const reconciling = reconcileActions(reconcileOptions, {
+      readJournal: store.readJournal.bind(store),
+      ordering: settings.ordering,
+      deliver: async (event, readKey) => directDelivery('action', event, readKey),
+      stopped: stopping.signal,
+    });
+    track(reconciling);
+    return reconciling;
+  }
+
+  function close(closeOptions: { readonly timeoutMs?: number } = {}): Promise<void> {
+    closing ??= (async () => {
+      stopping.abort();
+      const timeoutMs = closeOptions.timeoutMs ?? settings.listenerTimeout;
+      const deadline = Date.now() + timeoutMs;
+      const inboxStopped = inboxDelivery?.stop(timeoutMs);
+      await withTimeout(Promise.all([...handling]), timeoutMs, undefined);
+      // Claims still worked on after their answer (listeners past the timeout, a commit tried
+      // again) end before the store closes; those that do not by the deadline are given up.
+      await units.drain(deadline - Date.now());
+      await inboxStopped;
+      await withTimeout(
+        Promise.resolve(settings.store.close?.()),
+        Math.max(0, deadline - Date.now()) + 1000,
+        undefined,
+      );
+    })();
+    return closing;
+  }
+
+  return {
+    emitter,
+    bodyReader,
+    routeOf,
+    receive,
+    refuseParserError,
+    answerNotWritten,
+    inbox: inboxDelivery?.admin ?? null,
+    close,
+    reconcile,
+    setAllowedIps,
+  };
+}
