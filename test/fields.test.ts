@@ -2,6 +2,7 @@ import express from 'express';
 import { expect } from 'chai';
 import request from 'supertest';
 import { createApp, errorCode } from './helpers/create-app';
+import { HOST_RUNS_EXPRESS_MIDDLEWARE } from './helpers/hosts';
 import { FORMATS, INQUIRY, TRACKED_ACTION } from './helpers/fixtures';
 import { send } from './helpers/send';
 
@@ -84,7 +85,7 @@ describe('fields', () => {
         { name: 'a JSON body', contentType: 'application/json', body: json, before: [] },
         { name: 'an XML body', contentType: 'application/xml', body: xml, before: [] },
         { name: 'a body express.json() parsed', contentType: 'application/json', body: json, before: [express.json()] },
-      ];
+      ].filter(({ before }) => HOST_RUNS_EXPRESS_MIDDLEWARE || before.length === 0);
       for (const { name, contentType, body, before } of cases) {
         it(`from ${name}`, async () => {
           const { app, events } = createApp({}, { before });

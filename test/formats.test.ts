@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import express from 'express';
 import request from 'supertest';
 import { comparable, createApp, errorCode } from './helpers/create-app';
+import { HOST_RUNS_EXPRESS_MIDDLEWARE } from './helpers/hosts';
 import { CATALOG, encode, FORMATS, INQUIRY, toQuery, toXml, TRACKED_ACTION } from './helpers/fixtures';
 import { send, sendBytes } from './helpers/send';
 
@@ -149,7 +150,9 @@ describe('content negotiation', () => {
     });
   });
 
-  describe('when the host app parsed the body already', () => {
+  // Only where Express middleware can run first: Fastify's plugin reads past the host's parsers,
+  // and a Fetch body can be read once (test/hosts.test.ts has theirs).
+  (HOST_RUNS_EXPRESS_MIDDLEWARE ? describe : describe.skip)('when the host app parsed the body already', () => {
     const parsers = [
       { name: 'express.json()', parser: express.json(), format: 'json' },
       { name: 'express.urlencoded()', parser: express.urlencoded({ extended: false }), format: 'form' },

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Express } from 'express';
+import type http from 'node:http';
 import request from 'supertest';
 import type { ReconcileOptions } from '../../lib';
 import { FakeActionsApi } from '../helpers/fake-actions-api';
@@ -14,7 +14,7 @@ export function lifecycle(id: string, status: string, payout: string): string {
 }
 
 /** Sends like impact.com: again and again until the answer is 2xx; gives every status seen. */
-export async function sendUntilAcknowledged(app: Express, url: string, tries = 60): Promise<number[]> {
+export async function sendUntilAcknowledged(app: http.RequestListener, url: string, tries = 60): Promise<number[]> {
   const statuses: number[] = [];
   for (let attempt = 0; attempt < tries; attempt += 1) {
     const { status } = await request(app).get(url);

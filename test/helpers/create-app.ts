@@ -1,4 +1,6 @@
-import express, { type Express } from 'express';
+import type http from 'node:http';
+import express from 'express';
+import { hostApp, HOST } from './hosts';
 import {
   createPostbackRouter,
   type ActionEvent,
@@ -24,7 +26,8 @@ export interface Recorded {
 }
 
 export interface TestApp<T = undefined> {
-  readonly app: Express;
+  /** The host serving the router (Express, or the host POSTBACK_HOST names), as a request listener. */
+  readonly app: http.RequestListener;
   readonly postbacks: PostbackRouter<T>;
   readonly events: Recorded;
 }
@@ -47,9 +50,6 @@ export function createApp<T = undefined>(
   options: Partial<PostbackRouterOptions<T>> = {},
   setup: CreateAppOptions = {},
 ): TestApp<T> {
-  const app = express();
-  app.disable('x-powered-by');
-  for (const middleware of setup.before ?? []) app.use(middleware);
   const postbacks = createPostbackRouter<T>({ allowedIps: LOOPBACK, ...options });
   const events: Recorded = {
     action: [],
@@ -69,7 +69,14 @@ export function createApp<T = undefined>(
   postbacks.on('duplicate', (event) => void events.duplicate.push(event));
   postbacks.on('rejected', (rejection) => void events.rejected.push(rejection));
   postbacks.on('error', (error) => void events.error.push(error));
-  app.use(setup.mountPath ?? '/impact', postbacks.router);
+  const mountPath = setup.mountPath ?? '/impact';
+  if (HOST !== 'express') {
+    return { app: hostApp(postbacks, mountPath, setup.before ?? []), postbacks, events };
+  }
+  const app = express();
+  app.disable('x-powered-by');
+  for (const middleware of setup.before ?? []) app.use(middleware);
+  app.use(mountPath, postbacks.router);
   return { app, postbacks, events };
 }
 

@@ -1,9 +1,14 @@
-import type { Express } from 'express';
+import type http from 'node:http';
 import request from 'supertest';
 import { encode, type Format } from './fixtures';
 
 /** Sends one postback to `path` in `format`. */
-export function send(app: Express, path: string, format: Format, fields: Readonly<Record<string, string>>) {
+export function send(
+  app: http.RequestListener,
+  path: string,
+  format: Format,
+  fields: Readonly<Record<string, string>>,
+) {
   const { method, query, contentType, body } = encode(format, fields);
   if (method === 'GET') return request(app).get(`${path}${query}`);
   return request(app)
@@ -13,7 +18,7 @@ export function send(app: Express, path: string, format: Format, fields: Readonl
 }
 
 /** Sends bytes exactly as given, whatever the Content-Type (superagent would re-serialise JSON). */
-export function sendBytes(app: Express | string, path: string, contentType: string | null, bytes: Buffer) {
+export function sendBytes(app: http.RequestListener | string, path: string, contentType: string | null, bytes: Buffer) {
   const req = request(app).post(path);
   if (contentType === null) req.unset('Content-Type');
   else req.set('Content-Type', contentType);
