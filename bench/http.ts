@@ -1,6 +1,6 @@
 /**
- * HTTP benchmark: for each format, a bare node:http server, a hand-written Express route and
- * the router, measured interleaved in one run with autocannon on loopback (no pipelining,
+ * HTTP benchmark: for each format, a bare node:http server, a hand-written Express route, the
+ * router in Express, and the receiver through each other host's adapter, measured interleaved in one run with autocannon on loopback (no pipelining,
  * bounded in time). Every request carries a new action id, so the router does its full work
  * (a dedupe claim and commit, and an emit) on each. Prints a table; returns the results.
  *
@@ -14,7 +14,9 @@ import path from 'node:path';
 import autocannon from 'autocannon';
 import { encode, FORMATS, TRACKED_ACTION, type Format } from '../test/helpers/fixtures';
 
-export const TARGETS = ['floor', 'express', 'router'] as const;
+export const TARGETS = ['floor', 'express', 'router', 'node', 'fetch', 'fastify'] as const;
+/** The hosts beside Express, reported as `adapters` in bench/results.json. */
+export const ADAPTERS = ['node', 'fetch', 'fastify'] as const;
 export type Target = (typeof TARGETS)[number];
 
 export interface Measurement {
@@ -157,6 +159,20 @@ export function printHttpTable(results: HttpResults): void {
     lines.push(
       `| ${format} | ${row.floor.rps} | ${row.express.rps} | ${row.router.rps} | ${row.ratio.toFixed(2)} | ${row.floor.p50} / ${row.express.p50} / ${row.router.p50} | ${row.floor.p99} / ${row.express.p99} / ${row.router.p99} |`,
     );
+  }
+  lines.push(
+    '',
+    '| format | host | req/s | / express | / floor | p50 (ms) | p99 (ms) | p99 express (ms) |',
+    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+  );
+  for (const format of FORMATS) {
+    const row = results[format];
+    for (const host of ADAPTERS) {
+      const cell = row[host];
+      lines.push(
+        `| ${format} | ${host} | ${cell.rps} | ${(cell.rps / row.express.rps).toFixed(2)} | ${(cell.rps / row.floor.rps).toFixed(2)} | ${cell.p50} | ${cell.p99} | ${row.express.p99} |`,
+      );
+    }
   }
   console.log(lines.join('\n'));
 }

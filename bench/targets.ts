@@ -1,13 +1,17 @@
 /**
- * The three servers the HTTP benchmark compares, one per child process (TARGET=...):
+ * The servers the HTTP benchmark compares, one per child process (TARGET=...):
  * - floor: bare node:http that parses the same body and answers 200 (what Node itself costs);
  * - express: the route a user would write by hand, with Express's parsers and xml2js;
- * - router: this package, allow-list on, default store, a listener that does nothing.
+ * - router: this package in Express, allow-list on, default store, a listener that does nothing;
+ * - node, fetch, fastify: the same receiver through nodeHandler on node:http, fetchHandler behind
+ *   @hono/node-server's listener, and fastifyPlugin in Fastify.
  * The router is the compiled package (dist/, built by `npm run bench` first), as users run it:
  * under tsx, every call between this package's modules would go through an export getter.
  */
 import http from 'node:http';
+import { getRequestListener, type Http2Bindings, type HttpBindings } from '@hono/node-server';
 import express from 'express';
+import Fastify from 'fastify';
 import { parseStringPromise } from 'xml2js';
 import path from 'node:path';
 import {
@@ -106,22 +110,62 @@ function storeOptions(): Partial<PostbackRouterOptions<unknown>> {
 /** With delivery: 'inbox', the router's inbox: the stores benchmark waits for it to empty. */
 let inbox: PostbackInbox | null = null;
 
-function router(): http.RequestListener {
-  const app = express();
+function receiver() {
   const postbacks = createPostbackRouter({ allowedIps: ['127.0.0.1', '::1'], ...storeOptions() });
   postbacks.on('action', () => undefined);
   inbox = postbacks.inbox;
-  app.use('/impact', postbacks.router);
+  return postbacks;
+}
+
+function router(): http.RequestListener {
+  const app = express();
+  app.use('/impact', receiver().router);
   return app;
 }
 
+function nodeHost(): http.RequestListener {
+  const handle = receiver().nodeHandler({ basePath: '/impact' });
+  return (req, res) => {
+    handle(req, res);
+  };
+}
+
+function fetchHost(): http.RequestListener {
+  const handle = receiver().fetchHandler({ basePath: '/impact' });
+  const listener = getRequestListener((request, env: HttpBindings | Http2Bindings) =>
+    handle(request, { clientAddress: env.incoming.socket.remoteAddress }),
+  );
+  return (req, res) => {
+    void listener(req, res);
+  };
+}
+
+/** Fastify's router as a plain listener, once the app is ready, as Fastify's own server runs it. */
+async function fastifyHost(): Promise<http.RequestListener> {
+  const app = Fastify();
+  await app.register(receiver().fastifyPlugin, { prefix: '/impact' });
+  await app.ready();
+  return (req, res) => {
+    app.routing(req, res);
+  };
+}
+
+const LISTENERS: Record<string, () => http.RequestListener | Promise<http.RequestListener>> = {
+  floor,
+  express: handWrittenExpress,
+  router,
+  node: nodeHost,
+  fetch: fetchHost,
+  fastify: fastifyHost,
+};
 const target = process.env['TARGET'] ?? 'router';
-const listener = target === 'floor' ? floor() : target === 'express' ? handWrittenExpress() : router();
-const server = http.createServer(listener);
-server.keepAliveTimeout = 30_000;
-server.listen(0, '127.0.0.1', () => {
-  const address = server.address();
-  process.send?.({ port: typeof address === 'object' && address !== null ? address.port : 0 });
+void Promise.resolve((LISTENERS[target] ?? router)()).then((listener) => {
+  const server = http.createServer(listener);
+  server.keepAliveTimeout = 30_000;
+  server.listen(0, '127.0.0.1', () => {
+    const address = server.address();
+    process.send?.({ port: typeof address === 'object' && address !== null ? address.port : 0 });
+  });
 });
 // Exit normally on SIGINT, so that --cpu-prof writes its profile.
 process.on('SIGINT', () => process.exit(0));
