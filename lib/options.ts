@@ -224,8 +224,8 @@ function normalizeSuccessResponse(value: unknown): NormalizedOptions['successRes
   if (contentType !== undefined && (typeof contentType !== 'string' || !/^[\w.+-]+\/[\w.+-]+/.test(contentType))) {
     throw new TypeError('option successResponse.contentType must be a media type such as "text/plain"');
   }
-  if (normalizedStatus === 204 && body !== undefined && body !== '') {
-    throw new TypeError('option successResponse.body must be empty with status 204');
+  if ((normalizedStatus === 204 || normalizedStatus === 205) && body !== undefined && body !== '') {
+    throw new TypeError(`option successResponse.body must be empty with status ${normalizedStatus}`);
   }
   return Object.freeze({
     status: normalizedStatus,

@@ -1,11 +1,12 @@
 import http from 'node:http';
+import zlib from 'node:zlib';
 import { expect } from 'chai';
 import Fastify from 'fastify';
 import Koa from 'koa';
 import request from 'supertest';
 import { createPostbackRouter, type ActionEvent, type Rejection } from '../lib';
 import { LOOPBACK } from './helpers/create-app';
-import { startServer } from './helpers/server';
+import { rawExchange, startServer, statusOf } from './helpers/server';
 
 /** A JSON postback whose payout keeps its text only if nothing parsed it into a number first. */
 const JSON_WITH_NUMBER = '{"ActionId":"8882.1","Status":"pending","Payout":27.750}';
@@ -91,10 +92,74 @@ describe('hosts beside Express', () => {
         new Request('http://127.0.0.1/impact/actions?ActionId=1', { headers: { 'x-forwarded-for': '127.0.0.1' } }),
       );
       expect(response.status).to.equal(403);
-      expect(await response.text()).to.match(/^ip\.forbidden: /);
+      // The sender learns nothing of the setup; the host's event says what to pass.
+      expect(await response.text()).to.equal('ip.forbidden: this address may not send postbacks');
       expect(actions).to.deep.equal([]);
       expect(rejected.map((rejection) => rejection.code)).to.deep.equal(['ip.forbidden']);
       expect(rejected[0]?.message).to.include('clientAddress').and.include('trustProxy');
+    });
+
+    it('answers a successResponse of 205 with no body, as a standard Response must, and a retry as a duplicate', async () => {
+      const postbacks = createPostbackRouter({ allowedIps: LOOPBACK, successResponse: { status: 205 } });
+      const { actions } = recorded(postbacks);
+      const handler = postbacks.fetchHandler({ basePath: '/impact' });
+      const send = () =>
+        handler(new Request('http://127.0.0.1/impact/actions?ActionId=205.1'), { clientAddress: '127.0.0.1' });
+      const first = await send();
+      const again = await send();
+      expect([first.status, again.status]).to.deep.equal([205, 205]);
+      expect([await first.text(), again.headers.get('x-postback-outcome')]).to.deep.equal(['', 'duplicate']);
+      expect(actions).to.have.length(1);
+    });
+
+    it('refuses a body shorter than its Content-Length (400 body.invalid), with no event', async () => {
+      const postbacks = createPostbackRouter({ allowedIps: LOOPBACK });
+      const { actions } = recorded(postbacks);
+      const sent = 'ActionId=7.1&Status=pending&Payout=1000.00';
+      const cut = new ReadableStream<Uint8Array>({
+        start(controller) {
+          // The sender meant Payout=1000.00: a stream that ends early must not credit 100.
+          controller.enqueue(new TextEncoder().encode(sent.slice(0, -4)));
+          controller.close();
+        },
+      });
+      const response = await postbacks.fetchHandler({ basePath: '/impact' })(
+        new Request('http://127.0.0.1/impact/actions', {
+          method: 'POST',
+          headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': String(sent.length) },
+          body: cut,
+          duplex: 'half',
+        }),
+        { clientAddress: '127.0.0.1' },
+      );
+      expect(response.status).to.equal(400);
+      expect(await response.text()).to.match(/^body\.invalid: /);
+      expect(actions).to.deep.equal([]);
+    });
+
+    it('refuses br bytes that do not inflate as an invalid body, as the Node hosts do', async () => {
+      const postbacks = createPostbackRouter({ allowedIps: LOOPBACK });
+      const handler = postbacks.fetchHandler({ basePath: '/impact' });
+      const post = (encoding: string, body: Uint8Array) =>
+        handler(
+          new Request('http://127.0.0.1/impact/actions', {
+            method: 'POST',
+            headers: { 'content-type': 'application/json', 'content-encoding': encoding },
+            body,
+          }),
+          { clientAddress: '127.0.0.1' },
+        );
+      const garbage = new TextEncoder().encode('this is not compressed at all');
+      for (const encoding of ['br', 'gzip', 'deflate']) {
+        const response = await post(encoding, garbage);
+        expect([encoding, response.status, (await response.text()).split(':')[0]]).to.deep.equal([
+          encoding,
+          400,
+          'body.invalid',
+        ]);
+      }
+      const good = await post('br', zlib.brotliCompressSync('{"ActionId":"9.1"}'));
+      expect(good.status).to.equal(503); // listener.missing: read and parsed, nobody listens
     });
 
     it('answers 404 route.not_found for a path that is not a postback route, with no event', async () => {
@@ -136,6 +201,48 @@ describe('hosts beside Express', () => {
         await request(server.base).get('/impact/actions?ActionId=1').expect(200, 'OK');
         expect(passedOn).to.deep.equal(['/impact/inquiry', '/impactx/actions']);
         expect(actions).to.have.length(1);
+      } finally {
+        await server.close();
+      }
+    });
+
+    it('refuses a body a host parser consumed without leaving it in req.body (500 internal), with no event', async () => {
+      const postbacks = createPostbackRouter({ allowedIps: LOOPBACK });
+      const { actions } = recorded(postbacks);
+      const handle = postbacks.nodeHandler({ basePath: '/impact' });
+      // As @koa/bodyparser does: the stream read to its end, the fields put elsewhere (ctx.request.body).
+      const server = await startServer((req, res) => {
+        req.resume();
+        req.on('end', () => {
+          handle(req, res);
+        });
+      });
+      try {
+        const res = await request(server.base)
+          .post('/impact/actions?ActionId=2.1&Status=pending')
+          .type('form')
+          .send('Payout=1000.00')
+          .expect(500);
+        expect(res.text).to.match(/^internal: /);
+        expect(actions).to.deep.equal([]);
+      } finally {
+        await server.close();
+      }
+    });
+
+    it('serves an absolute-form request target (GET http://host/impact/actions) as Express does', async () => {
+      const postbacks = createPostbackRouter({ allowedIps: LOOPBACK });
+      const { actions } = recorded(postbacks);
+      const handle = postbacks.nodeHandler({ basePath: '/impact' });
+      const server = await startServer((req, res) => {
+        handle(req, res);
+      });
+      try {
+        const answer = await rawExchange(server.port, [
+          'GET http://shop.example/impact/actions?ActionId=3.1 HTTP/1.1\r\nHost: shop.example\r\nConnection: close\r\n\r\n',
+        ]);
+        expect(statusOf(answer)).to.equal(200);
+        expect(actions.map((event) => [event.actionId, event.meta.path])).to.deep.equal([['3.1', '/impact/actions']]);
       } finally {
         await server.close();
       }

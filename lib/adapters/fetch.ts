@@ -1,5 +1,5 @@
 import { readWebBody } from '../body/read-web-body';
-import { errorAnswer, type Answer } from '../core/answer';
+import { errorAnswer, isBodiless, type Answer } from '../core/answer';
 import type { IncomingPostback, RequestHeaders } from '../core/incoming';
 import type { Receiver } from '../core/receiver';
 import { routeNotFound } from '../errors';
@@ -54,7 +54,7 @@ function headerRecord(headers: Headers): RequestHeaders {
 }
 
 function toResponse(answer: Answer): Response {
-  // A Response of status 204 (or 304) may not have a body, not even an empty one.
-  const body = answer.status === 204 || answer.body === '' ? null : answer.body;
+  // A standard Response of status 204 or 205 may not have a body, not even an empty one.
+  const body = isBodiless(answer.status) || answer.body === '' ? null : answer.body;
   return new Response(body, { status: answer.status, headers: answer.headers });
 }

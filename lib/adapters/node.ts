@@ -25,7 +25,7 @@ export function createNodeHandler(receiver: Receiver, options: NodeHandlerOption
   const readNodeBody = createNodeBodyReader(receiver.bodyReader);
 
   return function postbackHandler(req, res, next) {
-    const url = req.url ?? '/';
+    const url = originForm(req.url ?? '/');
     const queryAt = url.indexOf('?');
     const path = queryAt === -1 ? url : url.slice(0, queryAt);
     const below = belowBasePath(path, basePath);
@@ -45,4 +45,14 @@ export function createNodeHandler(receiver: Receiver, options: NodeHandlerOption
     };
     writeWhenReady(res, receiver.receive(route, incoming), receiver.answerNotWritten);
   };
+}
+
+/**
+ * A request target in absolute form (`GET http://host/impact/actions`, which proxies send) as
+ * its path and query, as Express reads it; any other target as it came.
+ */
+function originForm(url: string): string {
+  if (url.startsWith('/') || !URL.canParse(url)) return url;
+  const { pathname, search } = new URL(url);
+  return pathname + search;
 }

@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import bodyParser from 'body-parser';
+import { PostbackError } from '../errors';
 import { planBody } from './content-type';
 import { fromBodyParserError, refuseDeclaredOversize, type BodyReader, type ReceivedBody } from './read-body';
 
@@ -21,7 +22,15 @@ export function createNodeBodyReader(reader: BodyReader) {
     // A host app that ran express.json(), express.urlencoded() or express.text() before the
     // router has consumed the stream already: use what it left instead of waiting for data
     // that will never come.
-    if (req.readableEnded) return reader.fromParsed(req.body, contentType);
+    if (req.readableEnded) {
+      // Read to its end by someone who left nothing where a parser leaves it (Koa's body
+      // parsers keep it on ctx.request.body): the fields are gone, and an empty body would
+      // credit what the query alone says.
+      if (req.body === undefined) {
+        throw new PostbackError('internal', 'the body was read before the postback handler could read it');
+      }
+      return reader.fromParsed(req.body, contentType);
+    }
     planBody(contentType);
     refuseDeclaredOversize(req.headers['content-encoding'], req.headers['content-length'], reader.limit);
     await new Promise<void>((resolve, reject) => {

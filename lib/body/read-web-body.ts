@@ -35,10 +35,20 @@ export async function readWebBody(request: Request, reader: BodyReader): Promise
     },
   });
   const source = Readable.fromWeb(request.body);
+  // A stream that breaks is the sender gone; anything else that fails is the inflater's.
+  let sourceFailed = false;
+  source.once('error', () => {
+    sourceFailed = true;
+  });
   try {
     await (inflater === null ? pipeline(source, collect) : pipeline(source, inflater, collect));
   } catch (caught) {
-    throw readFailure(caught);
+    throw readFailure(caught, sourceFailed);
+  }
+  // A platform that ends a cut body cleanly instead of failing it: the bytes still tell.
+  const declared = request.headers.get('content-length');
+  if (inflater === null && declared !== null && Number(declared) !== size) {
+    throw new PostbackError('body.invalid', 'the body is not as long as its Content-Length says');
   }
   return reader.fromBytes(Buffer.concat(chunks, size), contentType);
 }
@@ -58,12 +68,9 @@ function inflaterFor(encoding: string): Transform | null {
   }
 }
 
-/** A body cut short is an aborted request; bytes that do not inflate are an invalid body. */
-function readFailure(caught: unknown): PostbackError {
+/** A body cut short is an aborted request; bytes that do not inflate (gzip, deflate, br) are an invalid body. */
+function readFailure(caught: unknown, sourceFailed: boolean): PostbackError {
   if (caught instanceof PostbackError) return caught;
-  const code = (caught as { code?: unknown } | null)?.code;
-  if (typeof code === 'string' && code.startsWith('Z_')) {
-    return new PostbackError('body.invalid', 'the body could not be inflated', { cause: caught });
-  }
-  return new PostbackError('request.aborted', 'the request was aborted', { cause: caught });
+  if (sourceFailed) return new PostbackError('request.aborted', 'the request was aborted', { cause: caught });
+  return new PostbackError('body.invalid', 'the body could not be inflated', { cause: caught });
 }

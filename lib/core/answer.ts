@@ -93,7 +93,7 @@ export function createSuccessAnswers(
       const answer =
         fixed?.body !== undefined
           ? build(fixed.status, fixed.contentType ?? CONTENT_TYPES.text, fixed.body, extra)
-          : build(status, CONTENT_TYPES[flavour], status === 204 ? '' : SUCCESS_BODIES[flavour], extra);
+          : build(status, CONTENT_TYPES[flavour], isBodiless(status) ? '' : SUCCESS_BODIES[flavour], extra);
       answers.set(`${outcome} ${flavour}`, answer);
     }
   }
@@ -120,6 +120,11 @@ export function errorAnswer(headers: RequestHeaders, error: PostbackError, bodyU
         ? `<?xml version="1.0" encoding="UTF-8"?>\n<error><code>${escapeXml(code)}</code><message>${escapeXml(message)}</message></error>`
         : `${code}: ${message}`;
   return build(error.status, CONTENT_TYPES[flavour], body, extra);
+}
+
+/** 204 No Content and 205 Reset Content carry no body (a standard Response refuses one). */
+export function isBodiless(status: number): boolean {
+  return status === 204 || status === 205;
 }
 
 function hasBody(headers: RequestHeaders): boolean {

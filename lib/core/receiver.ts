@@ -150,15 +150,19 @@ export function createReceiver(emitter: EventEmitter, settings: NormalizedOption
   }
 
   /** The refusal of a sender the allow-list does not hold, or whose address is unknown. */
-  function forbidden(request: IncomingPostback, ip: string | null): PostbackError {
-    // A Fetch host gives no socket: say what the host must pass rather than refuse in silence.
-    if (request.remoteAddress === undefined && ip === null) {
-      return new PostbackError(
-        'ip.forbidden',
-        'the client address is unknown: the host must pass it (fetchHandler: { clientAddress }) or set trustProxy',
-      );
-    }
+  function forbidden(): PostbackError {
     return new PostbackError('ip.forbidden', 'this address may not send postbacks');
+  }
+
+  /**
+   * What the `rejected` event says: the error's message, and for a host that gave no address
+   * (a Fetch host) what it must pass. Only the host hears that: the sender learns nothing of the setup.
+   */
+  function rejectionMessage(handlingOf: Handling, error: PostbackError): string {
+    if (error.code !== 'ip.forbidden' || handlingOf.request.remoteAddress !== undefined || handlingOf.ip !== null) {
+      return error.message;
+    }
+    return `${error.message}: the client address is unknown; pass it (fetchHandler's info.clientAddress) or, behind a proxy that sets X-Forwarded-For, set trustProxy`;
   }
 
   /** One `handled` event per answered request, for metrics; built only when someone listens. */
@@ -185,7 +189,7 @@ export function createReceiver(emitter: EventEmitter, settings: NormalizedOption
       notify('rejected', {
         code: error.code,
         status: error.status,
-        message: error.message,
+        message: rejectionMessage(handlingOf, error),
         ip,
         method: request.method,
         path: request.path,
@@ -226,7 +230,7 @@ export function createReceiver(emitter: EventEmitter, settings: NormalizedOption
       const ip = clientIp(request);
       handlingOf.ip = ip;
       // Checked before anything else is read: a refused sender costs no parsing.
-      if (ip === null || !isAllowedIp(ip)) throw forbidden(request, ip);
+      if (ip === null || !isAllowedIp(ip)) throw forbidden();
       // Hosts answer HEAD through GET routes; a HEAD must never credit anything.
       const { method } = request;
       if (method !== 'GET' && method !== 'POST') {
@@ -312,7 +316,7 @@ export function createReceiver(emitter: EventEmitter, settings: NormalizedOption
     const ip = clientIp(request);
     handlingOf.ip = ip;
     // The allow-list first, as on the receiver's own path: a refused sender learns nothing of its body.
-    const error = ip === null || !isAllowedIp(ip) ? forbidden(request, ip) : fromBodyParserError(caught);
+    const error = ip === null || !isAllowedIp(ip) ? forbidden() : fromBodyParserError(caught);
     return refuse(handlingOf, error);
   }
 
