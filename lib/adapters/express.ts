@@ -3,6 +3,7 @@ import { createNodeBodyReader } from '../body/read-node-body';
 import { queryStringOf } from '../body/parse-urlencoded';
 import type { IncomingPostback } from '../core/incoming';
 import type { Receiver } from '../core/receiver';
+import { nodeIncoming } from '../http/node-incoming';
 import { requestPath } from '../http/request-path';
 import { writeAnswer, writeWhenReady } from '../http/write-answer';
 
@@ -21,14 +22,7 @@ export function createExpressAdapter(receiver: Receiver): ExpressAdapter {
   const readNodeBody = createNodeBodyReader(receiver.bodyReader);
 
   function incoming(req: Request, res: Response, routePath: string): IncomingPostback {
-    return {
-      method: req.method,
-      path: req.baseUrl + routePath,
-      query: queryStringOf(req.originalUrl),
-      headers: req.headers,
-      remoteAddress: req.socket.remoteAddress,
-      readBody: () => readNodeBody(req, res),
-    };
+    return nodeIncoming(req, req.baseUrl + routePath, queryStringOf(req.originalUrl), () => readNodeBody(req, res));
   }
 
   const router = function postbackRoutes(req: Request, res: Response, next: NextFunction): void {

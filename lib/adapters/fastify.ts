@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { createNodeBodyReader } from '../body/read-node-body';
 import { queryStringOf } from '../body/parse-urlencoded';
 import type { Answer } from '../core/answer';
-import type { IncomingPostback } from '../core/incoming';
+import { nodeIncoming } from '../http/node-incoming';
 import type { Receiver } from '../core/receiver';
 import { belowBasePath } from './base-path';
 
@@ -57,14 +57,7 @@ export function createFastifyPlugin(receiver: Receiver): FastifyPlugin {
         return reply;
       }
       const { raw } = request;
-      const incoming: IncomingPostback = {
-        method: raw.method ?? 'GET',
-        path,
-        query: queryStringOf(url),
-        headers: raw.headers,
-        remoteAddress: raw.socket.remoteAddress,
-        readBody: () => readNodeBody(raw, undefined),
-      };
+      const incoming = nodeIncoming(raw, path, queryStringOf(url), () => readNodeBody(raw, undefined));
       const answer: Answer = await receiver.receive(route, incoming);
       return reply.code(answer.status).headers(answer.headers).send(answer.body);
     });

@@ -4,6 +4,7 @@ import { queryStringOf } from '../body/parse-urlencoded';
 import { routeNotFound } from '../errors';
 import { errorAnswer } from '../core/answer';
 import type { Receiver } from '../core/receiver';
+import { nodeIncoming } from '../http/node-incoming';
 import { writeAnswer, writeWhenReady } from '../http/write-answer';
 import { belowBasePath, normalizeBasePath } from './base-path';
 
@@ -35,14 +36,7 @@ export function createNodeHandler(receiver: Receiver, options: NodeHandlerOption
       else writeAnswer(res, errorAnswer(req.headers, routeNotFound(), true));
       return;
     }
-    const incoming = {
-      method: req.method ?? 'GET',
-      path,
-      query: queryStringOf(url),
-      headers: req.headers,
-      remoteAddress: req.socket.remoteAddress,
-      readBody: () => readNodeBody(req, res),
-    };
+    const incoming = nodeIncoming(req, path, queryStringOf(url), () => readNodeBody(req, res));
     writeWhenReady(res, receiver.receive(route, incoming), receiver.answerNotWritten);
   };
 }
