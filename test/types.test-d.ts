@@ -3,6 +3,7 @@
  * line without it does not. Nothing here runs.
  */
 import { on, once, type EventEmitter } from 'node:events';
+import type { RequestListener } from 'node:http';
 import { Pool, type PoolClient } from 'pg';
 import {
   createPostbackRouter,
@@ -140,3 +141,14 @@ postbacks.once('actions', () => undefined);
 postbacks.off('action', (inquiry: InquiryEvent) => inquiry);
 // @ts-expect-error emit takes each event's own arguments
 postbacks.emit('action', 'not an event');
+
+// Every host's adapter: nodeHandler is a node:http request listener, fetchHandler a web one.
+const asListener: RequestListener = postbacks.nodeHandler({ basePath: '/impact' });
+const fetched: Promise<Response> = postbacks.fetchHandler()(new Request('http://x/actions'), {
+  clientAddress: undefined,
+});
+// @ts-expect-error the client address is text, as hosts give it
+void postbacks.fetchHandler()(new Request('http://x/actions'), { clientAddress: 1 });
+// @ts-expect-error basePath is a path
+postbacks.nodeHandler({ basePath: 1 });
+export const adapters = [asListener, fetched];
