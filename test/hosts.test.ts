@@ -137,6 +137,36 @@ describe('hosts beside Express', () => {
       expect(actions).to.deep.equal([]);
     });
 
+    it('refuses a body a host streams as text rather than bytes, reading no more of it', async () => {
+      const postbacks = createPostbackRouter({ allowedIps: LOOPBACK, limit: 1000 });
+      const { actions } = recorded(postbacks);
+      let pulled = 0;
+      let cancelled = false;
+      const text = new ReadableStream<string>({
+        pull(controller) {
+          pulled += 1;
+          // 20 MB at most, so that a reader that ignores the limit fails this test, not the process.
+          if (pulled > 20) controller.close();
+          else controller.enqueue('x'.repeat(1_000_000));
+        },
+        cancel() {
+          cancelled = true;
+        },
+      });
+      const response = await postbacks.fetchHandler({ basePath: '/impact' })(
+        new Request('http://127.0.0.1/impact/actions', {
+          method: 'POST',
+          headers: { 'content-type': 'application/x-www-form-urlencoded' },
+          body: text as unknown as ReadableStream<Uint8Array>,
+          duplex: 'half',
+        } as RequestInit),
+        { clientAddress: '127.0.0.1' },
+      );
+      expect(response.status).to.equal(500);
+      expect([pulled <= 3, cancelled]).to.deep.equal([true, true]);
+      expect(actions).to.deep.equal([]);
+    });
+
     it('refuses br bytes that do not inflate as an invalid body, as the Node hosts do', async () => {
       const postbacks = createPostbackRouter({ allowedIps: LOOPBACK });
       const handler = postbacks.fetchHandler({ basePath: '/impact' });
@@ -230,6 +260,27 @@ describe('hosts beside Express', () => {
       }
     });
 
+    it('takes a query-only POST with no body as such, even when a host middleware read the (empty) stream', async () => {
+      const postbacks = createPostbackRouter({ allowedIps: LOOPBACK });
+      const { actions } = recorded(postbacks);
+      const handle = postbacks.nodeHandler({ basePath: '/impact' });
+      const server = await startServer((req, res) => {
+        req.resume();
+        req.on('end', () => {
+          handle(req, res);
+        });
+      });
+      try {
+        await request(server.base)
+          .post('/impact/actions?ActionId=2.2&Status=pending')
+          .set('Content-Length', '0')
+          .expect(200);
+        expect(actions.map((event) => event.actionId)).to.deep.equal(['2.2']);
+      } finally {
+        await server.close();
+      }
+    });
+
     it('serves an absolute-form request target (GET http://host/impact/actions) as Express does', async () => {
       const postbacks = createPostbackRouter({ allowedIps: LOOPBACK });
       const { actions } = recorded(postbacks);
@@ -243,6 +294,14 @@ describe('hosts beside Express', () => {
         ]);
         expect(statusOf(answer)).to.equal(200);
         expect(actions.map((event) => [event.actionId, event.meta.path])).to.deep.equal([['3.1', '/impact/actions']]);
+        // Dot segments stay as sent, as Express and an origin-form target keep them: no route there.
+        for (const target of ['http://h/other/../impact/actions', 'http://h/x/%2e%2e/impact/actions']) {
+          const outside = await rawExchange(server.port, [
+            `GET ${target}?ActionId=3.2 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n`,
+          ]);
+          expect([target, statusOf(outside)]).to.deep.equal([target, 404]);
+        }
+        expect(actions).to.have.length(1);
       } finally {
         await server.close();
       }

@@ -41,12 +41,17 @@ export function createNodeHandler(receiver: Receiver, options: NodeHandlerOption
   };
 }
 
+/** The scheme and authority of an absolute-form target: `http://host:80`. */
+const SCHEME_AND_AUTHORITY = /^[a-z][a-z\d+.-]*:\/\/[^/?#]*/i;
+
 /**
  * A request target in absolute form (`GET http://host/impact/actions`, which proxies send) as
- * its path and query, as Express reads it; any other target as it came.
+ * its path and query, as Express's url.parse reads it: the scheme and authority cut off and
+ * nothing else changed (WHATWG URL would resolve `..`, which no other target gets).
  */
 function originForm(url: string): string {
-  if (url.startsWith('/') || !URL.canParse(url)) return url;
-  const { pathname, search } = new URL(url);
-  return pathname + search;
+  if (url.startsWith('/')) return url;
+  const rest = url.replace(SCHEME_AND_AUTHORITY, '');
+  if (rest === url) return url;
+  return rest.startsWith('/') ? rest : `/${rest}`;
 }

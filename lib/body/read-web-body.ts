@@ -51,6 +51,11 @@ async function readPlain(body: ReadableStream<Uint8Array>, limit: number): Promi
       throw new PostbackError('request.aborted', 'the request was aborted', { cause: caught });
     });
     if (chunk.done) return Buffer.concat(chunks, size);
+    // A host may build the Request from a stream of its own making: only bytes have a size.
+    if (!(chunk.value instanceof Uint8Array)) {
+      stream.cancel().catch(() => undefined);
+      throw new PostbackError('internal', 'the host gave the request body as something other than bytes');
+    }
     size += chunk.value.byteLength;
     if (size > limit) {
       stream.cancel().catch(() => undefined);
