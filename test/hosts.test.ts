@@ -19,6 +19,23 @@ function recorded(postbacks: ReturnType<typeof createPostbackRouter>) {
   return { actions, rejected };
 }
 
+/**
+ * nodeHandler behind a middleware that reads every body to its end and keeps what it read
+ * elsewhere, as @koa/bodyparser does (ctx.request.body).
+ */
+async function behindBodyReadElsewhere() {
+  const postbacks = createPostbackRouter({ allowedIps: LOOPBACK });
+  const { actions } = recorded(postbacks);
+  const handle = postbacks.nodeHandler({ basePath: '/impact' });
+  const server = await startServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      handle(req, res);
+    });
+  });
+  return { server, actions };
+}
+
 describe('hosts beside Express', () => {
   describe('fastifyPlugin', () => {
     it('reads a JSON postback past Fastify’s default JSON parser, its numbers as sent ("27.750")', async () => {
@@ -159,7 +176,7 @@ describe('hosts beside Express', () => {
           headers: { 'content-type': 'application/x-www-form-urlencoded' },
           body: text as unknown as ReadableStream<Uint8Array>,
           duplex: 'half',
-        } as RequestInit),
+        }),
         { clientAddress: '127.0.0.1' },
       );
       expect(response.status).to.equal(500);
@@ -237,16 +254,7 @@ describe('hosts beside Express', () => {
     });
 
     it('refuses a body a host parser consumed without leaving it in req.body (500 internal), with no event', async () => {
-      const postbacks = createPostbackRouter({ allowedIps: LOOPBACK });
-      const { actions } = recorded(postbacks);
-      const handle = postbacks.nodeHandler({ basePath: '/impact' });
-      // As @koa/bodyparser does: the stream read to its end, the fields put elsewhere (ctx.request.body).
-      const server = await startServer((req, res) => {
-        req.resume();
-        req.on('end', () => {
-          handle(req, res);
-        });
-      });
+      const { server, actions } = await behindBodyReadElsewhere();
       try {
         const res = await request(server.base)
           .post('/impact/actions?ActionId=2.1&Status=pending')
@@ -261,15 +269,7 @@ describe('hosts beside Express', () => {
     });
 
     it('takes a query-only POST with no body as such, even when a host middleware read the (empty) stream', async () => {
-      const postbacks = createPostbackRouter({ allowedIps: LOOPBACK });
-      const { actions } = recorded(postbacks);
-      const handle = postbacks.nodeHandler({ basePath: '/impact' });
-      const server = await startServer((req, res) => {
-        req.resume();
-        req.on('end', () => {
-          handle(req, res);
-        });
-      });
+      const { server, actions } = await behindBodyReadElsewhere();
       try {
         await request(server.base)
           .post('/impact/actions?ActionId=2.2&Status=pending')
