@@ -143,3 +143,36 @@ describe('the packed package in a consumer whose tree resolves an older sax', fu
     expect(result.seen).to.deep.equal(['a&b<>"\'AB', 'a &nbsp; & b', 'ok']);
   });
 });
+
+describe('the packed package on a host without Express', function () {
+  this.timeout(180_000);
+  // Express is an optional peer: installing the package alone brings no Express.
+  const consumer = useConsumerProject('impact-postbacks-no-express-', []);
+
+  it('serves postbacks through nodeHandler on node:http, with no Express installed', async () => {
+    await writeFile(
+      path.join(consumer(), 'use.cjs'),
+      `
+const http = require('node:http');
+const { createPostbackRouter } = require('impact-postbacks');
+let express = 'absent';
+try { require.resolve('express'); express = 'installed'; } catch {}
+const postbacks = createPostbackRouter({ allowedIps: ['127.0.0.1', '::1'] });
+const seen = [];
+postbacks.on('action', (event) => { seen.push(event.actionId); });
+const server = http.createServer(postbacks.nodeHandler({ basePath: '/impact' }));
+server.listen(0, '127.0.0.1', () => {
+  http.get('http://127.0.0.1:' + server.address().port + '/impact/actions?ActionId=8', (res) => {
+    res.resume();
+    res.on('end', () => {
+      console.log(JSON.stringify({ status: res.statusCode, seen, express }));
+      server.close();
+    });
+  });
+});
+`,
+    );
+    const { stdout } = await run(process.execPath, ['use.cjs'], { cwd: consumer() });
+    expect(JSON.parse(stdout)).to.deep.equal({ status: 200, seen: ['8'], express: 'absent' });
+  });
+});
