@@ -1,3 +1,6 @@
+import { routeOf } from '../core/routes';
+import type { PostbackRoute } from '../events';
+
 /**
  * Checks and normalizes the `basePath` of nodeHandler and fetchHandler: '' (the root) or a path
  * that starts with "/", without a trailing slash, a query or a fragment. A mistake throws at
@@ -11,11 +14,17 @@ export function normalizeBasePath(basePath: unknown): string {
   return basePath.replace(/\/+$/, '');
 }
 
+/** The route a path serves below the base path ("/impact/actions" → actions), or undefined for any other path. */
+export function routeBelow(path: string, basePath: string): PostbackRoute | undefined {
+  const below = belowBasePath(path, basePath);
+  return below === undefined ? undefined : routeOf(below);
+}
+
 /**
  * The part of a URL path below the base path ("/impact/actions" → "/actions"), or undefined
  * when the path is not below it. Case-insensitive, as Express matches a mount path.
  */
-export function belowBasePath(path: string, basePath: string): string | undefined {
+function belowBasePath(path: string, basePath: string): string | undefined {
   if (basePath === '') return path;
   if (path.length <= basePath.length || path[basePath.length] !== '/') return undefined;
   const head = path.slice(0, basePath.length);

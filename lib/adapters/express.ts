@@ -3,6 +3,7 @@ import { createNodeBodyReader } from '../body/read-node-body';
 import { queryStringOf } from '../body/parse-urlencoded';
 import type { IncomingPostback } from '../core/incoming';
 import type { Receiver } from '../core/receiver';
+import { routeOf } from '../core/routes';
 import { nodeIncoming } from '../http/node-incoming';
 import { requestPath } from '../http/request-path';
 import { writeAnswer, writeWhenReady } from '../http/write-answer';
@@ -27,7 +28,7 @@ export function createExpressAdapter(receiver: Receiver): ExpressAdapter {
 
   const router = function postbackRoutes(req: Request, res: Response, next: NextFunction): void {
     const path = requestPath(req);
-    const route = receiver.routeOf(path);
+    const route = routeOf(path);
     if (route === undefined) {
       next();
       return;
@@ -39,7 +40,7 @@ export function createExpressAdapter(receiver: Receiver): ExpressAdapter {
   // router: a host parser's failure on a postback route lands here.
   const errorHandler = function postbackErrors(caught: unknown, req: Request, res: Response, next: NextFunction) {
     const path = requestPath(req);
-    const route = receiver.routeOf(path);
+    const route = routeOf(path);
     // body-parser's errors (what express.json() and its kin throw) carry a `type`; any other
     // error is the host's own business.
     const fromParser = typeof (caught as { type?: unknown } | null)?.type === 'string';

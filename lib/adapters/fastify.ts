@@ -3,8 +3,9 @@ import { createNodeBodyReader } from '../body/read-node-body';
 import { queryStringOf } from '../body/parse-urlencoded';
 import type { Answer } from '../core/answer';
 import { nodeIncoming } from '../http/node-incoming';
+import { pathOf } from '../http/request-path';
 import type { Receiver } from '../core/receiver';
-import { belowBasePath } from './base-path';
+import { routeBelow } from './base-path';
 
 // Fastify's own types are not imported: a host without Fastify must still compile ours. These
 // are the parts the plugin uses, which a Fastify 4 or 5 instance has.
@@ -48,10 +49,8 @@ export function createFastifyPlugin(receiver: Receiver): FastifyPlugin {
     });
     instance.all('/*', async (request, reply) => {
       const url = request.url;
-      const queryAt = url.indexOf('?');
-      const path = queryAt === -1 ? url : url.slice(0, queryAt);
-      const below = belowBasePath(path, instance.prefix);
-      const route = below === undefined ? undefined : receiver.routeOf(below);
+      const path = pathOf(url);
+      const route = routeBelow(path, instance.prefix);
       if (route === undefined) {
         reply.callNotFound();
         return reply;

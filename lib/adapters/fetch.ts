@@ -3,7 +3,7 @@ import { errorAnswer, isBodiless, type Answer } from '../core/answer';
 import type { IncomingPostback, RequestHeaders } from '../core/incoming';
 import type { Receiver } from '../core/receiver';
 import { routeNotFound } from '../errors';
-import { belowBasePath, normalizeBasePath } from './base-path';
+import { normalizeBasePath, routeBelow } from './base-path';
 
 export interface FetchHandlerOptions {
   /** Where the routes live: '/impact' serves /impact/actions, /impact/clearing, /impact/inquiries, /impact/catalog. */
@@ -29,8 +29,7 @@ export function createFetchHandler(receiver: Receiver, options: FetchHandlerOpti
   return async function postbackHandler(request, info) {
     const url = new URL(request.url);
     const headers = headerRecord(request.headers);
-    const below = belowBasePath(url.pathname, basePath);
-    const route = below === undefined ? undefined : receiver.routeOf(below);
+    const route = routeBelow(url.pathname, basePath);
     if (route === undefined) return toResponse(errorAnswer(headers, routeNotFound(), false));
     const incoming: IncomingPostback = {
       method: request.method,

@@ -5,8 +5,9 @@ import { routeNotFound } from '../errors';
 import { errorAnswer } from '../core/answer';
 import type { Receiver } from '../core/receiver';
 import { nodeIncoming } from '../http/node-incoming';
+import { pathOf } from '../http/request-path';
 import { writeAnswer, writeWhenReady } from '../http/write-answer';
-import { belowBasePath, normalizeBasePath } from './base-path';
+import { normalizeBasePath, routeBelow } from './base-path';
 
 export interface NodeHandlerOptions {
   /** Where the routes live: '/impact' serves /impact/actions, /impact/clearing, /impact/inquiries, /impact/catalog. */
@@ -27,10 +28,8 @@ export function createNodeHandler(receiver: Receiver, options: NodeHandlerOption
 
   return function postbackHandler(req, res, next) {
     const url = originForm(req.url ?? '/');
-    const queryAt = url.indexOf('?');
-    const path = queryAt === -1 ? url : url.slice(0, queryAt);
-    const below = belowBasePath(path, basePath);
-    const route = below === undefined ? undefined : receiver.routeOf(below);
+    const path = pathOf(url);
+    const route = routeBelow(path, basePath);
     if (route === undefined) {
       if (next !== undefined) next();
       else writeAnswer(res, errorAnswer(req.headers, routeNotFound(), true));

@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import bodyParser from 'body-parser';
+import { declaresBody } from '../core/incoming';
 import { PostbackError } from '../errors';
 import { planBody } from './content-type';
 import { fromBodyParserError, refuseDeclaredOversize, type BodyReader, type ReceivedBody } from './read-body';
@@ -27,7 +28,7 @@ export function createNodeBodyReader(reader: BodyReader) {
       // parsers keep it on ctx.request.body): the fields are gone, and an empty body would
       // credit what the query alone says.
       if (req.body === undefined) {
-        if (!declaresBody(req)) return null;
+        if (!declaresBody(req.headers)) return null;
         throw new PostbackError('internal', 'the body was read before the postback handler could read it');
       }
       return reader.fromParsed(req.body, contentType);
@@ -43,9 +44,4 @@ export function createNodeBodyReader(reader: BodyReader) {
     const { body } = req;
     return Buffer.isBuffer(body) ? reader.fromBytes(body, contentType) : null;
   };
-}
-
-/** Whether the request said a body follows: chunked, or a Content-Length other than 0. */
-function declaresBody(req: IncomingMessage): boolean {
-  return req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0';
 }

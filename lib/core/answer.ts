@@ -3,7 +3,7 @@ import accepts from 'accepts';
 import { boundedMemo } from '../bounded-memo';
 import type { PostbackError } from '../errors';
 import type { NormalizedOptions } from '../options';
-import type { RequestHeaders } from './incoming';
+import { declaresBody, type RequestHeaders } from './incoming';
 
 /**
  * What the receiver answers, for an adapter to write as its host writes answers. Answers of
@@ -85,19 +85,25 @@ const SUCCESS_BODIES: Readonly<Record<Flavour, string>> = {
 export function createSuccessAnswers(
   fixed: NormalizedOptions['successResponse'],
 ): (headers: RequestHeaders, outcome: AnsweredOutcome) => Answer {
-  const answers = new Map<string, Answer>();
-  for (const outcome of ['delivered', 'duplicate', 'stale', 'stored'] as const) {
+  const status = fixed?.status ?? 200;
+  const answerFor = (outcome: AnsweredOutcome, flavour: Flavour): Answer => {
     const extra = { 'x-postback-outcome': outcome };
-    for (const flavour of ['text', 'json', 'xml'] as const) {
-      const status = fixed?.status ?? 200;
-      const answer =
-        fixed?.body !== undefined
-          ? build(fixed.status, fixed.contentType ?? CONTENT_TYPES.text, fixed.body, extra)
-          : build(status, CONTENT_TYPES[flavour], isBodiless(status) ? '' : SUCCESS_BODIES[flavour], extra);
-      answers.set(`${outcome} ${flavour}`, answer);
-    }
-  }
-  return (headers, outcome) => answers.get(`${outcome} ${flavourOf(headers)}`) as Answer;
+    return fixed?.body !== undefined
+      ? build(fixed.status, fixed.contentType ?? CONTENT_TYPES.text, fixed.body, extra)
+      : build(status, CONTENT_TYPES[flavour], isBodiless(status) ? '' : SUCCESS_BODIES[flavour], extra);
+  };
+  const byFlavour = (outcome: AnsweredOutcome): Readonly<Record<Flavour, Answer>> => ({
+    text: answerFor(outcome, 'text'),
+    json: answerFor(outcome, 'json'),
+    xml: answerFor(outcome, 'xml'),
+  });
+  const answers: Readonly<Record<AnsweredOutcome, Readonly<Record<Flavour, Answer>>>> = {
+    delivered: byFlavour('delivered'),
+    duplicate: byFlavour('duplicate'),
+    stale: byFlavour('stale'),
+    stored: byFlavour('stored'),
+  };
+  return (headers, outcome) => answers[outcome][flavourOf(headers)];
 }
 
 /**
@@ -110,7 +116,7 @@ export function errorAnswer(headers: RequestHeaders, error: PostbackError, bodyU
   if (error.code === 'method.not_allowed') extra['allow'] = ALLOWED_METHODS;
   if (error.status === 503) extra['retry-after'] = RETRY_AFTER_SECONDS;
   // A receiver shutting down lets the client's connection go, so it reconnects to another.
-  if ((bodyUnread && hasBody(headers)) || error.code === 'router.closed') extra['connection'] = 'close';
+  if ((bodyUnread && declaresBody(headers)) || error.code === 'router.closed') extra['connection'] = 'close';
   const flavour = flavourOf(headers);
   const { code, message } = error;
   const body =
@@ -125,8 +131,4 @@ export function errorAnswer(headers: RequestHeaders, error: PostbackError, bodyU
 /** 204 No Content and 205 Reset Content carry no body (a standard Response refuses one). */
 export function isBodiless(status: number): boolean {
   return status === 204 || status === 205;
-}
-
-function hasBody(headers: RequestHeaders): boolean {
-  return headers['transfer-encoding'] !== undefined || (headers['content-length'] ?? '0') !== '0';
 }

@@ -23,3 +23,8 @@ export interface IncomingPostback {
    */
   readBody(): Promise<ReceivedBody | null>;
 }
+
+/** Whether a request says a body follows: chunked, or a Content-Length other than 0. */
+export function declaresBody(headers: RequestHeaders): boolean {
+  return headers['transfer-encoding'] !== undefined || (headers['content-length'] ?? '0') !== '0';
+}

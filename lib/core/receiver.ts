@@ -24,7 +24,7 @@ import type { NormalizedOptions } from '../options';
 import { compileTokenCheck, TOKEN_HEADER, TOKEN_QUERY_PARAM } from '../token';
 import { createSuccessAnswers, errorAnswer, type Answer } from './answer';
 import type { IncomingPostback } from './incoming';
-import { ROUTE_EVENTS, routeOf } from './routes';
+import { ROUTE_EVENTS } from './routes';
 
 /**
  * The receiver without a host: it takes a request as any host can describe it and returns the
@@ -32,12 +32,8 @@ import { ROUTE_EVENTS, routeOf } from './routes';
  * turn a host's request into an IncomingPostback and write the Answer back.
  */
 export interface Receiver {
-  /** The emitter every event goes out on: the object createPostbackRouter returns. */
-  readonly emitter: EventEmitter;
   /** Turns bodies into fields within the limits; adapters read bytes and hand them to it. */
   readonly bodyReader: BodyReader;
-  /** The route a path below the mount path serves, or undefined for a path that is not a postback route. */
-  readonly routeOf: (path: string) => PostbackRoute | undefined;
   /**
    * Handles one postback and gives its answer. A GET whose store and listeners answer
    * synchronously (the default store) is answered before this returns, and no promise is
@@ -368,9 +364,7 @@ export function createReceiver(emitter: EventEmitter, settings: NormalizedOption
   }
 
   return {
-    emitter,
     bodyReader,
-    routeOf,
     receive,
     refuseParserError,
     answerNotWritten,

@@ -11,8 +11,12 @@ const PARSED_SPECIALLY = /[\s#\u00a0\ufeff]/;
  * the part of req.url before the "?".
  */
 export function requestPath(req: Request): string {
-  const { url } = req;
-  const queryAt = url.indexOf('?');
-  const path = queryAt === -1 ? url : url.slice(0, queryAt);
+  const path = pathOf(req.url);
   return path.startsWith('/') && !PARSED_SPECIALLY.test(path) ? path : req.path;
+}
+
+/** The path of a request target: the part before the "?". */
+export function pathOf(url: string): string {
+  const queryAt = url.indexOf('?');
+  return queryAt === -1 ? url : url.slice(0, queryAt);
 }
