@@ -79,6 +79,9 @@ export interface TestSchema {
   drop(): Promise<void>;
 }
 
+/** PostgreSQL's SQLSTATE for a transaction chosen as a deadlock's victim. */
+const DEADLOCK_DETECTED = '40P01';
+
 export async function createTestSchema(): Promise<TestSchema> {
   const name = `test_${randomUUID().replaceAll('-', '').slice(0, 16)}`;
   const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 4 });
@@ -88,7 +91,17 @@ export async function createTestSchema(): Promise<TestSchema> {
     name,
     pool,
     drop: async () => {
-      await pool.query(`DROP SCHEMA IF EXISTS "${name}" CASCADE`);
+      // A store's backend whose client a test cut off (a proxy taken down) may still hold locks
+      // when the schema goes: PostgreSQL then picks one side of the deadlock to fail, and the
+      // drop, if chosen, is tried again once that backend is gone.
+      for (let attempt = 1; ; attempt += 1) {
+        try {
+          await pool.query(`DROP SCHEMA IF EXISTS "${name}" CASCADE`);
+          break;
+        } catch (error) {
+          if ((error as { code?: unknown }).code !== DEADLOCK_DETECTED || attempt === 3) throw error;
+        }
+      }
       await pool.end();
     },
   };
