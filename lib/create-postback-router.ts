@@ -6,6 +6,7 @@ import { createFetchHandler, type FetchHandler, type FetchHandlerOptions } from 
 import { createNodeHandler, type NodeHandler, type NodeHandlerOptions } from './adapters/node';
 import { createReceiver } from './core/receiver';
 import type { PostbackInbox } from './delivery/inbox';
+import type { PostbackHistory } from './history/history';
 import type { PostbackEventMap, TypedEventEmitter } from './events';
 import type { ReconcileOptions, ReconcileReport } from './reconcile/reconcile';
 import { normalizeOptions, type PostbackRouterOptions } from './options';
@@ -30,6 +31,11 @@ export interface PostbackRouter<T = undefined> extends TypedEventEmitter<Postbac
   readonly errorHandler: ErrorRequestHandler;
   /** With `delivery: 'inbox'`: the stored postbacks, to look into and retry; null otherwise. */
   readonly inbox: PostbackInbox | null;
+  /**
+   * What happened to every postback: `list()` pages through it newest first, `action(id)` gives
+   * one action's timeline. Null with `history: false`.
+   */
+  readonly history: PostbackHistory | null;
   /**
    * Shuts down: new postbacks are answered 503 (`router.closed`, with `Connection: close`);
    * postbacks being handled, and with `delivery: 'inbox'` the rows being delivered, finish, up
@@ -73,6 +79,7 @@ class PostbackReceiver extends EventEmitter {
   router!: RequestHandler;
   errorHandler!: ErrorRequestHandler;
   inbox!: PostbackInbox | null;
+  history!: PostbackHistory | null;
   close!: (options?: { readonly timeoutMs?: number }) => Promise<void>;
   reconcile!: (options: ReconcileOptions) => Promise<ReconcileReport>;
   setAllowedIps!: (allowedIps: readonly string[]) => void;
@@ -94,6 +101,7 @@ export function createPostbackRouter<T = undefined>(options: PostbackRouterOptio
   emitter.router = express.router;
   emitter.errorHandler = express.errorHandler;
   emitter.inbox = receiver.inbox;
+  emitter.history = receiver.history;
   emitter.close = receiver.close;
   emitter.reconcile = receiver.reconcile;
   emitter.setAllowedIps = receiver.setAllowedIps;

@@ -1,5 +1,17 @@
 export { createPostbackRouter, type PostbackRouter } from './create-postback-router';
-export type { PostbackRouterOptions, SuccessResponse } from './options';
+export type { HistoryOptions, PostbackRouterOptions, SuccessResponse } from './options';
+export type {
+  ActionHistory,
+  HistoryEntry,
+  HistoryFilter,
+  HistoryLog,
+  HistoryOutcome,
+  HistoryPage,
+  HistoryQuery,
+  HistoryTrigger,
+  NewHistoryEntry,
+} from './history/history-entry';
+export type { PostbackHistory } from './history/history';
 export type {
   ActionEvent,
   ActionFields,

@@ -2,6 +2,7 @@ import bytes from 'bytes';
 import type { Ordering } from './journal/journal';
 import { MemoryStore } from './stores/memory/memory-store';
 import type { PostbackStore, StoreInbox } from './stores/store';
+import type { HistorySettings } from './history/history';
 import { ALL_FIELD_NAMES, type KnownFieldName } from './fields/field-specs';
 import { compileAllowList, type IpMatcher } from './ip/allow-list';
 import type { ProxyTrust } from './ip/client-ip';
@@ -59,6 +60,19 @@ export interface PostbackRouterOptions<T = undefined> {
   readonly backoff?: { readonly baseMs?: number; readonly maxMs?: number };
   /** With `delivery: 'inbox'`: how many stored postbacks are delivered at once. Default 4. */
   readonly concurrency?: number;
+  /**
+   * What happened to every postback, read through `postbacks.history`: `true` or an object turns
+   * it on (`{ retentionMs: 30 days, maxRejectedPerMinute: 600 }` by default). Default off: kept in
+   * the process's memory, an entry holds its fields, which costs every postback time.
+   */
+  readonly history?: boolean | HistoryOptions;
+}
+
+export interface HistoryOptions {
+  /** How long entries are kept, in ms. Default 30 days. */
+  readonly retentionMs?: number;
+  /** Refused postbacks stored per minute at most; the excess is counted, not stored. Default 600. */
+  readonly maxRejectedPerMinute?: number;
 }
 
 /** How postbacks reach the listeners, with what the inbox needs. */
@@ -84,6 +98,8 @@ export interface NormalizedOptions {
   readonly store: PostbackStore<unknown>;
   readonly ordering: Ordering;
   readonly delivery: DeliveryMode;
+  /** Null with `history: false`. */
+  readonly history: HistorySettings | null;
 }
 
 const OPTION_NAMES = [
@@ -101,6 +117,7 @@ const OPTION_NAMES = [
   'maxAttempts',
   'backoff',
   'concurrency',
+  'history',
 ] as const;
 
 const MAX_LIMIT = 10 * 1024 * 1024;
@@ -126,6 +143,7 @@ export function normalizeOptions(input: unknown): NormalizedOptions {
     store,
     ordering: normalizeOrdering(options['ordering']),
     delivery: normalizeDelivery(options, store),
+    history: normalizeHistory(options['history']),
   };
 }
 
@@ -232,6 +250,24 @@ function normalizeSuccessResponse(value: unknown): NormalizedOptions['successRes
     ...(body === undefined ? {} : { body }),
     ...(contentType === undefined ? {} : { contentType }),
   });
+}
+
+const DAY_MS = 86_400_000;
+
+function normalizeHistory(value: unknown): HistorySettings | null {
+  if (value === undefined || value === false) return null;
+  if (value !== true && (typeof value !== 'object' || value === null || Array.isArray(value))) {
+    throw new TypeError('option history must be true, false or an object such as { retentionMs: 2_592_000_000 }');
+  }
+  const { retentionMs, maxRejectedPerMinute, ...rest } = (value === true ? {} : value) as Record<string, unknown>;
+  const unknown = Object.keys(rest)[0];
+  if (unknown !== undefined) {
+    throw new TypeError(`unknown option history.${unknown}; history takes retentionMs and maxRejectedPerMinute`);
+  }
+  return {
+    retentionMs: integerIn('history.retentionMs', retentionMs, 30 * DAY_MS, 60_000, 3650 * DAY_MS),
+    maxRejectedPerMinute: integerIn('history.maxRejectedPerMinute', maxRejectedPerMinute, 600, 0, 1_000_000),
+  };
 }
 
 function normalizeStore(value: unknown): PostbackStore<unknown> {

@@ -22,6 +22,9 @@ import { compileAllowList } from '../ip/allow-list';
 import { validateRangeList } from '../ip/ip-ranges';
 import type { NormalizedOptions } from '../options';
 import { compileTokenCheck, TOKEN_HEADER, TOKEN_QUERY_PARAM } from '../token';
+import { deliveryEntry, postbackEntry } from '../history/entry-of';
+import { createHistoryRecorder, type PostbackHistory } from '../history/history';
+import { MemoryHistory } from '../history/memory-history';
 import { createSuccessAnswers, errorAnswer, type Answer } from './answer';
 import type { IncomingPostback } from './incoming';
 import { ROUTE_EVENTS } from './routes';
@@ -49,6 +52,8 @@ export interface Receiver {
   /** Reports that an answer could not be written (the host's response threw). */
   readonly answerNotWritten: (error: unknown) => void;
   readonly inbox: PostbackInbox | null;
+  /** Null with `history: false`. */
+  readonly history: PostbackHistory | null;
   readonly close: (options?: { readonly timeoutMs?: number }) => Promise<void>;
   readonly reconcile: (options: ReconcileOptions) => Promise<ReconcileReport>;
   readonly setAllowedIps: (allowedIps: readonly string[]) => void;
@@ -83,6 +88,30 @@ export function createReceiver(emitter: EventEmitter, settings: NormalizedOption
     });
   }
 
+  const recorder =
+    settings.history === null
+      ? null
+      : createHistoryRecorder(
+          settings.store.history ?? new MemoryHistory(),
+          settings.history,
+          settings.store.readJournal?.bind(settings.store) ?? null,
+          reportError,
+        );
+
+  /** Records a delivery that answers nobody (an inbox row's, a reconciled action's) in history. */
+  function recordDelivery(
+    trigger: 'inbox' | 'reconciliation',
+    event: PostbackEvent,
+    outcome: DeliveryOutcome,
+    started: number,
+  ): void {
+    if (recorder === null) return;
+    const durationMs = performance.now() - started;
+    const code = outcome.kind === 'failed' ? outcome.error.code : null;
+    const recorded = outcome.kind === 'overtaken' ? 'duplicate' : outcome.kind;
+    recorder.record(recorded, () => deliveryEntry(trigger, event, recorded, code, durationMs));
+  }
+
   /** Claims being worked on asynchronously, which close() waits for and, past its timeout, gives up. */
   const units = new ClaimUnits();
   /** Aborted by close(): a reconciliation under way stops, and no delivery begins. */
@@ -100,6 +129,9 @@ export function createReceiver(emitter: EventEmitter, settings: NormalizedOption
           },
           (row) => rebuildEvent(row, fieldIndexes),
           (event) => ROUTE_EVENTS[event.meta.route],
+          (event, outcome, started) => {
+            recordDelivery('inbox', event, outcome, started);
+          },
         )
       : null;
   const directDelivery = createDirectDelivery(emitter, settings.store, settings, reportError, units, stopping.signal);
@@ -161,7 +193,10 @@ export function createReceiver(emitter: EventEmitter, settings: NormalizedOption
     return `${error.message}: the client address is unknown; pass it (fetchHandler's info.clientAddress) or, behind a proxy that sets X-Forwarded-For, set trustProxy`;
   }
 
-  /** One `handled` event per answered request, for metrics; built only when someone listens. */
+  /**
+   * Records an answered request in history, and emits one `handled` event for it (for metrics;
+   * built only when someone listens).
+   */
   function reportHandled(
     handlingOf: Handling,
     status: number,
@@ -171,6 +206,22 @@ export function createReceiver(emitter: EventEmitter, settings: NormalizedOption
     const { started, route, format, ip } = handlingOf;
     if (started < 0) return;
     const durationMs = performance.now() - started;
+    recorder?.record(outcome, () =>
+      postbackEntry({
+        receivedAt: handlingOf.receivedAt,
+        route,
+        format,
+        ip,
+        path: handlingOf.request.path,
+        status,
+        code,
+        outcome,
+        durationMs,
+        event: handlingOf.event,
+        received: handlingOf.received,
+        fieldIndex: fieldIndexes[route],
+      }),
+    );
     notify('handled', { route, format, status, code, outcome, durationMs, ip } satisfies HandledRequest);
   }
 
@@ -204,6 +255,10 @@ export function createReceiver(emitter: EventEmitter, settings: NormalizedOption
     ip: string | null;
     format: PostbackFormat | null;
     bodyRead: boolean;
+    /** The fields as received, once read; for history. */
+    received: FieldRecord | null;
+    /** The event, once built; for history. */
+    event: PostbackEvent | null;
   }
 
   function startHandling(route: PostbackRoute, request: IncomingPostback): Handling {
@@ -211,11 +266,13 @@ export function createReceiver(emitter: EventEmitter, settings: NormalizedOption
       request,
       route,
       receivedAt: new Date(),
-      // Nothing is measured for nobody: without a `handled` listener, no clock is read.
-      started: emitter.listenerCount('handled') === 0 ? -1 : performance.now(),
+      // Nothing is measured for nobody: without history and a `handled` listener, no clock is read.
+      started: recorder === null && emitter.listenerCount('handled') === 0 ? -1 : performance.now(),
       ip: null,
       format: null,
       bodyRead: false,
+      received: null,
+      event: null,
     };
   }
 
@@ -259,6 +316,7 @@ export function createReceiver(emitter: EventEmitter, settings: NormalizedOption
       const received = body === null ? query : withQueryFields(query, body.record);
       const format = body?.format ?? 'query';
       handlingOf.format = format;
+      handlingOf.received = received;
       const normalized = normalizeFields(received, fieldIndexes[route]);
       const meta = {
         receivedAt: handlingOf.receivedAt,
@@ -269,6 +327,7 @@ export function createReceiver(emitter: EventEmitter, settings: NormalizedOption
         key: dedupeKey(route, normalized.canonical),
       } as const;
       const event = buildEvent(route, normalized, received, meta);
+      handlingOf.event = event;
       const delivered = deliver(ROUTE_EVENTS[route], event);
       if (!(delivered instanceof Promise)) return answer(handlingOf, event, delivered);
       const answered = delivered.then(
@@ -336,7 +395,12 @@ export function createReceiver(emitter: EventEmitter, settings: NormalizedOption
     const reconciling = reconcileActions(reconcileOptions, {
       readJournal: store.readJournal.bind(store),
       ordering: settings.ordering,
-      deliver: async (event, readKey) => directDelivery('action', event, readKey),
+      deliver: async (event, readKey) => {
+        const started = performance.now();
+        const outcome = await directDelivery('action', event, readKey);
+        recordDelivery('reconciliation', event, outcome, started);
+        return outcome;
+      },
       stopped: stopping.signal,
     });
     track(reconciling);
@@ -346,6 +410,7 @@ export function createReceiver(emitter: EventEmitter, settings: NormalizedOption
   function close(closeOptions: { readonly timeoutMs?: number } = {}): Promise<void> {
     closing ??= (async () => {
       stopping.abort();
+      recorder?.close();
       const timeoutMs = closeOptions.timeoutMs ?? settings.listenerTimeout;
       const deadline = Date.now() + timeoutMs;
       const inboxStopped = inboxDelivery?.stop(timeoutMs);
@@ -369,6 +434,7 @@ export function createReceiver(emitter: EventEmitter, settings: NormalizedOption
     refuseParserError,
     answerNotWritten,
     inbox: inboxDelivery?.admin ?? null,
+    history: recorder?.history ?? null,
     close,
     reconcile,
     setAllowedIps,

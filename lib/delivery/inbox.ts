@@ -93,6 +93,8 @@ export function createInboxDelivery<T>(
   notify: (eventName: 'dead', args: readonly unknown[]) => void,
   rebuild: (row: InboxRow) => PostbackEvent,
   eventNameOf: (event: PostbackEvent) => string,
+  /** Told how each delivery ended (not one given back as the router closes); `started` is performance.now() at its start. */
+  delivered: (event: PostbackEvent, outcome: DeliveryOutcome, started: number) => void,
 ): InboxDelivery {
   const apply = createClaimApplier<T>(emitter, settings, reportError, units);
   const inFlight = new Set<Promise<void>>();
@@ -148,8 +150,10 @@ export function createInboxDelivery<T>(
     let error: PostbackError;
     try {
       event = rebuild(row);
+      const started = performance.now();
       const result = apply(claim, eventNameOf(event), event);
       const outcome = result instanceof Pending ? await result.ended : result;
+      if (outcome.kind !== 'failed' || outcome.error.code !== 'router.closed') delivered(event, outcome, started);
       if (outcome.kind !== 'failed') return;
       if (outcome.error.code === 'router.closed') {
         try {

@@ -224,15 +224,7 @@ export function stateOf(event: PostbackEvent, record: JournalRecord | null): Act
   if (record === null) return null;
   switch (event.kind) {
     case 'action':
-      return Object.freeze({
-        status: text(record['status']),
-        payout: text(record['payout']),
-        amount: text(record['amount']),
-        currency: text(record['currency']),
-        trigger: triggerOf(record['trigger']),
-        key: text(record['key']) ?? '',
-        receivedAt: dateOf(record['receivedAt']),
-      } satisfies ActionState);
+      return actionStateOf(record);
     case 'inquiry':
       return Object.freeze({
         state: record['state'] === 'resolved' ? 'resolved' : 'created',
@@ -246,6 +238,20 @@ export function stateOf(event: PostbackEvent, record: JournalRecord | null): Act
     case 'catalog':
       return null;
   }
+}
+
+/** An action's state read from its stored record (checked as stateOf checks it); null for none. */
+export function actionStateOf(record: JournalRecord | null): ActionState | null {
+  if (record === null) return null;
+  return Object.freeze({
+    status: text(record['status']),
+    payout: text(record['payout']),
+    amount: text(record['amount']),
+    currency: text(record['currency']),
+    trigger: triggerOf(record['trigger']),
+    key: text(record['key']) ?? '',
+    receivedAt: dateOf(record['receivedAt']),
+  } satisfies ActionState);
 }
 
 function triggerOf(value: unknown): ActionEvent['trigger'] {

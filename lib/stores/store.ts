@@ -1,3 +1,5 @@
+import type { HistoryLog } from '../history/history-entry';
+
 /**
  * The journal's record of one action or inquiry, as a store keeps it: its last state, JSON-safe.
  * The router writes and reads it; a store only keeps it (in memory, as JSON, or as jsonb).
@@ -83,6 +85,11 @@ export interface PostbackStore<T = undefined> {
    * without claiming anything: what reconciliation compares impact.com's own state with.
    */
   readJournal?(subjects: readonly string[]): JournalReadResult | Promise<JournalReadResult>;
+  /**
+   * Where history is kept (`postbacks.history`). A store without one has its history kept in the
+   * router's memory, the newest 10,000 entries.
+   */
+  readonly history?: HistoryLog;
   /** Ends connections and timers the store opened. */
   close?(): void | Promise<void>;
 }

@@ -4,6 +4,7 @@ import { positiveInteger } from '../optional-module';
 import type { BeginResult, JournalReadResult, JournalRecord, PostbackStore, StoreClaim } from '../store';
 import { clock } from '../../clock';
 import { ClaimLostError } from '../claim-lost';
+import { DEFAULT_MEMORY_HISTORY_ENTRIES, MemoryHistory } from '../../history/memory-history';
 
 export interface MemoryStoreOptions {
   /** Keys kept at most, and as many journal records; the oldest go first. Default 100,000. */
@@ -12,9 +13,16 @@ export interface MemoryStoreOptions {
   readonly maxAgeMs?: number;
   /** How long a claim holds without commit or release before another may take it, in ms. Default 5 minutes. */
   readonly leaseMs?: number;
+  /** History entries kept, the newest; older ones are overwritten. Default 10,000. */
+  readonly historyEntries?: number;
 }
 
-const DEFAULTS = { maxKeys: 100_000, maxAgeMs: 7 * 24 * 60 * 60 * 1000, leaseMs: 5 * 60 * 1000 };
+const DEFAULTS = {
+  historyEntries: DEFAULT_MEMORY_HISTORY_ENTRIES,
+  maxKeys: 100_000,
+  maxAgeMs: 7 * 24 * 60 * 60 * 1000,
+  leaseMs: 5 * 60 * 1000,
+};
 
 class MemoryClaim implements StoreClaim<undefined> {
   readonly transaction = undefined;
@@ -101,8 +109,13 @@ export class MemoryStore implements PostbackStore {
   readonly maxAgeMs: number;
   readonly leaseMs: number;
   private readonly parts: MemoryParts;
+  /** History: a ring of the newest entries, in this process only. */
+  readonly history: MemoryHistory;
 
   constructor(options: MemoryStoreOptions = {}) {
+    this.history = new MemoryHistory(
+      positiveInteger('historyEntries', options.historyEntries ?? DEFAULTS.historyEntries),
+    );
     this.maxKeys = positiveInteger('maxKeys', options.maxKeys ?? DEFAULTS.maxKeys);
     this.maxAgeMs = positiveInteger('maxAgeMs', options.maxAgeMs ?? DEFAULTS.maxAgeMs);
     this.leaseMs = positiveInteger('leaseMs', options.leaseMs ?? DEFAULTS.leaseMs);

@@ -1,0 +1,111 @@
+import type { FieldValue } from '../body/field-record';
+import type { PostbackErrorCode } from '../errors';
+import type { ActionState, PostbackFormat, PostbackRoute } from '../events';
+
+/**
+ * What became of a postback: `delivered` (listeners ran and it was recorded), `duplicate`,
+ * `stale`, `stored` (answered by the inbox, delivered later), `rejected` (4xx) or `failed` (5xx,
+ * or a delivery from the inbox or reconciliation that failed).
+ */
+export type HistoryOutcome = 'delivered' | 'duplicate' | 'stale' | 'stored' | 'rejected' | 'failed';
+
+/**
+ * What the entry records: a `postback` answered over HTTP, a delivery of a stored postback by
+ * the `inbox` worker, or an action `reconciliation` read from impact.com's API and delivered.
+ */
+export type HistoryTrigger = 'postback' | 'inbox' | 'reconciliation';
+
+/** One answered postback, or one delivery from the inbox or reconciliation. */
+export interface HistoryEntry {
+  /** Unique in its store; a later entry has a later id. */
+  readonly id: string;
+  readonly trigger: HistoryTrigger;
+  /** When the postback arrived (for an inbox delivery: the arrival it delivers). */
+  readonly receivedAt: Date;
+  readonly route: PostbackRoute;
+  /** How the fields came; null when the request was refused before they were read. */
+  readonly format: PostbackFormat | null;
+  /** The sender's address; null when it could not be determined. */
+  readonly ip: string | null;
+  /** The request's path as the host saw it (empty for a reconciliation). */
+  readonly path: string;
+  readonly outcome: HistoryOutcome;
+  /** The HTTP status answered; null for deliveries from the inbox or reconciliation, which answer nobody. */
+  readonly status: number | null;
+  /** The error code of a refusal or failure; null otherwise. */
+  readonly code: PostbackErrorCode | null;
+  /** From arrival (or the delivery's start) to the answer (or the delivery's end), in ms. */
+  readonly durationMs: number;
+  /** The dedupe key; null when the request was refused before its fields were read. */
+  readonly key: string | null;
+  /** The journal's subject (`action:<id>`, `inquiry:<id>`); null for catalog postbacks and refusals. */
+  readonly subject: string | null;
+  readonly actionId: string | null;
+  readonly subId1: string | null;
+  /**
+   * Every field as received, under the key the sender used (the token removed); null when the
+   * request was refused before its fields were read.
+   */
+  readonly fields: Readonly<Record<string, FieldValue>> | null;
+}
+
+/** An entry as the receiver hands it to a history log, which gives it its id. */
+export type NewHistoryEntry = Omit<HistoryEntry, 'id'>;
+
+/** What `postbacks.history.list()` takes; every filter is optional. */
+export interface HistoryQuery {
+  readonly actionId?: string;
+  readonly subId1?: string;
+  readonly outcome?: HistoryOutcome;
+  readonly route?: PostbackRoute;
+  readonly code?: PostbackErrorCode;
+  /** Entries received at or after this time. */
+  readonly since?: Date;
+  /** Entries received before this time. */
+  readonly until?: Date;
+  /** Entries per page, 1 to 1,000. Default 50. */
+  readonly limit?: number;
+  /** The `cursor` of the page before: the page after it. */
+  readonly cursor?: string;
+}
+
+/** A page of history, newest first. */
+export interface HistoryPage {
+  readonly entries: readonly HistoryEntry[];
+  /** Pass it as `cursor` for the next (older) page; null when this page is the last. */
+  readonly cursor: string | null;
+}
+
+/** What `postbacks.history.action(id)` gives: the journal's state and every entry of the action. */
+export interface ActionHistory {
+  /** The journal's state of the action; null when it holds none (never delivered, or a store without a journal to read). */
+  readonly state: ActionState | null;
+  /** Every entry of the action that history keeps, oldest first. */
+  readonly entries: readonly HistoryEntry[];
+}
+
+/** A query as a history log receives it: checked, with the retention's bound and a limit. */
+export interface HistoryFilter {
+  readonly actionId: string | null;
+  readonly subId1: string | null;
+  readonly outcome: HistoryOutcome | null;
+  readonly route: PostbackRoute | null;
+  readonly code: PostbackErrorCode | null;
+  /** The later of `since` and the retention's start. */
+  readonly since: Date;
+  readonly until: Date | null;
+  readonly limit: number;
+  /** Entries older than this id (the cursor's), or null from the newest. */
+  readonly before: string | null;
+}
+
+/**
+ * Where a store keeps history. A log gives each entry its id; `list` answers newest first and
+ * gives at most `limit` entries; `prune` removes up to `limit` entries received before `before`
+ * and says how many it removed.
+ */
+export interface HistoryLog {
+  append(entry: NewHistoryEntry): void | Promise<void>;
+  list(filter: HistoryFilter): readonly HistoryEntry[] | Promise<readonly HistoryEntry[]>;
+  prune(before: Date, limit: number): number | Promise<number>;
+}

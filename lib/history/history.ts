@@ -1,0 +1,132 @@
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import { clock } from '../clock';
+import { PostbackError } from '../errors';
+import { actionStateOf } from '../journal/journal';
+import type { JournalReadResult } from '../stores/store';
+import type {
+  ActionHistory,
+  HistoryEntry,
+  HistoryLog,
+  HistoryOutcome,
+  HistoryPage,
+  HistoryQuery,
+  NewHistoryEntry,
+} from './history-entry';
+import { MAX_PAGE_SIZE, toHistoryFilter } from './history-query';
+import { RejectedBudget } from './rejected-budget';
+
+/** Option `history` once checked. */
+export interface HistorySettings {
+  readonly retentionMs: number;
+  readonly maxRejectedPerMinute: number;
+}
+
+/** `postbacks.history`: what happened to every postback, newest first. */
+export interface PostbackHistory {
+  /** A page of entries matching every filter given, newest first. A mistake in the query throws a TypeError. */
+  list(query?: HistoryQuery): Promise<HistoryPage>;
+  /** The journal's state of an action and every entry of it, oldest first (at most 10,000, the newest). */
+  action(actionId: string): Promise<ActionHistory>;
+  /** Refused postbacks not stored since the receiver started, over `maxRejectedPerMinute`. */
+  stats(): { readonly rejectedNotStored: number };
+}
+
+export interface HistoryRecorder {
+  readonly history: PostbackHistory;
+  /**
+   * Records the entry `entryOf` builds (not built for a refusal over the budget); a failure to
+   * build or write it is reported, never thrown.
+   */
+  record(outcome: HistoryOutcome, entryOf: () => NewHistoryEntry): void;
+  /** Stops the background pruning. */
+  close(): void;
+}
+
+// Pruning runs in small batches with a turn of the event loop between them, so that a backlog
+// of expired entries never holds postbacks up.
+const PRUNE_EVERY_MS = 60_000;
+const PRUNE_BATCH = 500;
+const MAX_ACTION_ENTRIES = 10_000;
+
+export function createHistoryRecorder(
+  log: HistoryLog,
+  settings: HistorySettings,
+  readJournal: ((subjects: readonly string[]) => JournalReadResult | Promise<JournalReadResult>) | null,
+  reportError: (error: PostbackError) => void,
+): HistoryRecorder {
+  const rejected = new RejectedBudget(settings.maxRejectedPerMinute);
+  const logFailed = (cause: unknown): void => {
+    reportError(new PostbackError('store.failed', 'a history entry could not be written', { cause }));
+  };
+
+  function record(outcome: HistoryOutcome, entryOf: () => NewHistoryEntry): void {
+    if (outcome === 'rejected' && !rejected.take(clock.now())) return;
+    // Nothing here may fail the postback: it was answered, or delivered, already.
+    try {
+      const written = log.append(entryOf());
+      if (written instanceof Promise) written.catch(logFailed);
+    } catch (cause) {
+      logFailed(cause);
+    }
+  }
+
+  const retainedSince = (): Date => new Date(clock.now() - settings.retentionMs);
+
+  async function list(query?: HistoryQuery): Promise<HistoryPage> {
+    const filter = toHistoryFilter(query, retainedSince());
+    // One more than asked tells whether a page follows.
+    const found = await log.list({ ...filter, limit: filter.limit + 1 });
+    const entries = found.slice(0, filter.limit);
+    const last = entries.at(-1);
+    return { entries, cursor: found.length > filter.limit && last !== undefined ? last.id : null };
+  }
+
+  async function action(actionId: string): Promise<ActionHistory> {
+    if (typeof actionId !== 'string' || actionId === '') {
+      throw new TypeError(
+        `history.action(): the action id must be a non-empty string; got ${JSON.stringify(actionId)}`,
+      );
+    }
+    const [record] = readJournal === null ? [null] : await readJournal([`action:${actionId}`]);
+    const entries: HistoryEntry[] = [];
+    let cursor: string | null = null;
+    do {
+      const page: HistoryPage = await list({
+        actionId,
+        limit: MAX_PAGE_SIZE,
+        ...(cursor === null ? {} : { cursor }),
+      });
+      entries.push(...page.entries);
+      cursor = page.cursor;
+    } while (cursor !== null && entries.length < MAX_ACTION_ENTRIES);
+    return { state: actionStateOf(record ?? null), entries: entries.slice(0, MAX_ACTION_ENTRIES).reverse() };
+  }
+
+  let pruning = false;
+  async function prune(): Promise<void> {
+    if (pruning) return;
+    pruning = true;
+    try {
+      const before = retainedSince();
+      while ((await log.prune(before, PRUNE_BATCH)) === PRUNE_BATCH) await nextTurn();
+    } catch (cause) {
+      reportError(new PostbackError('store.failed', 'expired history entries could not be pruned', { cause }));
+    } finally {
+      pruning = false;
+    }
+  }
+  const pruner = setInterval(() => void prune(), PRUNE_EVERY_MS);
+  pruner.unref();
+
+  return {
+    history: {
+      list,
+      action,
+      stats: () => ({ rejectedNotStored: rejected.notStored }),
+    },
+    record,
+    close: () => {
+      clearInterval(pruner);
+    },
+  };
+}

@@ -1,0 +1,352 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { expect } from 'chai';
+import request from 'supertest';
+import { MemoryStore, SqliteStore, type HistoryEntry, type PostbackHistory } from '../lib';
+import { createApp, type TestApp } from './helpers/create-app';
+import { apiAction, FakeActionsApi } from './helpers/fake-actions-api';
+import { useStoreClock } from './helpers/store-clock';
+
+const SID = 'IRhistory';
+const AUTH = 'history-auth-token-0123456789';
+
+function historyOf(app: TestApp<unknown>): PostbackHistory {
+  const { history } = app.postbacks;
+  if (history === null) throw new Error('history is off');
+  return history;
+}
+
+async function sendAction(app: TestApp<unknown>, fields: Record<string, string>): Promise<number> {
+  const res = await request(app.app).get('/impact/actions').query(fields);
+  return res.status;
+}
+
+function action(id: string, status: string, payout: string, extra: Record<string, string> = {}) {
+  return {
+    ActionId: id,
+    Status: status,
+    Payout: payout,
+    Amount: '100.00',
+    Currency: 'USD',
+    SubId1: 'member-7',
+    ...extra,
+  };
+}
+
+/** Every entry, newest first, read page by page. */
+async function everyEntry(history: PostbackHistory, limit = 2): Promise<HistoryEntry[]> {
+  const entries: HistoryEntry[] = [];
+  let cursor: string | null = null;
+  do {
+    const page = await history.list({ limit, ...(cursor === null ? {} : { cursor }) });
+    entries.push(...page.entries);
+    cursor = page.cursor;
+  } while (cursor !== null);
+  return entries;
+}
+
+describe('history', () => {
+  let app: TestApp<unknown>;
+  afterEach(async () => {
+    await app.postbacks.close();
+  });
+
+  it('records a delivered postback with what was received, the token left out', async () => {
+    app = createApp<unknown>({ history: true, token: 'history-secret-token' });
+    const status = await sendAction(app, { ...action('7001.1', 'PENDING', '5.00'), token: 'history-secret-token' });
+    expect(status).to.equal(200);
+    const { entries, cursor } = await historyOf(app).list();
+    expect(cursor).to.equal(null);
+    expect(entries).to.have.length(1);
+    const [entry] = entries as [HistoryEntry];
+    expect(entry).to.deep.include({
+      trigger: 'postback',
+      route: 'actions',
+      format: 'query',
+      ip: '127.0.0.1',
+      path: '/impact/actions',
+      outcome: 'delivered',
+      status: 200,
+      code: null,
+      subject: 'action:7001.1',
+      actionId: '7001.1',
+      subId1: 'member-7',
+    });
+    expect(entry.key).to.equal(app.events.action[0]?.meta.key);
+    expect(entry.receivedAt).to.equal(app.events.action[0]?.meta.receivedAt);
+    expect(entry.durationMs).to.be.a('number').and.at.least(0);
+    expect(entry.fields).to.deep.equal({
+      ActionId: '7001.1',
+      Status: 'PENDING',
+      Payout: '5.00',
+      Amount: '100.00',
+      Currency: 'USD',
+      SubId1: 'member-7',
+    });
+    expect(JSON.stringify(entries)).not.to.include('history-secret-token');
+  });
+
+  it('records every outcome an answer can have, with its status and code', async () => {
+    app = createApp<unknown>({ history: true, allowedIps: ['127.0.0.1'], trustProxy: ['127.0.0.1'] });
+    let fail = false;
+    app.postbacks.on('action', () => {
+      if (fail) throw new Error('the ledger is down');
+    });
+    expect(await sendAction(app, action('7002.1', 'APPROVED', '5.00'))).to.equal(200);
+    expect(await sendAction(app, action('7002.1', 'APPROVED', '5.00'))).to.equal(200);
+    expect(await sendAction(app, action('7002.1', 'PENDING', '5.00'))).to.equal(200);
+    expect(await sendAction(app, action('7002.2', 'PENDING', 'five'))).to.equal(400);
+    const forged = await request(app.app)
+      .get('/impact/actions')
+      .set('X-Forwarded-For', '203.0.113.9')
+      .query(action('7002.3', 'PENDING', '5.00'));
+    expect(forged.status).to.equal(403);
+    fail = true;
+    expect(await sendAction(app, action('7002.4', 'PENDING', '5.00'))).to.equal(500);
+    const entries = await everyEntry(historyOf(app));
+    expect(entries.map((entry) => [entry.outcome, entry.status, entry.code, entry.actionId])).to.deep.equal([
+      ['failed', 500, 'listener.failed', '7002.4'],
+      ['rejected', 403, 'ip.forbidden', null],
+      ['rejected', 400, 'field.invalid', '7002.2'],
+      ['stale', 200, null, '7002.1'],
+      ['duplicate', 200, null, '7002.1'],
+      ['delivered', 200, null, '7002.1'],
+    ]);
+    const [, forbidden, invalid] = entries as [HistoryEntry, HistoryEntry, HistoryEntry];
+    // A refused sender's fields are never read; a refused postback's are kept, to show what was wrong.
+    expect([forbidden.fields, forbidden.format, forbidden.key, forbidden.ip]).to.deep.equal([
+      null,
+      null,
+      null,
+      '203.0.113.9',
+    ]);
+    expect(invalid.fields).to.include({ Payout: 'five' });
+    expect([invalid.format, invalid.key, invalid.subject, invalid.subId1]).to.deep.equal([
+      'query',
+      null,
+      null,
+      'member-7',
+    ]);
+  });
+
+  it('filters by action, subId1, outcome, route, code and time, and pages with a stable cursor', async () => {
+    app = createApp<unknown>({ history: {} });
+    for (let n = 1; n <= 5; n += 1) {
+      expect(await sendAction(app, action(`7003.${n}`, 'PENDING', '5.00', { SubId1: `m${n % 2}` }))).to.equal(200);
+    }
+    expect(await sendAction(app, action('7003.1', 'PENDING', 'x'))).to.equal(400);
+    await request(app.app).get('/impact/inquiries').query({ InquiryId: 'Q1', ActionId: '7003.2' }).expect(200);
+    const history = historyOf(app);
+    const ids = async (query: Parameters<PostbackHistory['list']>[0]) =>
+      (await history.list(query)).entries.map((entry) => `${entry.route}:${entry.actionId ?? ''}:${entry.outcome}`);
+    expect(await ids({ actionId: '7003.1' })).to.deep.equal(['actions:7003.1:rejected', 'actions:7003.1:delivered']);
+    expect(await ids({ subId1: 'm0' })).to.deep.equal(['actions:7003.4:delivered', 'actions:7003.2:delivered']);
+    expect(await ids({ outcome: 'rejected' })).to.deep.equal(['actions:7003.1:rejected']);
+    expect(await ids({ code: 'field.invalid' })).to.deep.equal(['actions:7003.1:rejected']);
+    expect(await ids({ route: 'inquiries' })).to.deep.equal(['inquiries:7003.2:delivered']);
+    expect(await ids({ since: new Date(Date.now() + 60_000) })).to.deep.equal([]);
+    expect(await ids({ until: new Date(Date.now() - 60_000) })).to.deep.equal([]);
+
+    // Pages of two, newest first: entries arriving meanwhile do not shift the pages after.
+    const first = await history.list({ limit: 2 });
+    expect(first.entries.map((entry) => entry.actionId)).to.deep.equal(['7003.2', '7003.1']);
+    expect(await sendAction(app, action('7003.9', 'PENDING', '5.00'))).to.equal(200);
+    const second = await history.list({ limit: 2, cursor: first.cursor ?? '' });
+    expect(second.entries.map((entry) => entry.actionId)).to.deep.equal(['7003.5', '7003.4']);
+    const rest = await history.list({ limit: 10, cursor: second.cursor ?? '' });
+    expect(rest.entries.map((entry) => entry.actionId)).to.deep.equal(['7003.3', '7003.2', '7003.1']);
+    expect(rest.cursor).to.equal(null);
+  });
+
+  it('refuses a query it cannot answer with a TypeError naming the option', async () => {
+    app = createApp<unknown>({ history: true });
+    const history = historyOf(app);
+    const refusals: [unknown, RegExp][] = [
+      [{ limit: 0 }, /limit must be a whole number from 1 to 1000/],
+      [{ limit: 1001 }, /limit/],
+      [{ outcome: 'lost' }, /outcome must be one of delivered, duplicate/],
+      [{ route: 'orders' }, /route must be one of/],
+      [{ code: 'nope' }, /code must be one of/],
+      [{ since: '2026-01-01' }, /since must be a valid Date/],
+      [{ until: new Date(Number.NaN) }, /until must be a valid Date/],
+      [{ cursor: 'abc' }, /cursor must be a cursor that list\(\) gave/],
+      [{ actionId: '' }, /actionId must be a non-empty string/],
+      [{ action: '1' }, /action must be left out: it is not a filter/],
+      ['all', /the query must be an object/],
+    ];
+    for (const [query, message] of refusals) {
+      let caught: unknown;
+      try {
+        await history.list(query as Parameters<PostbackHistory['list']>[0]);
+      } catch (error) {
+        caught = error;
+      }
+      expect(caught, JSON.stringify(query)).to.be.instanceOf(TypeError);
+      expect((caught as Error).message).to.match(message);
+    }
+  });
+
+  it('is off by default, null with history: false, and the option is checked at setup', () => {
+    app = createApp<unknown>({ history: false });
+    expect(app.postbacks.history).to.equal(null);
+    const byDefault = createApp<unknown>();
+    expect(byDefault.postbacks.history).to.equal(null);
+    void byDefault.postbacks.close();
+    expect(() => createApp({ history: { retentionMs: 10 } })).to.throw(
+      TypeError,
+      /option history.retentionMs must be an integer from 60000/,
+    );
+    expect(() => createApp({ history: { maxRejectedPerMinute: -1 } })).to.throw(
+      TypeError,
+      /option history.maxRejectedPerMinute/,
+    );
+    expect(() => createApp({ history: { retention: 1 } as never })).to.throw(
+      TypeError,
+      /unknown option history.retention/,
+    );
+    expect(() => createApp({ history: 'yes' as never })).to.throw(
+      TypeError,
+      /option history must be true, false or an object/,
+    );
+    expect(() => new MemoryStore({ historyEntries: 0 })).to.throw(TypeError, /option historyEntries/);
+  });
+
+  it('keeps the newest entries of a MemoryStore, as many as historyEntries', async () => {
+    app = createApp<unknown>({ history: true, store: new MemoryStore({ historyEntries: 3 }) });
+    for (let n = 1; n <= 5; n += 1) expect(await sendAction(app, action(`7004.${n}`, 'PENDING', '1.00'))).to.equal(200);
+    const entries = await everyEntry(historyOf(app));
+    expect(entries.map((entry) => entry.actionId)).to.deep.equal(['7004.5', '7004.4', '7004.3']);
+  });
+
+  describe('with the clock moved', () => {
+    // The start of this minute: receivedAt is read from the real clock, a few seconds later.
+    const clock = useStoreClock(Math.floor(Date.now() / 60_000) * 60_000);
+
+    it('stores at most maxRejectedPerMinute of a flood of 10,000 refused postbacks and counts the rest', async function () {
+      this.timeout(120_000);
+      app = createApp<unknown>({ allowedIps: ['192.0.2.1'], history: { maxRejectedPerMinute: 600 } });
+      const agent = request(app.app);
+      for (let batch = 0; batch < 100; batch += 1) {
+        await Promise.all(
+          Array.from({ length: 100 }, async (_, n) => {
+            await agent
+              .get('/impact/actions')
+              .query({ ActionId: `flood.${batch}.${n}` })
+              .expect(403);
+          }),
+        );
+      }
+      const history = historyOf(app);
+      expect(history.stats()).to.deep.equal({ rejectedNotStored: 9_400 });
+      const stored = await everyEntry(history, 1000);
+      expect(stored).to.have.length(600);
+      expect(stored.every((entry) => entry.code === 'ip.forbidden')).to.equal(true);
+      // A new minute, a new budget.
+      clock.advance(60_000);
+      await agent.get('/impact/actions').query({ ActionId: 'flood.next' }).expect(403);
+      expect((await history.list({ limit: 1000 })).entries).to.have.length(601);
+      expect(history.stats()).to.deep.equal({ rejectedNotStored: 9_400 });
+    });
+
+    it('lists nothing older than retentionMs', async () => {
+      app = createApp<unknown>({ history: { retentionMs: 3_600_000 } });
+      clock.set(Date.now());
+      expect(await sendAction(app, action('7005.1', 'PENDING', '1.00'))).to.equal(200);
+      const history = historyOf(app);
+      expect((await history.list()).entries).to.have.length(1);
+      // An hour and a minute later (receivedAt is read a few ms after the clock was set).
+      clock.advance(3_660_000);
+      expect((await history.list()).entries).to.have.length(0);
+    });
+  });
+
+  describe('an action timeline', () => {
+    let api: FakeActionsApi;
+    beforeEach(async () => {
+      api = new FakeActionsApi(SID, AUTH);
+      await api.start();
+    });
+    afterEach(async () => {
+      await api.stop();
+    });
+
+    it('reads PENDING → modified → REVERSED back in order, with a duplicate, a stale PENDING and a reconciliation', async () => {
+      app = createApp<unknown>({ history: true });
+      const id = '7006.1';
+      expect(await sendAction(app, action(id, 'PENDING', '5.00'))).to.equal(200);
+      expect(await sendAction(app, action(id, 'PENDING', '5.00'))).to.equal(200);
+      expect(await sendAction(app, action(id, 'PENDING', '4.00'))).to.equal(200);
+      api.put(apiAction(id, 'APPROVED', '4.00'));
+      const report = await app.postbacks.reconcile({
+        accountSid: SID,
+        authToken: AUTH,
+        since: new Date(Date.now() - 86_400_000),
+        baseUrl: api.baseUrl,
+      });
+      expect(report).to.include({ changed: 1, delivered: 1 });
+      expect(await sendAction(app, action(id, 'PENDING', '4.00', { Note: 'late retry' }))).to.equal(200);
+      expect(await sendAction(app, action(id, 'REVERSED', '0.00'))).to.equal(200);
+      expect(await sendAction(app, action('7006.2', 'PENDING', '1.00'))).to.equal(200);
+
+      const timeline = await historyOf(app).action(id);
+      // A reconciled action's fields are the API's (State, not Status).
+      const stateOf = (entry: HistoryEntry) => entry.fields?.['Status'] ?? entry.fields?.['State'];
+      expect(
+        timeline.entries.map((entry) => [entry.trigger, entry.outcome, stateOf(entry), entry.fields?.['Payout']]),
+      ).to.deep.equal([
+        ['postback', 'delivered', 'PENDING', '5.00'],
+        ['postback', 'duplicate', 'PENDING', '5.00'],
+        ['postback', 'delivered', 'PENDING', '4.00'],
+        ['reconciliation', 'delivered', 'APPROVED', '4.00'],
+        ['postback', 'stale', 'PENDING', '4.00'],
+        ['postback', 'delivered', 'REVERSED', '0.00'],
+      ]);
+      const reconciled = timeline.entries[3] as HistoryEntry;
+      expect([reconciled.format, reconciled.status, reconciled.ip, reconciled.subject]).to.deep.equal([
+        'api',
+        null,
+        null,
+        `action:${id}`,
+      ]);
+      expect(timeline.state).to.include({ status: 'REVERSED', payout: '0.00', trigger: 'lifecycle' });
+      const ids = timeline.entries.map((entry) => Number(entry.id));
+      expect(ids).to.deep.equal([...ids].sort((a, b) => a - b));
+      expect(await historyOf(app).action('7006.404')).to.deep.equal({ state: null, entries: [] });
+    });
+  });
+
+  describe('with the inbox', () => {
+    let dir: string;
+    before(async () => {
+      dir = await mkdtemp(path.join(tmpdir(), 'impact-history-'));
+    });
+    after(async () => {
+      await rm(dir, { recursive: true, force: true });
+    });
+
+    it('records the arrival as stored and the inbox delivery after it', async () => {
+      app = createApp<unknown>({
+        history: true,
+        store: new SqliteStore({ path: path.join(dir, 'inbox.db') }),
+        delivery: 'inbox',
+      });
+      expect(await sendAction(app, action('7007.1', 'PENDING', '2.50'))).to.equal(200);
+      const history = historyOf(app);
+      let entries: readonly HistoryEntry[] = [];
+      for (let wait = 0; wait < 200 && entries.length < 2; wait += 1) {
+        entries = (await history.list({ actionId: '7007.1' })).entries;
+        if (entries.length < 2) await sleep(25);
+      }
+      expect(entries.map((entry) => [entry.trigger, entry.outcome, entry.status])).to.deep.equal([
+        ['inbox', 'delivered', null],
+        ['postback', 'stored', 200],
+      ]);
+      const [delivery, arrival] = entries as [HistoryEntry, HistoryEntry];
+      expect(delivery.key).to.equal(arrival.key);
+      expect(delivery.receivedAt.getTime()).to.equal(arrival.receivedAt.getTime());
+      expect(delivery.fields).to.deep.equal(arrival.fields);
+    });
+  });
+});
