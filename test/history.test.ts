@@ -239,7 +239,7 @@ describe('history', () => {
         );
       }
       const history = historyOf(app);
-      expect(history.stats()).to.deep.equal({ rejectedNotStored: 9_400 });
+      expect(history.stats()).to.deep.equal({ notStored: 9_400 });
       const stored = await everyEntry(history, 1000);
       expect(stored).to.have.length(600);
       expect(stored.every((entry) => entry.code === 'ip.forbidden')).to.equal(true);
@@ -247,7 +247,27 @@ describe('history', () => {
       clock.advance(60_000);
       await agent.get('/impact/actions').query({ ActionId: 'flood.next' }).expect(403);
       expect((await history.list({ limit: 1000 })).entries).to.have.length(601);
-      expect(history.stats()).to.deep.equal({ rejectedNotStored: 9_400 });
+      expect(history.stats()).to.deep.equal({ notStored: 9_400 });
+    });
+
+    it('counts failures in the same budget: a flood sent while the router closes is not all stored', async () => {
+      app = createApp<unknown>({ history: { maxRejectedPerMinute: 2 } });
+      await app.postbacks.close();
+      const agent = request(app.app);
+      for (let n = 0; n < 5; n += 1)
+        await agent
+          .get('/impact/actions')
+          .query({ ActionId: `closing.${n}` })
+          .expect(503);
+      const history = historyOf(app);
+      const { entries } = await history.list();
+      expect(entries.map((entry) => [entry.outcome, entry.code])).to.deep.equal([
+        ['failed', 'router.closed'],
+        ['failed', 'router.closed'],
+      ]);
+      expect(history.stats()).to.deep.equal({ notStored: 3 });
+      // Entries are frozen: what one reader does to them, the next does not see.
+      expect(Object.isFrozen(entries[0])).to.equal(true);
     });
 
     it('lists nothing older than retentionMs', async () => {

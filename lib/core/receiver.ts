@@ -129,9 +129,11 @@ export function createReceiver(emitter: EventEmitter, settings: NormalizedOption
           },
           (row) => rebuildEvent(row, fieldIndexes),
           (event) => ROUTE_EVENTS[event.meta.route],
-          (event, outcome, started) => {
-            recordDelivery('inbox', event, outcome, started);
-          },
+          recorder === null
+            ? null
+            : (event, outcome, started) => {
+                recordDelivery('inbox', event, outcome, started);
+              },
         )
       : null;
   const directDelivery = createDirectDelivery(emitter, settings.store, settings, reportError, units, stopping.signal);
@@ -396,7 +398,7 @@ export function createReceiver(emitter: EventEmitter, settings: NormalizedOption
       readJournal: store.readJournal.bind(store),
       ordering: settings.ordering,
       deliver: async (event, readKey) => {
-        const started = performance.now();
+        const started = recorder === null ? 0 : performance.now();
         const outcome = await directDelivery('action', event, readKey);
         recordDelivery('reconciliation', event, outcome, started);
         return outcome;

@@ -74,6 +74,25 @@ export interface InboxDelivery {
   stop(timeoutMs: number): Promise<void>;
 }
 
+type DeliveredListener = (event: PostbackEvent, outcome: DeliveryOutcome, started: number) => void;
+
+/**
+ * Tells of a delivery that ended. Whatever it does, a delivery that was made stays made: a throw
+ * here must never reach the worker's failure handling, which would count a delivered row as failed.
+ */
+function tell(
+  listener: DeliveredListener | null,
+  event: PostbackEvent,
+  outcome: DeliveryOutcome,
+  started: number,
+): void {
+  try {
+    listener?.(event, outcome, started);
+  } catch {
+    // Reported by the listener itself (history reports its own failures).
+  }
+}
+
 /** How long the worker sleeps between looks when nothing wakes it, in ms. */
 const POLL_MS = 1000;
 
@@ -93,8 +112,11 @@ export function createInboxDelivery<T>(
   notify: (eventName: 'dead', args: readonly unknown[]) => void,
   rebuild: (row: InboxRow) => PostbackEvent,
   eventNameOf: (event: PostbackEvent) => string,
-  /** Told how each delivery ended (not one given back as the router closes); `started` is performance.now() at its start. */
-  delivered: (event: PostbackEvent, outcome: DeliveryOutcome, started: number) => void,
+  /**
+   * Told how each delivery ended (not one given back as the router closes); `started` is
+   * performance.now() at its start. Null: nobody is told.
+   */
+  delivered: DeliveredListener | null,
 ): InboxDelivery {
   const apply = createClaimApplier<T>(emitter, settings, reportError, units);
   const inFlight = new Set<Promise<void>>();
@@ -150,10 +172,11 @@ export function createInboxDelivery<T>(
     let error: PostbackError;
     try {
       event = rebuild(row);
-      const started = performance.now();
+      // Read only when someone is told: with history off, no clock.
+      const started = delivered === null ? 0 : performance.now();
       const result = apply(claim, eventNameOf(event), event);
       const outcome = result instanceof Pending ? await result.ended : result;
-      if (outcome.kind !== 'failed' || outcome.error.code !== 'router.closed') delivered(event, outcome, started);
+      if (outcome.kind !== 'failed' || outcome.error.code !== 'router.closed') tell(delivered, event, outcome, started);
       if (outcome.kind !== 'failed') return;
       if (outcome.error.code === 'router.closed') {
         try {

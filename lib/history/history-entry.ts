@@ -27,7 +27,7 @@ export interface HistoryEntry {
   readonly format: PostbackFormat | null;
   /** The sender's address; null when it could not be determined. */
   readonly ip: string | null;
-  /** The request's path as the host saw it (empty for a reconciliation). */
+  /** The request's path as the host saw it; for a reconciliation, the action's path in impact.com's API. */
   readonly path: string;
   readonly outcome: HistoryOutcome;
   /** The HTTP status answered; null for deliveries from the inbox or reconciliation, which answer nobody. */
@@ -100,9 +100,10 @@ export interface HistoryFilter {
 }
 
 /**
- * Where a store keeps history. A log gives each entry its id; `list` answers newest first and
- * gives at most `limit` entries; `prune` removes up to `limit` entries received before `before`
- * and says how many it removed.
+ * Where a store keeps history. A log gives each entry its id, a decimal number (as text) greater
+ * than every earlier entry's: cursors are ids. `list` answers newest first, entries older than
+ * `before` when it is given, at most `limit`; `prune` removes up to `limit` entries received
+ * before `before` and says how many it removed.
  */
 export interface HistoryLog {
   append(entry: NewHistoryEntry): void | Promise<void>;

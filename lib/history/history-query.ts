@@ -61,7 +61,7 @@ export function toHistoryFilter(query: HistoryQuery | undefined, retainedSince: 
   for (const key of Object.keys(given)) {
     if (!QUERY_KEYS.has(key)) fail(key, `left out: it is not a filter (${[...QUERY_KEYS].join(', ')})`, given[key]);
   }
-  const limit = given['limit'] ?? DEFAULT_PAGE_SIZE;
+  const limit = given['limit'] === undefined ? DEFAULT_PAGE_SIZE : given['limit'];
   if (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE_SIZE) {
     fail('limit', `a whole number from 1 to ${MAX_PAGE_SIZE}`, limit);
   }

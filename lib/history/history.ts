@@ -1,5 +1,6 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { clock } from '../clock';
+import { isThenable } from '../delivery/call-listeners';
 import { PostbackError } from '../errors';
 import { actionStateOf } from '../journal/journal';
 import type { JournalReadResult } from '../stores/store';
@@ -27,8 +28,8 @@ export interface PostbackHistory {
   list(query?: HistoryQuery): Promise<HistoryPage>;
   /** The journal's state of an action and every entry of it, oldest first (at most 10,000, the newest). */
   action(actionId: string): Promise<ActionHistory>;
-  /** Refused postbacks not stored since the receiver started, over `maxRejectedPerMinute`. */
-  stats(): { readonly rejectedNotStored: number };
+  /** Refused or failed postbacks not stored since the receiver started, over `maxRejectedPerMinute`. */
+  stats(): { readonly notStored: number };
 }
 
 export interface HistoryRecorder {
@@ -54,17 +55,19 @@ export function createHistoryRecorder(
   readJournal: ((subjects: readonly string[]) => JournalReadResult | Promise<JournalReadResult>) | null,
   reportError: (error: PostbackError) => void,
 ): HistoryRecorder {
-  const rejected = new RejectedBudget(settings.maxRejectedPerMinute);
+  const unanswered = new RejectedBudget(settings.maxRejectedPerMinute);
   const logFailed = (cause: unknown): void => {
     reportError(new PostbackError('store.failed', 'a history entry could not be written', { cause }));
   };
 
   function record(outcome: HistoryOutcome, entryOf: () => NewHistoryEntry): void {
-    if (outcome === 'rejected' && !rejected.take(clock.now())) return;
     // Nothing here may fail the postback: it was answered, or delivered, already.
     try {
+      // Refusals and failures share a budget: a forged flood, or one sent while the router
+      // closes, must not fill the log.
+      if ((outcome === 'rejected' || outcome === 'failed') && !unanswered.take(clock.now())) return;
       const written = log.append(entryOf());
-      if (written instanceof Promise) written.catch(logFailed);
+      if (isThenable(written)) Promise.resolve(written).catch(logFailed);
     } catch (cause) {
       logFailed(cause);
     }
@@ -122,7 +125,7 @@ export function createHistoryRecorder(
     history: {
       list,
       action,
-      stats: () => ({ rejectedNotStored: rejected.notStored }),
+      stats: () => ({ notStored: unanswered.notStored }),
     },
     record,
     close: () => {

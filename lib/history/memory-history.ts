@@ -9,7 +9,9 @@ export const DEFAULT_MEMORY_HISTORY_ENTRIES = 10_000;
  * fields, so recording one copies nothing.
  */
 export class MemoryHistory implements HistoryLog {
-  readonly #ring: (HistoryEntry | undefined)[];
+  readonly #capacity: number;
+  /** Made on the first entry: a store whose router keeps no history holds no ring. */
+  #ring: (HistoryEntry | undefined)[] = [];
   /** Entries appended so far; the next entry's id is this plus one. */
   #count = 0;
   /** Ids at or below this were pruned. */
@@ -17,18 +19,20 @@ export class MemoryHistory implements HistoryLog {
 
   /** `capacity`: a positive whole number, checked by the caller. */
   constructor(capacity: number = DEFAULT_MEMORY_HISTORY_ENTRIES) {
-    this.#ring = new Array<HistoryEntry | undefined>(capacity);
+    this.#capacity = capacity;
   }
 
   append(entry: NewHistoryEntry): void {
+    if (this.#ring.length === 0) this.#ring = new Array<HistoryEntry | undefined>(this.#capacity);
     this.#count += 1;
-    this.#ring[this.#count % this.#ring.length] = { id: String(this.#count), ...entry };
+    // Frozen: every reader gets this one object, and a record of money must not change.
+    this.#ring[this.#count % this.#ring.length] = Object.freeze({ id: String(this.#count), ...entry });
   }
 
   list(filter: HistoryFilter): readonly HistoryEntry[] {
     const found: HistoryEntry[] = [];
     const newest = filter.before === null ? this.#count : Math.min(this.#count, Number(filter.before) - 1);
-    const oldest = Math.max(this.#prunedThrough + 1, this.#count - this.#ring.length + 1, 1);
+    const oldest = this.#oldestKept();
     for (let id = newest; id >= oldest && found.length < filter.limit; id -= 1) {
       const entry = this.#ring[id % this.#ring.length] as HistoryEntry;
       if (matches(entry, filter)) found.push(entry);
@@ -36,10 +40,15 @@ export class MemoryHistory implements HistoryLog {
     return found;
   }
 
+  /** The id of the oldest entry still in the ring. */
+  #oldestKept(): number {
+    return Math.max(this.#prunedThrough + 1, this.#count - this.#capacity + 1, 1);
+  }
+
   prune(before: Date, limit: number): number {
     // Entries are appended in about the order they arrive: the oldest are at the ring's tail.
     let removed = 0;
-    const oldest = Math.max(this.#prunedThrough + 1, this.#count - this.#ring.length + 1, 1);
+    const oldest = this.#oldestKept();
     for (let id = oldest; id <= this.#count && removed < limit; id += 1) {
       const index = id % this.#ring.length;
       const entry = this.#ring[index] as HistoryEntry;
