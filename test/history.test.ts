@@ -4,7 +4,14 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { expect } from 'chai';
 import request from 'supertest';
-import { MemoryStore, SqliteStore, type HistoryEntry, type PostbackHistory } from '../lib';
+import {
+  MemoryStore,
+  SqliteStore,
+  type HistoryEntry,
+  type HistoryLog,
+  type PostbackHistory,
+  type PostbackStore,
+} from '../lib';
 import { createApp, type TestApp } from './helpers/create-app';
 import { apiAction, FakeActionsApi } from './helpers/fake-actions-api';
 import { useStoreClock } from './helpers/store-clock';
@@ -47,117 +54,253 @@ async function everyEntry(history: PostbackHistory, limit = 2): Promise<HistoryE
   return entries;
 }
 
+interface StoreKind {
+  readonly name: string;
+  /** A new, empty store. */
+  readonly create: () => PostbackStore<unknown>;
+  readonly before?: () => Promise<void>;
+  readonly after?: () => Promise<void>;
+}
+
+function kinds(): StoreKind[] {
+  let dir = '';
+  let made = 0;
+  return [
+    { name: 'MemoryStore', create: () => new MemoryStore() },
+    {
+      name: 'SqliteStore',
+      before: async () => {
+        dir = await mkdtemp(path.join(tmpdir(), 'impact-history-'));
+      },
+      create: () => new SqliteStore({ path: path.join(dir, `history-${(made += 1)}.db`) }),
+      after: () => rm(dir, { recursive: true, force: true }),
+    },
+  ];
+}
+
+function logOf(store: PostbackStore<unknown>): HistoryLog {
+  if (store.history === undefined) throw new Error('this store keeps no history');
+  return store.history;
+}
+
+for (const kind of kinds()) {
+  describe(`history with ${kind.name}`, () => {
+    before(async () => {
+      await kind.before?.();
+    });
+    after(async () => {
+      await kind.after?.();
+    });
+    let app: TestApp<unknown>;
+    afterEach(async () => {
+      await app.postbacks.close();
+    });
+
+    it('records a delivered postback with what was received, the token left out', async () => {
+      app = createApp<unknown>({ store: kind.create(), history: true, token: 'history-secret-token' });
+      const status = await sendAction(app, { ...action('7001.1', 'PENDING', '5.00'), token: 'history-secret-token' });
+      expect(status).to.equal(200);
+      const { entries, cursor } = await historyOf(app).list();
+      expect(cursor).to.equal(null);
+      expect(entries).to.have.length(1);
+      const [entry] = entries as [HistoryEntry];
+      expect(entry).to.deep.include({
+        trigger: 'postback',
+        route: 'actions',
+        format: 'query',
+        ip: '127.0.0.1',
+        path: '/impact/actions',
+        outcome: 'delivered',
+        status: 200,
+        code: null,
+        subject: 'action:7001.1',
+        actionId: '7001.1',
+        subId1: 'member-7',
+      });
+      expect(entry.key).to.equal(app.events.action[0]?.meta.key);
+      expect(entry.receivedAt.getTime()).to.equal(app.events.action[0]?.meta.receivedAt.getTime());
+      expect(entry.durationMs).to.be.a('number').and.at.least(0);
+      expect(entry.fields).to.deep.equal({
+        ActionId: '7001.1',
+        Status: 'PENDING',
+        Payout: '5.00',
+        Amount: '100.00',
+        Currency: 'USD',
+        SubId1: 'member-7',
+      });
+      expect(JSON.stringify(entries)).not.to.include('history-secret-token');
+    });
+
+    it('records every outcome an answer can have, with its status and code', async () => {
+      app = createApp<unknown>({
+        store: kind.create(),
+        history: true,
+        allowedIps: ['127.0.0.1'],
+        trustProxy: ['127.0.0.1'],
+      });
+      let fail = false;
+      app.postbacks.on('action', () => {
+        if (fail) throw new Error('the ledger is down');
+      });
+      expect(await sendAction(app, action('7002.1', 'APPROVED', '5.00'))).to.equal(200);
+      expect(await sendAction(app, action('7002.1', 'APPROVED', '5.00'))).to.equal(200);
+      expect(await sendAction(app, action('7002.1', 'PENDING', '5.00'))).to.equal(200);
+      expect(await sendAction(app, action('7002.2', 'PENDING', 'five'))).to.equal(400);
+      const forged = await request(app.app)
+        .get('/impact/actions')
+        .set('X-Forwarded-For', '203.0.113.9')
+        .query(action('7002.3', 'PENDING', '5.00'));
+      expect(forged.status).to.equal(403);
+      fail = true;
+      expect(await sendAction(app, action('7002.4', 'PENDING', '5.00'))).to.equal(500);
+      const entries = await everyEntry(historyOf(app));
+      expect(entries.map((entry) => [entry.outcome, entry.status, entry.code, entry.actionId])).to.deep.equal([
+        ['failed', 500, 'listener.failed', '7002.4'],
+        ['rejected', 403, 'ip.forbidden', null],
+        ['rejected', 400, 'field.invalid', '7002.2'],
+        ['stale', 200, null, '7002.1'],
+        ['duplicate', 200, null, '7002.1'],
+        ['delivered', 200, null, '7002.1'],
+      ]);
+      const [, forbidden, invalid] = entries as [HistoryEntry, HistoryEntry, HistoryEntry];
+      // A refused sender's fields are never read; a refused postback's are kept, to show what was wrong.
+      expect([forbidden.fields, forbidden.format, forbidden.key, forbidden.ip]).to.deep.equal([
+        null,
+        null,
+        null,
+        '203.0.113.9',
+      ]);
+      expect(invalid.fields).to.include({ Payout: 'five' });
+      expect([invalid.format, invalid.key, invalid.subject, invalid.subId1]).to.deep.equal([
+        'query',
+        null,
+        null,
+        'member-7',
+      ]);
+    });
+
+    it('filters by action, subId1, outcome, route, code and time, and pages with a stable cursor', async () => {
+      app = createApp<unknown>({ store: kind.create(), history: {} });
+      for (let n = 1; n <= 5; n += 1) {
+        expect(await sendAction(app, action(`7003.${n}`, 'PENDING', '5.00', { SubId1: `m${n % 2}` }))).to.equal(200);
+      }
+      expect(await sendAction(app, action('7003.1', 'PENDING', 'x'))).to.equal(400);
+      await request(app.app).get('/impact/inquiries').query({ InquiryId: 'Q1', ActionId: '7003.2' }).expect(200);
+      const history = historyOf(app);
+      const ids = async (query: Parameters<PostbackHistory['list']>[0]) =>
+        (await history.list(query)).entries.map((entry) => `${entry.route}:${entry.actionId ?? ''}:${entry.outcome}`);
+      expect(await ids({ actionId: '7003.1' })).to.deep.equal(['actions:7003.1:rejected', 'actions:7003.1:delivered']);
+      expect(await ids({ subId1: 'm0' })).to.deep.equal(['actions:7003.4:delivered', 'actions:7003.2:delivered']);
+      expect(await ids({ outcome: 'rejected' })).to.deep.equal(['actions:7003.1:rejected']);
+      expect(await ids({ code: 'field.invalid' })).to.deep.equal(['actions:7003.1:rejected']);
+      expect(await ids({ route: 'inquiries' })).to.deep.equal(['inquiries:7003.2:delivered']);
+      expect(await ids({ since: new Date(Date.now() + 60_000) })).to.deep.equal([]);
+      expect(await ids({ until: new Date(Date.now() - 60_000) })).to.deep.equal([]);
+
+      // Pages of two, newest first: entries arriving meanwhile do not shift the pages after.
+      const first = await history.list({ limit: 2 });
+      expect(first.entries.map((entry) => entry.actionId)).to.deep.equal(['7003.2', '7003.1']);
+      expect(await sendAction(app, action('7003.9', 'PENDING', '5.00'))).to.equal(200);
+      const second = await history.list({ limit: 2, cursor: first.cursor ?? '' });
+      expect(second.entries.map((entry) => entry.actionId)).to.deep.equal(['7003.5', '7003.4']);
+      const rest = await history.list({ limit: 10, cursor: second.cursor ?? '' });
+      expect(rest.entries.map((entry) => entry.actionId)).to.deep.equal(['7003.3', '7003.2', '7003.1']);
+      expect(rest.cursor).to.equal(null);
+    });
+
+    it('prunes entries received before a time, the oldest first, at most as many as asked', async () => {
+      const store = kind.create();
+      app = createApp<unknown>({ store, history: true });
+      for (let n = 1; n <= 5; n += 1)
+        expect(await sendAction(app, action(`7008.${n}`, 'PENDING', '1.00'))).to.equal(200);
+      const history = historyOf(app);
+      const all = (await history.list()).entries;
+      const cut = (all[1] as HistoryEntry).receivedAt;
+      const older = all.filter((entry) => entry.receivedAt < cut).length;
+      expect(older).to.be.at.least(1);
+      expect(await logOf(store).prune(cut, 1)).to.equal(1);
+      expect(await logOf(store).prune(cut, 100)).to.equal(older - 1);
+      const left = (await history.list()).entries;
+      expect(left.map((entry) => entry.id)).to.deep.equal(all.slice(0, all.length - older).map((entry) => entry.id));
+    });
+
+    describe('with the clock moved', () => {
+      // The start of this minute: receivedAt is read from the real clock, a few seconds later.
+      const clock = useStoreClock(Math.floor(Date.now() / 60_000) * 60_000);
+
+      it('lists nothing older than retentionMs', async () => {
+        app = createApp<unknown>({ store: kind.create(), history: { retentionMs: 3_600_000 } });
+        clock.set(Date.now());
+        expect(await sendAction(app, action('7005.1', 'PENDING', '1.00'))).to.equal(200);
+        const history = historyOf(app);
+        expect((await history.list()).entries).to.have.length(1);
+        // An hour and a minute later (receivedAt is read a few ms after the clock was set).
+        clock.advance(3_660_000);
+        expect((await history.list()).entries).to.have.length(0);
+      });
+    });
+
+    describe('an action timeline', () => {
+      let api: FakeActionsApi;
+      beforeEach(async () => {
+        api = new FakeActionsApi(SID, AUTH);
+        await api.start();
+      });
+      afterEach(async () => {
+        await api.stop();
+      });
+
+      it('reads PENDING → modified → REVERSED back in order, with a duplicate, a stale PENDING and a reconciliation', async () => {
+        app = createApp<unknown>({ store: kind.create(), history: true });
+        const id = '7006.1';
+        expect(await sendAction(app, action(id, 'PENDING', '5.00'))).to.equal(200);
+        expect(await sendAction(app, action(id, 'PENDING', '5.00'))).to.equal(200);
+        expect(await sendAction(app, action(id, 'PENDING', '4.00'))).to.equal(200);
+        api.put(apiAction(id, 'APPROVED', '4.00'));
+        const report = await app.postbacks.reconcile({
+          accountSid: SID,
+          authToken: AUTH,
+          since: new Date(Date.now() - 86_400_000),
+          baseUrl: api.baseUrl,
+        });
+        expect(report).to.include({ changed: 1, delivered: 1 });
+        expect(await sendAction(app, action(id, 'PENDING', '4.00', { Note: 'late retry' }))).to.equal(200);
+        expect(await sendAction(app, action(id, 'REVERSED', '0.00'))).to.equal(200);
+        expect(await sendAction(app, action('7006.2', 'PENDING', '1.00'))).to.equal(200);
+
+        const timeline = await historyOf(app).action(id);
+        // A reconciled action's fields are the API's (State, not Status).
+        const stateOf = (entry: HistoryEntry) => entry.fields?.['Status'] ?? entry.fields?.['State'];
+        expect(
+          timeline.entries.map((entry) => [entry.trigger, entry.outcome, stateOf(entry), entry.fields?.['Payout']]),
+        ).to.deep.equal([
+          ['postback', 'delivered', 'PENDING', '5.00'],
+          ['postback', 'duplicate', 'PENDING', '5.00'],
+          ['postback', 'delivered', 'PENDING', '4.00'],
+          ['reconciliation', 'delivered', 'APPROVED', '4.00'],
+          ['postback', 'stale', 'PENDING', '4.00'],
+          ['postback', 'delivered', 'REVERSED', '0.00'],
+        ]);
+        const reconciled = timeline.entries[3] as HistoryEntry;
+        expect([reconciled.format, reconciled.status, reconciled.ip, reconciled.subject]).to.deep.equal([
+          'api',
+          null,
+          null,
+          `action:${id}`,
+        ]);
+        expect(timeline.state).to.include({ status: 'REVERSED', payout: '0.00', trigger: 'lifecycle' });
+        const ids = timeline.entries.map((entry) => Number(entry.id));
+        expect(ids).to.deep.equal([...ids].sort((a, b) => a - b));
+        expect(await historyOf(app).action('7006.404')).to.deep.equal({ state: null, entries: [] });
+      });
+    });
+  });
+}
+
 describe('history', () => {
   let app: TestApp<unknown>;
   afterEach(async () => {
     await app.postbacks.close();
-  });
-
-  it('records a delivered postback with what was received, the token left out', async () => {
-    app = createApp<unknown>({ history: true, token: 'history-secret-token' });
-    const status = await sendAction(app, { ...action('7001.1', 'PENDING', '5.00'), token: 'history-secret-token' });
-    expect(status).to.equal(200);
-    const { entries, cursor } = await historyOf(app).list();
-    expect(cursor).to.equal(null);
-    expect(entries).to.have.length(1);
-    const [entry] = entries as [HistoryEntry];
-    expect(entry).to.deep.include({
-      trigger: 'postback',
-      route: 'actions',
-      format: 'query',
-      ip: '127.0.0.1',
-      path: '/impact/actions',
-      outcome: 'delivered',
-      status: 200,
-      code: null,
-      subject: 'action:7001.1',
-      actionId: '7001.1',
-      subId1: 'member-7',
-    });
-    expect(entry.key).to.equal(app.events.action[0]?.meta.key);
-    expect(entry.receivedAt).to.equal(app.events.action[0]?.meta.receivedAt);
-    expect(entry.durationMs).to.be.a('number').and.at.least(0);
-    expect(entry.fields).to.deep.equal({
-      ActionId: '7001.1',
-      Status: 'PENDING',
-      Payout: '5.00',
-      Amount: '100.00',
-      Currency: 'USD',
-      SubId1: 'member-7',
-    });
-    expect(JSON.stringify(entries)).not.to.include('history-secret-token');
-  });
-
-  it('records every outcome an answer can have, with its status and code', async () => {
-    app = createApp<unknown>({ history: true, allowedIps: ['127.0.0.1'], trustProxy: ['127.0.0.1'] });
-    let fail = false;
-    app.postbacks.on('action', () => {
-      if (fail) throw new Error('the ledger is down');
-    });
-    expect(await sendAction(app, action('7002.1', 'APPROVED', '5.00'))).to.equal(200);
-    expect(await sendAction(app, action('7002.1', 'APPROVED', '5.00'))).to.equal(200);
-    expect(await sendAction(app, action('7002.1', 'PENDING', '5.00'))).to.equal(200);
-    expect(await sendAction(app, action('7002.2', 'PENDING', 'five'))).to.equal(400);
-    const forged = await request(app.app)
-      .get('/impact/actions')
-      .set('X-Forwarded-For', '203.0.113.9')
-      .query(action('7002.3', 'PENDING', '5.00'));
-    expect(forged.status).to.equal(403);
-    fail = true;
-    expect(await sendAction(app, action('7002.4', 'PENDING', '5.00'))).to.equal(500);
-    const entries = await everyEntry(historyOf(app));
-    expect(entries.map((entry) => [entry.outcome, entry.status, entry.code, entry.actionId])).to.deep.equal([
-      ['failed', 500, 'listener.failed', '7002.4'],
-      ['rejected', 403, 'ip.forbidden', null],
-      ['rejected', 400, 'field.invalid', '7002.2'],
-      ['stale', 200, null, '7002.1'],
-      ['duplicate', 200, null, '7002.1'],
-      ['delivered', 200, null, '7002.1'],
-    ]);
-    const [, forbidden, invalid] = entries as [HistoryEntry, HistoryEntry, HistoryEntry];
-    // A refused sender's fields are never read; a refused postback's are kept, to show what was wrong.
-    expect([forbidden.fields, forbidden.format, forbidden.key, forbidden.ip]).to.deep.equal([
-      null,
-      null,
-      null,
-      '203.0.113.9',
-    ]);
-    expect(invalid.fields).to.include({ Payout: 'five' });
-    expect([invalid.format, invalid.key, invalid.subject, invalid.subId1]).to.deep.equal([
-      'query',
-      null,
-      null,
-      'member-7',
-    ]);
-  });
-
-  it('filters by action, subId1, outcome, route, code and time, and pages with a stable cursor', async () => {
-    app = createApp<unknown>({ history: {} });
-    for (let n = 1; n <= 5; n += 1) {
-      expect(await sendAction(app, action(`7003.${n}`, 'PENDING', '5.00', { SubId1: `m${n % 2}` }))).to.equal(200);
-    }
-    expect(await sendAction(app, action('7003.1', 'PENDING', 'x'))).to.equal(400);
-    await request(app.app).get('/impact/inquiries').query({ InquiryId: 'Q1', ActionId: '7003.2' }).expect(200);
-    const history = historyOf(app);
-    const ids = async (query: Parameters<PostbackHistory['list']>[0]) =>
-      (await history.list(query)).entries.map((entry) => `${entry.route}:${entry.actionId ?? ''}:${entry.outcome}`);
-    expect(await ids({ actionId: '7003.1' })).to.deep.equal(['actions:7003.1:rejected', 'actions:7003.1:delivered']);
-    expect(await ids({ subId1: 'm0' })).to.deep.equal(['actions:7003.4:delivered', 'actions:7003.2:delivered']);
-    expect(await ids({ outcome: 'rejected' })).to.deep.equal(['actions:7003.1:rejected']);
-    expect(await ids({ code: 'field.invalid' })).to.deep.equal(['actions:7003.1:rejected']);
-    expect(await ids({ route: 'inquiries' })).to.deep.equal(['inquiries:7003.2:delivered']);
-    expect(await ids({ since: new Date(Date.now() + 60_000) })).to.deep.equal([]);
-    expect(await ids({ until: new Date(Date.now() - 60_000) })).to.deep.equal([]);
-
-    // Pages of two, newest first: entries arriving meanwhile do not shift the pages after.
-    const first = await history.list({ limit: 2 });
-    expect(first.entries.map((entry) => entry.actionId)).to.deep.equal(['7003.2', '7003.1']);
-    expect(await sendAction(app, action('7003.9', 'PENDING', '5.00'))).to.equal(200);
-    const second = await history.list({ limit: 2, cursor: first.cursor ?? '' });
-    expect(second.entries.map((entry) => entry.actionId)).to.deep.equal(['7003.5', '7003.4']);
-    const rest = await history.list({ limit: 10, cursor: second.cursor ?? '' });
-    expect(rest.entries.map((entry) => entry.actionId)).to.deep.equal(['7003.3', '7003.2', '7003.1']);
-    expect(rest.cursor).to.equal(null);
   });
 
   it('refuses a query it cannot answer with a TypeError naming the option', async () => {
@@ -268,72 +411,6 @@ describe('history', () => {
       expect(history.stats()).to.deep.equal({ notStored: 3 });
       // Entries are frozen: what one reader does to them, the next does not see.
       expect(Object.isFrozen(entries[0])).to.equal(true);
-    });
-
-    it('lists nothing older than retentionMs', async () => {
-      app = createApp<unknown>({ history: { retentionMs: 3_600_000 } });
-      clock.set(Date.now());
-      expect(await sendAction(app, action('7005.1', 'PENDING', '1.00'))).to.equal(200);
-      const history = historyOf(app);
-      expect((await history.list()).entries).to.have.length(1);
-      // An hour and a minute later (receivedAt is read a few ms after the clock was set).
-      clock.advance(3_660_000);
-      expect((await history.list()).entries).to.have.length(0);
-    });
-  });
-
-  describe('an action timeline', () => {
-    let api: FakeActionsApi;
-    beforeEach(async () => {
-      api = new FakeActionsApi(SID, AUTH);
-      await api.start();
-    });
-    afterEach(async () => {
-      await api.stop();
-    });
-
-    it('reads PENDING → modified → REVERSED back in order, with a duplicate, a stale PENDING and a reconciliation', async () => {
-      app = createApp<unknown>({ history: true });
-      const id = '7006.1';
-      expect(await sendAction(app, action(id, 'PENDING', '5.00'))).to.equal(200);
-      expect(await sendAction(app, action(id, 'PENDING', '5.00'))).to.equal(200);
-      expect(await sendAction(app, action(id, 'PENDING', '4.00'))).to.equal(200);
-      api.put(apiAction(id, 'APPROVED', '4.00'));
-      const report = await app.postbacks.reconcile({
-        accountSid: SID,
-        authToken: AUTH,
-        since: new Date(Date.now() - 86_400_000),
-        baseUrl: api.baseUrl,
-      });
-      expect(report).to.include({ changed: 1, delivered: 1 });
-      expect(await sendAction(app, action(id, 'PENDING', '4.00', { Note: 'late retry' }))).to.equal(200);
-      expect(await sendAction(app, action(id, 'REVERSED', '0.00'))).to.equal(200);
-      expect(await sendAction(app, action('7006.2', 'PENDING', '1.00'))).to.equal(200);
-
-      const timeline = await historyOf(app).action(id);
-      // A reconciled action's fields are the API's (State, not Status).
-      const stateOf = (entry: HistoryEntry) => entry.fields?.['Status'] ?? entry.fields?.['State'];
-      expect(
-        timeline.entries.map((entry) => [entry.trigger, entry.outcome, stateOf(entry), entry.fields?.['Payout']]),
-      ).to.deep.equal([
-        ['postback', 'delivered', 'PENDING', '5.00'],
-        ['postback', 'duplicate', 'PENDING', '5.00'],
-        ['postback', 'delivered', 'PENDING', '4.00'],
-        ['reconciliation', 'delivered', 'APPROVED', '4.00'],
-        ['postback', 'stale', 'PENDING', '4.00'],
-        ['postback', 'delivered', 'REVERSED', '0.00'],
-      ]);
-      const reconciled = timeline.entries[3] as HistoryEntry;
-      expect([reconciled.format, reconciled.status, reconciled.ip, reconciled.subject]).to.deep.equal([
-        'api',
-        null,
-        null,
-        `action:${id}`,
-      ]);
-      expect(timeline.state).to.include({ status: 'REVERSED', payout: '0.00', trigger: 'lifecycle' });
-      const ids = timeline.entries.map((entry) => Number(entry.id));
-      expect(ids).to.deep.equal([...ids].sort((a, b) => a - b));
-      expect(await historyOf(app).action('7006.404')).to.deep.equal({ state: null, entries: [] });
     });
   });
 

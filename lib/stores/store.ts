@@ -89,7 +89,7 @@ export interface PostbackStore<T = undefined> {
    * Where history is kept (`postbacks.history`). A store without one has its history kept in the
    * router's memory, the newest 10,000 entries.
    */
-  readonly history?: HistoryLog;
+  readonly history?: HistoryLog | undefined;
   /** Ends connections and timers the store opened. */
   close?(): void | Promise<void>;
 }

@@ -4,6 +4,7 @@ import { GroupCommit } from './group-commit';
 import { BUSY, retryWhileBusy } from '../retry-while-busy';
 import { ClaimLostError } from '../claim-lost';
 import { SqliteInbox, type SqliteDatabase, type SqliteWrites } from './sqlite-inbox';
+import { SQLITE_HISTORY_DDL, SqliteHistory } from './sqlite-history';
 import type { BeginResult, InboxStore, JournalReadResult, JournalRecord, StoreClaim } from '../store';
 import { clock } from '../../clock';
 
@@ -133,6 +134,8 @@ export class SqliteStore implements InboxStore<undefined> {
   readonly leaseMs: number;
   readonly lockTimeoutMs: number;
   readonly inbox: SqliteInbox;
+  /** History (option `history` of the router), in the store's file. */
+  readonly history: SqliteHistory | undefined;
   private readonly db: Database;
   /** The claims' connection: the same file, without an fsync per claim. */
   private readonly claimDb: Database;
@@ -192,6 +195,7 @@ export class SqliteStore implements InboxStore<undefined> {
         held_by TEXT NOT NULL,
         held_until INTEGER NOT NULL
       ) WITHOUT ROWID;
+      ${SQLITE_HISTORY_DDL}
     `);
 
     // Claims on a connection of their own, without an fsync each: see the class comment.
@@ -200,6 +204,8 @@ export class SqliteStore implements InboxStore<undefined> {
     claimDb.pragma('busy_timeout = 5000');
     claimDb.pragma(`wal_autocheckpoint = ${WAL_CHECKPOINT_PAGES}`);
     this.claimDb = claimDb;
+    // A file made by an earlier version, opened only to look (create: false), may have no history.
+    this.history = create || hasTable(claimDb, 'postback_history') ? new SqliteHistory(claimDb) : undefined;
     const keyState = claimDb.prepare('SELECT state, expires_at FROM postback_keys WHERE key = ?');
     const holdOf = claimDb.prepare('SELECT held_until FROM postback_holds WHERE subject = ?');
     const journalRow = claimDb.prepare('SELECT record, expires_at FROM postback_journal WHERE subject = ?');
@@ -349,10 +355,15 @@ export class SqliteStore implements InboxStore<undefined> {
   close(): void {
     clearInterval(this.pruneTimer);
     this.finishes.flush();
+    this.history?.flush();
     this.inbox.close();
     this.claimDb.close();
     this.db.close();
   }
+}
+
+function hasTable(db: Database, name: string): boolean {
+  return db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(name) !== undefined;
 }
 
 /** Opens a store's file that must be there with all its tables; throws naming what is missing. */

@@ -1,0 +1,164 @@
+import type { HistoryEntry, HistoryFilter, HistoryLog, NewHistoryEntry } from '../../history/history-entry';
+import { GroupCommit } from './group-commit';
+import type { SqliteDatabase } from './sqlite-inbox';
+
+/** The history table and its indexes, one for each way the history is searched. */
+export const SQLITE_HISTORY_DDL = `
+  CREATE TABLE IF NOT EXISTS postback_history (
+    -- AUTOINCREMENT: ids never come back after the newest rows are pruned, so cursors stay valid.
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    received_at INTEGER NOT NULL,
+    trigger TEXT NOT NULL,
+    route TEXT NOT NULL,
+    format TEXT,
+    ip TEXT,
+    path TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    status INTEGER,
+    code TEXT,
+    duration_ms REAL NOT NULL,
+    key TEXT,
+    subject TEXT,
+    action_id TEXT,
+    sub_id1 TEXT,
+    fields TEXT
+  );
+  CREATE INDEX IF NOT EXISTS postback_history_action_id ON postback_history (action_id, id) WHERE action_id IS NOT NULL;
+  CREATE INDEX IF NOT EXISTS postback_history_sub_id1 ON postback_history (sub_id1, id) WHERE sub_id1 IS NOT NULL;
+  CREATE INDEX IF NOT EXISTS postback_history_outcome ON postback_history (outcome, id);
+  CREATE INDEX IF NOT EXISTS postback_history_code ON postback_history (code, id) WHERE code IS NOT NULL;
+  CREATE INDEX IF NOT EXISTS postback_history_received_at ON postback_history (received_at);
+`;
+
+type Row = readonly (string | number | null)[];
+
+interface StoredRow {
+  readonly id: number;
+  readonly received_at: number;
+  readonly trigger: HistoryEntry['trigger'];
+  readonly route: HistoryEntry['route'];
+  readonly format: HistoryEntry['format'];
+  readonly ip: string | null;
+  readonly path: string;
+  readonly outcome: HistoryEntry['outcome'];
+  readonly status: number | null;
+  readonly code: HistoryEntry['code'];
+  readonly duration_ms: number;
+  readonly key: string | null;
+  readonly subject: string | null;
+  readonly action_id: string | null;
+  readonly sub_id1: string | null;
+  readonly fields: string | null;
+}
+
+/** The filters a query uses, each a column and how it compares. */
+const CONDITIONS: readonly (readonly [keyof HistoryFilter, string])[] = [
+  ['actionId', 'action_id = ?'],
+  ['subId1', 'sub_id1 = ?'],
+  ['outcome', 'outcome = ?'],
+  ['route', 'route = ?'],
+  ['code', 'code = ?'],
+  ['until', 'received_at < ?'],
+  ['before', 'id < ?'],
+];
+
+/**
+ * SqliteStore's history: a table in the store's file. Entries are written in batches, those of
+ * one turn of the event loop in one transaction, on the claims' connection (no fsync of its
+ * own: a process that dies loses none, a power cut may lose the last moments'). A list first
+ * writes what is queued, so that it reads every entry appended before it.
+ */
+export class SqliteHistory implements HistoryLog {
+  readonly #db: SqliteDatabase;
+  readonly #writes: GroupCommit<Row, void>;
+  readonly #queries = new Map<string, { all(...values: unknown[]): unknown[] }>();
+  readonly #prune: { run(...values: unknown[]): { changes: number } };
+
+  constructor(db: SqliteDatabase) {
+    this.#db = db;
+    const insert = db.prepare(
+      `INSERT INTO postback_history (received_at, trigger, route, format, ip, path, outcome, status, code,
+         duration_ms, key, subject, action_id, sub_id1, fields) VALUES (${new Array(15).fill('?').join(', ')})`,
+    );
+    this.#writes = new GroupCommit<Row, void>(
+      db.transaction((rows: readonly Row[]) =>
+        rows.map((row) => {
+          insert.run(...row);
+        }),
+      ).immediate,
+    );
+    this.#prune = db.prepare(
+      `DELETE FROM postback_history WHERE id IN
+         (SELECT id FROM postback_history WHERE received_at < ? ORDER BY received_at LIMIT ?)`,
+    );
+  }
+
+  append(entry: NewHistoryEntry): Promise<void> {
+    return this.#writes.submit([
+      entry.receivedAt.getTime(),
+      entry.trigger,
+      entry.route,
+      entry.format,
+      entry.ip,
+      entry.path,
+      entry.outcome,
+      entry.status,
+      entry.code,
+      entry.durationMs,
+      entry.key,
+      entry.subject,
+      entry.actionId,
+      entry.subId1,
+      entry.fields === null ? null : JSON.stringify(entry.fields),
+    ]);
+  }
+
+  list(filter: HistoryFilter): readonly HistoryEntry[] {
+    this.#writes.flush();
+    const used = CONDITIONS.filter(([name]) => filter[name] !== null);
+    const shape = used.map(([name]) => name).join(',');
+    let query = this.#queries.get(shape);
+    if (query === undefined) {
+      const where = ['received_at >= ?', ...used.map(([, condition]) => condition)].join(' AND ');
+      query = this.#db.prepare(`SELECT * FROM postback_history WHERE ${where} ORDER BY id DESC LIMIT ?`);
+      this.#queries.set(shape, query);
+    }
+    const values = used.map(([name]) => {
+      const value = filter[name];
+      return value instanceof Date ? value.getTime() : name === 'before' ? Number(value) : value;
+    });
+    const rows = query.all(filter.since.getTime(), ...values, filter.limit) as StoredRow[];
+    return rows.map(entryOfRow);
+  }
+
+  prune(before: Date, limit: number): number {
+    this.#writes.flush();
+    return this.#prune.run(before.getTime(), limit).changes;
+  }
+
+  /** Writes what is queued; the store calls it as it closes. */
+  flush(): void {
+    this.#writes.flush();
+  }
+}
+
+function entryOfRow(row: StoredRow): HistoryEntry {
+  return Object.freeze({
+    id: String(row.id),
+    trigger: row.trigger,
+    receivedAt: new Date(row.received_at),
+    route: row.route,
+    format: row.format,
+    ip: row.ip,
+    path: row.path,
+    outcome: row.outcome,
+    status: row.status,
+    code: row.code,
+    durationMs: row.duration_ms,
+    key: row.key,
+    subject: row.subject,
+    actionId: row.action_id,
+    subId1: row.sub_id1,
+    fields: row.fields === null ? null : (JSON.parse(row.fields) as HistoryEntry['fields']),
+  });
+}
