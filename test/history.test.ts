@@ -6,6 +6,7 @@ import { expect } from 'chai';
 import request from 'supertest';
 import {
   MemoryStore,
+  PostgresStore,
   SqliteStore,
   type HistoryEntry,
   type HistoryLog,
@@ -13,6 +14,7 @@ import {
   type PostbackStore,
 } from '../lib';
 import { createApp, type TestApp } from './helpers/create-app';
+import { createTestSchema, DATABASE_URL, requirePostgres, type TestSchema } from './helpers/services';
 import { apiAction, FakeActionsApi } from './helpers/fake-actions-api';
 import { useStoreClock } from './helpers/store-clock';
 
@@ -58,13 +60,14 @@ interface StoreKind {
   readonly name: string;
   /** A new, empty store. */
   readonly create: () => PostbackStore<unknown>;
-  readonly before?: () => Promise<void>;
+  readonly before?: (context: Mocha.Context) => Promise<void>;
   readonly after?: () => Promise<void>;
 }
 
 function kinds(): StoreKind[] {
   let dir = '';
   let made = 0;
+  let schema: TestSchema | undefined;
   return [
     { name: 'MemoryStore', create: () => new MemoryStore() },
     {
@@ -74,6 +77,20 @@ function kinds(): StoreKind[] {
       },
       create: () => new SqliteStore({ path: path.join(dir, `history-${(made += 1)}.db`) }),
       after: () => rm(dir, { recursive: true, force: true }),
+    },
+    {
+      name: 'PostgresStore',
+      before: async (context) => {
+        await requirePostgres(context);
+        schema = await createTestSchema();
+      },
+      create: () =>
+        new PostgresStore({
+          connectionString: DATABASE_URL,
+          schema: schema?.name ?? 'public',
+          tablePrefix: `h${(made += 1)}_`,
+        }),
+      after: async () => schema?.drop(),
     },
   ];
 }
@@ -85,8 +102,8 @@ function logOf(store: PostbackStore<unknown>): HistoryLog {
 
 for (const kind of kinds()) {
   describe(`history with ${kind.name}`, () => {
-    before(async () => {
-      await kind.before?.();
+    before(async function () {
+      await kind.before?.(this);
     });
     after(async () => {
       await kind.after?.();

@@ -132,7 +132,7 @@ describe('PostgresStore', function () {
         });
         const p = 'impact_postbacks_';
         const named = {
-          tables: [`${p}keys`, `${p}journal`, `${p}inbox`, `${p}inbox_attempts`],
+          tables: [`${p}keys`, `${p}journal`, `${p}inbox`, `${p}inbox_attempts`, `${p}history`],
           indexes: [
             'keys_expires_at',
             'journal_expires_at',
@@ -140,6 +140,11 @@ describe('PostgresStore', function () {
             'inbox_subject',
             'inbox_status',
             'inbox_subject_all',
+            'history_action_id',
+            'history_sub_id1',
+            'history_outcome',
+            'history_code',
+            'history_received_at',
           ].map((name) => p + name),
           functions: [`${p}begin_v5`, `${p}inbox_add_v5`, `${p}inbox_next_v5`],
         };

@@ -1,3 +1,4 @@
+import { PostgresHistory } from './postgres-history';
 import { booleanOption, loadOptionalModule, positiveInteger } from '../optional-module';
 import {
   checkNames,
@@ -76,6 +77,8 @@ export class PostgresStore<T extends PgClient = PgClient> implements InboxStore<
   readonly lockTimeoutMs: number;
   /** The inbox for delivery: 'inbox' (see PostgresInbox). */
   readonly inbox: PostgresInbox<T>;
+  /** History (option `history` of the router), in a table beside the store's. */
+  readonly history: PostgresHistory;
   private readonly names: PostgresNames;
   private readonly pool: PgPool;
   private readonly ownsPool: boolean;
@@ -160,6 +163,7 @@ export class PostgresStore<T extends PgClient = PgClient> implements InboxStore<
         return this.pool.connect();
       },
     });
+    this.history = new PostgresHistory(objects.history, (text, values) => this.run(text, values));
     // A store that only looks (create: false) deletes nothing either.
     if (this.create) {
       this.pruneTimer = setInterval(() => {
@@ -220,7 +224,9 @@ export class PostgresStore<T extends PgClient = PgClient> implements InboxStore<
    */
   close(): Promise<void> {
     clearInterval(this.pruneTimer);
-    this.closed ??= this.inbox.close().then(() => (this.ownsPool ? this.pool.end() : undefined));
+    this.closed ??= Promise.all([this.inbox.close(), this.history.flush()]).then(() =>
+      this.ownsPool ? this.pool.end() : undefined,
+    );
     return this.closed;
   }
 
