@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { deliverPostback, errorCodeOf } from './deliver';
+import { historyCommand } from './history';
 import { inboxCommand } from './inbox';
 import { StoreUsageError } from './open-store';
 import { migrate, MigrateUsageError } from './migrate';
@@ -26,6 +27,7 @@ Commands:
   migrate     create PostgresStore's tables in a PostgreSQL database, or print their DDL
   inbox       what the inbox of delivery: 'inbox' holds (stats, list), and retry rows
   reconcile   compare impact.com's Actions API with a store's journal: what postbacks never brought
+  history     what became of each postback, from a router's history (option history)
 
 Run "impact-postbacks <command> --help" for a command's options, "impact-postbacks --version"
 for the version.`,
@@ -132,6 +134,25 @@ Options:
   --help                show this help
 
 Exit code 1 if anything is missing or changed, or the API or the store failed; 0 if all agree.`,
+  history: `Usage: impact-postbacks history (--database-url <url> | --sqlite <file>) [options]
+
+Prints what a router with option history recorded, newest first: id, arrival, trigger (postback,
+inbox, reconciliation), route, outcome, status, error code, action id and subId1.
+
+Options:
+  --action <id>         entries of this action only
+  --sub-id1 <value>     entries of this subId1 only
+  --outcome <outcome>   delivered, duplicate, stale, stored, rejected or failed
+  --since <date>        entries received from this date or time, such as 2026-11-01
+  --limit <n>           at most n entries (default: 50, at most 1000)
+  --database-url <url>  PostgresStore's database (default: the DATABASE_URL environment variable)
+  --schema <name>       PostgresStore's schema (default: public)
+  --table-prefix <p>    PostgresStore's table prefix (default: impact_postbacks_)
+  --sqlite <file>       SqliteStore's file
+  --json                print one JSON object per entry and line, with every field as received
+  --help                show this help
+
+Exit code 1 if the store could not be read.`,
 };
 
 function oneOf<T extends string>(name: string, value: string | undefined, allowed: readonly T[], fallback?: T): T {
@@ -438,6 +459,44 @@ async function runReconcile(args: string[]): Promise<number> {
   }
 }
 
+async function runHistory(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      'database-url': { type: 'string' },
+      sqlite: { type: 'string' },
+      schema: { type: 'string' },
+      'table-prefix': { type: 'string' },
+      action: { type: 'string' },
+      'sub-id1': { type: 'string' },
+      outcome: { type: 'string' },
+      since: { type: 'string' },
+      limit: { type: 'string' },
+      json: { type: 'boolean' },
+      help: { type: 'boolean' },
+    },
+    strict: true,
+  });
+  if (values.help === true) return help('history');
+  try {
+    return await historyCommand({
+      databaseUrl: values['database-url'] ?? (values.sqlite === undefined ? process.env['DATABASE_URL'] : undefined),
+      sqlite: values.sqlite,
+      schema: values.schema,
+      tablePrefix: values['table-prefix'],
+      action: values.action,
+      subId1: values['sub-id1'],
+      outcome: values.outcome,
+      since: values.since,
+      limit: values.limit,
+      json: values.json === true,
+    });
+  } catch (error) {
+    if (error instanceof StoreUsageError) throw new UsageError(error.message);
+    throw error;
+  }
+}
+
 function help(command: string): number {
   console.log(HELP[command] ?? HELP['main']);
   return 0;
@@ -468,6 +527,8 @@ async function main(argv: string[]): Promise<number> {
         return await runInbox(args);
       case 'reconcile':
         return await runReconcile(args);
+      case 'history':
+        return await runHistory(args);
       case '--version':
       case '-v':
       case 'version':
