@@ -74,6 +74,8 @@ export class PostgresHistory implements HistoryLog {
   #gathering: Gathering | null = null;
   /** Batches being written, which a list waits for. */
   readonly #writing = new Set<Promise<void>>();
+  /** The last batch sent: the next is written after it. */
+  #tail: Promise<void> = Promise.resolve();
 
   constructor(table: string, run: Run) {
     this.#table = table;
@@ -129,7 +131,13 @@ export class PostgresHistory implements HistoryLog {
         resolve();
       };
     });
-    const written = sent.then(() => this.#write(entries));
+    // One batch after the other: ids then follow the order the postbacks were answered in, as
+    // two INSERTs on two connections would not (one waiting for a new connection).
+    const written = sent.then(() => {
+      const batch = this.#tail.then(() => this.#write(entries));
+      this.#tail = batch.catch(() => undefined);
+      return batch;
+    });
     this.#writing.add(written);
     const done = (): void => {
       this.#writing.delete(written);

@@ -1,3 +1,4 @@
+import { RedisHistory } from './redis-history';
 import { randomUUID } from 'node:crypto';
 import { loadOptionalModule, positiveInteger } from '../optional-module';
 import { ClaimLostError } from '../claim-lost';
@@ -24,6 +25,8 @@ interface StoreSettings {
   readonly lockTimeoutMs?: number;
   /** A Redis call slower than this fails (the router answers 503), in ms. Default 2,000. */
   readonly commandTimeoutMs?: number;
+  /** History entries kept at most (about: the stream is trimmed by whole nodes). Default 100,000. */
+  readonly historyEntries?: number;
 }
 
 export type RedisStoreOptions =
@@ -157,6 +160,8 @@ export class RedisStore implements PostbackStore {
   readonly retentionMs: number;
   readonly lockTimeoutMs: number;
   readonly commandTimeoutMs: number;
+  /** History (option `history` of the router): a capped stream, `<prefix>history`. */
+  readonly history: RedisHistory;
   private readonly client: RedisClientLike;
   private readonly owned: OwnedClient | null;
   private ready: Promise<void> | null = null;
@@ -167,6 +172,11 @@ export class RedisStore implements PostbackStore {
     this.retentionMs = positiveInteger('retentionMs', options.retentionMs ?? 90 * DAY);
     this.lockTimeoutMs = positiveInteger('lockTimeoutMs', options.lockTimeoutMs ?? 5000);
     this.commandTimeoutMs = positiveInteger('commandTimeoutMs', options.commandTimeoutMs ?? 2000);
+    this.history = new RedisHistory(
+      (script, keys, args) => this.run(script, keys, args),
+      `${this.keyPrefix}history`,
+      positiveInteger('historyEntries', options.historyEntries ?? 100_000),
+    );
     if (options.client !== undefined) {
       this.client = options.client;
       this.owned = null;
