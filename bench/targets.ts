@@ -111,7 +111,12 @@ function storeOptions(): Partial<PostbackRouterOptions<unknown>> {
 let inbox: PostbackInbox | null = null;
 
 function receiver() {
-  const postbacks = createPostbackRouter({ allowedIps: ['127.0.0.1', '::1'], ...storeOptions() });
+  // BENCH_HISTORY=1: with option history on (off by default).
+  const postbacks = createPostbackRouter({
+    allowedIps: ['127.0.0.1', '::1'],
+    ...storeOptions(),
+    history: process.env['BENCH_HISTORY'] === '1',
+  });
   postbacks.on('action', () => undefined);
   inbox = postbacks.inbox;
   return postbacks;

@@ -83,7 +83,7 @@ describe('commands that look into a store create nothing where it is missing', f
         const command = args[0] === 'reconcile' ? 'reconcile' : `inbox ${args[1] ?? ''}`;
         expect({ code, stderr, made: made.rows[0] as unknown }).to.deep.equal({
           code: 1,
-          stderr: `impact-postbacks: ${command} failed: PostgresStore: the database has no ${schema}.impact_postbacks_keys, ${schema}.impact_postbacks_journal, ${schema}.impact_postbacks_inbox, ${schema}.impact_postbacks_inbox_attempts, ${schema}.impact_postbacks_history, ${schema}.impact_postbacks_begin_v5, ${schema}.impact_postbacks_inbox_add_v5, ${schema}.impact_postbacks_inbox_next_v5; create them with: impact-postbacks migrate --schema ${schema}\n`,
+          stderr: `impact-postbacks: ${command} failed: PostgresStore: the database has no ${schema}.impact_postbacks_keys, ${schema}.impact_postbacks_journal, ${schema}.impact_postbacks_inbox, ${schema}.impact_postbacks_inbox_attempts, ${schema}.impact_postbacks_begin_v5, ${schema}.impact_postbacks_inbox_add_v5, ${schema}.impact_postbacks_inbox_next_v5; create them with: impact-postbacks migrate --schema ${schema}\n`,
           made: { schemas: 0, tables: 0 },
         });
       });

@@ -40,6 +40,11 @@ function queryOf(command: HistoryCommand): HistoryQuery {
   };
 }
 
+/** A sender's text as a terminal shows it: control characters (escape sequences) as `?`. */
+function shown(text: string): string {
+  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?');
+}
+
 function line(entry: HistoryEntry): string {
   const cells = [
     entry.id.padStart(8),
@@ -49,8 +54,8 @@ function line(entry: HistoryEntry): string {
     entry.outcome.padEnd(9),
     String(entry.status ?? '-').padStart(3),
     (entry.code ?? '-').padEnd(20),
-    entry.actionId ?? '-',
-    entry.subId1 ?? '-',
+    shown(entry.actionId ?? '-'),
+    shown(entry.subId1 ?? '-'),
   ];
   return cells.join(' ');
 }

@@ -77,7 +77,7 @@ Exit code 1 if any route and format was not accepted.`,
 
 Creates PostgresStore's tables (<prefix>keys, the dedupe keys; <prefix>journal, each action's
 last state; <prefix>inbox, for delivery: 'inbox', and <prefix>inbox_attempts, the attempts
-each row began), their indexes and the store's three functions (<prefix>begin_v5,
+each row began; <prefix>history, for option history), their indexes and the store's three functions (<prefix>begin_v5,
 <prefix>inbox_add_v5, <prefix>inbox_next_v5), and the schema unless it is
 public, unless they are in place; or prints their DDL for your own migrations. Prints every
 object it made or found. Safe to run again, and while routers run. A store creates them on its

@@ -1,7 +1,7 @@
 import { loadOptionalModule } from '../stores/optional-module';
 import { asFlags } from './open-store';
-import { checkNames, objectList, schemaSql } from '../stores/postgres/postgres-schema';
-import { applySchema, type PgPool } from '../stores/postgres/postgres-store';
+import { checkNames, historySchemaSql, objectList, schemaSql } from '../stores/postgres/postgres-schema';
+import { applyHistorySchema, applySchema, type PgPool } from '../stores/postgres/postgres-store';
 
 export interface MigrateOptions {
   readonly databaseUrl: string | undefined;
@@ -28,7 +28,7 @@ export async function migrate(options: MigrateOptions): Promise<number> {
     throw new MigrateUsageError(asFlags((error as Error).message));
   }
   if (options.print) {
-    console.log(schemaSql(names));
+    console.log(`${schemaSql(names)}\n${historySchemaSql(names)}`);
     return 0;
   }
   if (options.databaseUrl === undefined || options.databaseUrl === '') {
@@ -41,7 +41,11 @@ export async function migrate(options: MigrateOptions): Promise<number> {
   pool.on('error', () => undefined);
   try {
     const result = await applySchema(pool, names, STATEMENT_BOUND_MS);
-    console.log(`${result === 'created' ? 'created' : 'already in place'} in ${objectList(names)}`);
+    // The history table apart: a database migrated by an earlier version has the rest.
+    const history = await applyHistorySchema(pool, names);
+    console.log(
+      `${result === 'created' || history === 'created' ? 'created' : 'already in place'} in ${objectList(names)}`,
+    );
     return 0;
   } catch (error) {
     console.error(`impact-postbacks: migrate failed: ${error instanceof Error ? error.message : String(error)}`);

@@ -17,6 +17,7 @@ export const MAX_PAGE_SIZE = 1000;
 const QUERY_KEYS = new Set(['actionId', 'subId1', 'outcome', 'route', 'code', 'since', 'until', 'limit', 'cursor']);
 // Every store's ids are decimal: a sequence number or a bigserial.
 const CURSOR = /^[1-9]\d{0,18}$/;
+const MAX_ID = 9_223_372_036_854_775_807n;
 
 function fail(name: string, what: string, value: unknown): never {
   throw new TypeError(
@@ -66,7 +67,10 @@ export function toHistoryFilter(query: HistoryQuery | undefined, retainedSince: 
     fail('limit', `a whole number from 1 to ${MAX_PAGE_SIZE}`, limit);
   }
   const cursor = textOrNull(given, 'cursor');
-  if (cursor !== null && !CURSOR.test(cursor)) fail('cursor', 'a cursor that list() gave', cursor);
+  // Ids are at most 2^63 − 1 (PostgreSQL's bigint).
+  if (cursor !== null && (!CURSOR.test(cursor) || BigInt(cursor) > MAX_ID)) {
+    fail('cursor', 'a cursor that list() gave', cursor);
+  }
   const since = dateOrNull(given, 'since');
   return {
     actionId: textOrNull(given, 'actionId'),

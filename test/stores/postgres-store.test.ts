@@ -114,6 +114,50 @@ describe('PostgresStore', function () {
       expect(rows[0]).to.deep.equal({ keys: 6, records: 6 });
     });
 
+    it('take postbacks without the history table (a database an earlier version migrated) from a user who may not create it', async () => {
+      const run = promisify(execFile);
+      await run(process.execPath, [BIN, 'migrate', '--schema', schema.name], { env: { ...process.env, DATABASE_URL } });
+      await schema.pool.query(`DROP TABLE "${schema.name}".impact_postbacks_history`);
+      const role = `impact_app_${randomUUID().replaceAll('-', '').slice(0, 12)}`;
+      await schema.pool.query(`CREATE ROLE ${role} LOGIN`);
+      await schema.pool.query(`GRANT USAGE ON SCHEMA "${schema.name}" TO ${role}`);
+      await schema.pool.query(
+        `GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "${schema.name}" TO ${role}`,
+      );
+      const url = new URL(DATABASE_URL);
+      url.username = role;
+      const app = createApp({ store: store({ url: url.href }), history: true });
+      const send = (id: string) =>
+        request(app.app).get('/impact/actions').query({ ActionId: id, Status: 'PENDING', Payout: '1.00' });
+      try {
+        // The postback is taken; only its history entry fails, with an error event.
+        await send('upgrade.1').expect(200);
+        await app.postbacks.history?.list().catch(() => undefined);
+        expect(app.events.action.map((event) => event.actionId)).to.deep.equal(['upgrade.1']);
+        expect(app.events.error.map((error) => error.code)).to.include('store.failed');
+        expect(app.events.error.map((error) => String(error.cause))).to.satisfy((causes: string[]) =>
+          causes.some((cause) => /permission denied/.test(cause)),
+        );
+        // migrate adds the table; with the grants, entries are written again.
+        const migrated = await run(process.execPath, [BIN, 'migrate', '--schema', schema.name], {
+          env: { ...process.env, DATABASE_URL },
+        });
+        expect(migrated.stdout).to.match(/^created in /);
+        await schema.pool.query(
+          `GRANT SELECT, INSERT, DELETE ON "${schema.name}".impact_postbacks_history TO ${role};
+           GRANT USAGE ON SEQUENCE "${schema.name}".impact_postbacks_history_id_seq TO ${role}`,
+        );
+        await send('upgrade.2').expect(200);
+        const { entries } = (await app.postbacks.history?.list()) ?? { entries: [] };
+        expect(entries.map((entry) => entry.actionId)).to.deep.equal(['upgrade.2']);
+      } finally {
+        await app.postbacks.close();
+        await Promise.all(stores.splice(0).map((each) => each.close()));
+        await schema.pool.query(`DROP OWNED BY ${role}`);
+        await schema.pool.query(`DROP ROLE ${role}`);
+      }
+    });
+
     it('are made by `impact-postbacks migrate`, after which a user without the right to create them can use the store', async () => {
       const role = `impact_app_${randomUUID().replaceAll('-', '').slice(0, 12)}`;
       await schema.pool.query(`CREATE ROLE ${role} LOGIN`);
@@ -144,7 +188,7 @@ describe('PostgresStore', function () {
             'history_sub_id1',
             'history_outcome',
             'history_code',
-            'history_received_at',
+            'history_received',
           ].map((name) => p + name),
           functions: [`${p}begin_v5`, `${p}inbox_add_v5`, `${p}inbox_next_v5`],
         };

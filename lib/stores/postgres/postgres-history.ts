@@ -3,6 +3,15 @@ import type { PgQueryResult } from './postgres-store';
 
 type Run = (text: string, values?: unknown[]) => Promise<PgQueryResult>;
 
+/** How the history table comes to be: made on first use, or required (a store that only looks). */
+export interface HistoryTable {
+  readonly name: string;
+  /** Answers one row with `exists`. */
+  readonly presentSql: string;
+  /** Its DDL; null when the store may not create anything. */
+  readonly createSql: string | null;
+}
+
 const COLUMNS = [
   'received_at',
   'trigger',
@@ -23,6 +32,8 @@ const COLUMNS = [
 
 // At most this many entries in one INSERT: 15 parameters each, well under PostgreSQL's 65,535.
 const MAX_BATCH = 500;
+/** Entries that may wait for PostgreSQL at most, beyond the batch being written. */
+const MAX_WAITING = 10_000;
 
 /** The filters a query uses, each a column and how it compares with its parameter. */
 const CONDITIONS: readonly (readonly [keyof HistoryFilter, string])[] = [
@@ -54,12 +65,20 @@ interface StoredRow {
   readonly fields: HistoryEntry['fields'];
 }
 
-/** The entries of one turn, and the promise of their INSERT. */
+/** Entries waiting to be written, and the promise of their INSERT. */
 interface Gathering {
   readonly entries: NewHistoryEntry[];
   readonly written: Promise<void>;
-  /** Ends the gathering: the entries are written now. */
-  readonly send: () => void;
+  /** Settles `written` as the INSERT does. */
+  readonly settle: (insert: Promise<void>) => void;
+}
+
+function gathering(): Gathering {
+  let settle: (insert: Promise<void>) => void = () => undefined;
+  const written = new Promise<void>((resolve) => {
+    settle = resolve;
+  });
+  return { entries: [], written, settle };
 }
 
 /**
@@ -70,26 +89,77 @@ interface Gathering {
 export class PostgresHistory implements HistoryLog {
   readonly #table: string;
   readonly #run: Run;
-  /** The batch gathering this turn's entries, written when the turn ends (or on a flush). */
+  readonly #source: HistoryTable;
+  /** Resolves once the table is there; a failure is tried again on the next use. */
+  #ready: Promise<void> | null = null;
+  /**
+   * The entries waiting to be written: sent at the end of the turn they came in, or, while a
+   * batch is being written, as soon as it is done (so a slow database gets fewer, larger batches).
+   */
   #gathering: Gathering | null = null;
-  /** Batches being written, which a list waits for. */
-  readonly #writing = new Set<Promise<void>>();
-  /** The last batch sent: the next is written after it. */
-  #tail: Promise<void> = Promise.resolve();
+  /** The batch being written: one at a time, so that ids follow the order postbacks were answered in. */
+  #writing: Promise<void> | null = null;
 
-  constructor(table: string, run: Run) {
-    this.#table = table;
+  constructor(table: HistoryTable, run: Run) {
+    this.#table = table.name;
+    this.#source = table;
     this.#run = run;
   }
 
+  /**
+   * Makes the table on first use if it is missing and the store may: apart from the store's own
+   * objects, so that a database whose routers may not create it still takes postbacks.
+   */
+  #ensure(): Promise<void> {
+    this.#ready ??= (async () => {
+      const { rows } = await this.#run(this.#source.presentSql);
+      if ((rows[0] as { exists?: unknown } | undefined)?.exists === true) return;
+      if (this.#source.createSql === null) {
+        throw new Error(`PostgresStore: the database has no ${this.#table}; create it with: impact-postbacks migrate`);
+      }
+      await this.#run(this.#source.createSql);
+    })().catch((error: unknown) => {
+      this.#ready = null;
+      throw error;
+    });
+    return this.#ready;
+  }
+
   append(entry: NewHistoryEntry): Promise<void> {
-    this.#gathering ??= this.#gather();
+    if (this.#gathering === null) {
+      this.#gathering = gathering();
+      setImmediate(() => {
+        this.#sendWhenIdle();
+      });
+    }
+    // While PostgreSQL cannot keep up (or is down), what waits is bounded: the excess is refused.
+    if (this.#gathering.entries.length >= MAX_WAITING) {
+      return Promise.reject(
+        new Error(`${MAX_WAITING} history entries are waiting for PostgreSQL; this one is dropped`),
+      );
+    }
     this.#gathering.entries.push(entry);
     return this.#gathering.written;
   }
 
+  /** Writes what was gathered unless a batch is being written (which sends it when done). */
+  #sendWhenIdle(): void {
+    const batch = this.#gathering;
+    if (this.#writing !== null || batch === null) return;
+    this.#gathering = null;
+    const writing = this.#write(batch.entries);
+    this.#writing = writing;
+    batch.settle(writing);
+    const next = (): void => {
+      this.#writing = null;
+      this.#sendWhenIdle();
+    };
+    writing.then(next, next);
+  }
+
   async list(filter: HistoryFilter): Promise<readonly HistoryEntry[]> {
     await this.flush();
+    await this.#ensure();
     const values: unknown[] = [filter.since];
     const where = ['received_at >= $1'];
     for (const [name, comparison] of CONDITIONS) {
@@ -108,6 +178,7 @@ export class PostgresHistory implements HistoryLog {
 
   async prune(before: Date, limit: number): Promise<number> {
     await this.flush();
+    await this.#ensure();
     const { rowCount } = await this.#run(
       `DELETE FROM ${this.#table} WHERE id IN
          (SELECT id FROM ${this.#table} WHERE received_at < $1 ORDER BY received_at LIMIT $2)`,
@@ -116,39 +187,16 @@ export class PostgresHistory implements HistoryLog {
     return rowCount ?? 0;
   }
 
-  /** Sends the batch being gathered and waits for every batch being written; failures are the appenders' to report. */
+  /** Waits until every entry appended so far is written (or failed: the appenders' to report). */
   async flush(): Promise<void> {
-    this.#gathering?.send();
-    await Promise.allSettled([...this.#writing]);
-  }
-
-  #gather(): Gathering {
-    const entries: NewHistoryEntry[] = [];
-    let send = (): void => undefined;
-    const sent = new Promise<void>((resolve) => {
-      send = () => {
-        if (this.#gathering?.entries === entries) this.#gathering = null;
-        resolve();
-      };
-    });
-    // One batch after the other: ids then follow the order the postbacks were answered in, as
-    // two INSERTs on two connections would not (one waiting for a new connection).
-    const written = sent.then(() => {
-      const batch = this.#tail.then(() => this.#write(entries));
-      this.#tail = batch.catch(() => undefined);
-      return batch;
-    });
-    this.#writing.add(written);
-    const done = (): void => {
-      this.#writing.delete(written);
-    };
-    written.then(done, done);
-    setImmediate(send);
-    return { entries, written, send };
+    while (this.#writing !== null || this.#gathering !== null) {
+      this.#sendWhenIdle();
+      await (this.#writing ?? Promise.resolve()).catch(() => undefined);
+    }
   }
 
   async #write(entries: readonly NewHistoryEntry[]): Promise<void> {
-    const inserts: Promise<unknown>[] = [];
+    await this.#ensure();
     for (let first = 0; first < entries.length; first += MAX_BATCH) {
       const values: unknown[] = [];
       const rows = entries.slice(first, first + MAX_BATCH).map((entry) => {
@@ -172,9 +220,9 @@ export class PostgresHistory implements HistoryLog {
         );
         return `(${COLUMNS.map((_, index) => `$${offset + index + 1}`).join(', ')})`;
       });
-      inserts.push(this.#run(`INSERT INTO ${this.#table} (${COLUMNS.join(', ')}) VALUES ${rows.join(', ')}`, values));
+      // One after the other: a large batch takes one connection of the pool, not several.
+      await this.#run(`INSERT INTO ${this.#table} (${COLUMNS.join(', ')}) VALUES ${rows.join(', ')}`, values);
     }
-    await Promise.all(inserts);
   }
 }
 

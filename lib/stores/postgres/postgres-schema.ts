@@ -81,7 +81,7 @@ export function objectList({ schema, tablePrefix }: PostgresNames): string {
     'history_sub_id1',
     'history_outcome',
     'history_code',
-    'history_received_at',
+    'history_received',
   ].map((name) => `${tablePrefix}${name}`);
   const functions = ['begin', 'inbox_add', 'inbox_next'].map((name) => `${tablePrefix}${name}_v${VERSION}`);
   return `schema ${schema}: tables ${tables.join(', ')}; indexes ${indexes.join(', ')}; functions ${functions.join(', ')}`;
@@ -95,7 +95,7 @@ function lockNamespace({ schema, tablePrefix }: PostgresNames): string {
 /** The whole DDL; every statement may run again harmlessly. */
 export function schemaSql(names: PostgresNames): string {
   const { schema, tablePrefix } = names;
-  const { keys, journal, begin, inbox, inboxAttempts, inboxAdd, inboxNext, history } = objectsOf(names);
+  const { keys, journal, begin, inbox, inboxAttempts, inboxAdd, inboxNext } = objectsOf(names);
   return `-- impact-postbacks: dedupe keys, action journal, inbox and their functions (version ${VERSION})
 ${schema === 'public' ? '' : `CREATE SCHEMA IF NOT EXISTS "${schema}";\n`}
 -- One row per handled postback, kept for the retention. A claim's row is inserted in the
@@ -215,33 +215,6 @@ $$;
 -- lock and its journal state, as a claim takes them; the attempts it has begun; and whether a
 -- later lifecycle postback of its action was delivered already (a row that died and was
 -- retried: it must not move the action back).
--- What happened to every postback, when the router's option history is on: written in batches,
--- outside the postbacks' transactions; searched newest first by each of these.
-CREATE TABLE IF NOT EXISTS ${history} (
-  id bigserial PRIMARY KEY,
-  received_at timestamptz NOT NULL,
-  trigger text NOT NULL,
-  route text NOT NULL,
-  format text,
-  ip text,
-  path text NOT NULL,
-  outcome text NOT NULL,
-  status integer,
-  code text,
-  duration_ms double precision NOT NULL,
-  key text,
-  subject text,
-  action_id text,
-  sub_id1 text,
-  -- json, not jsonb: the fields as received, in their order.
-  fields json
-);
-CREATE INDEX IF NOT EXISTS "${tablePrefix}history_action_id" ON ${history} (action_id, id) WHERE action_id IS NOT NULL;
-CREATE INDEX IF NOT EXISTS "${tablePrefix}history_sub_id1" ON ${history} (sub_id1, id) WHERE sub_id1 IS NOT NULL;
-CREATE INDEX IF NOT EXISTS "${tablePrefix}history_outcome" ON ${history} (outcome, id);
-CREATE INDEX IF NOT EXISTS "${tablePrefix}history_code" ON ${history} (code, id) WHERE code IS NOT NULL;
-CREATE INDEX IF NOT EXISTS "${tablePrefix}history_received_at" ON ${history} (received_at);
-
 CREATE OR REPLACE FUNCTION ${inboxNext}(p_lock_timeout_ms integer)
 RETURNS TABLE (id bigint, key text, subject text, route text, format text, ip text, path text,
   received_at timestamptz, fields json, status text, attempts integer, last_error text,
@@ -282,6 +255,49 @@ $$;
 `;
 }
 
+/**
+ * The history table and its indexes, apart from the store's own objects: a database without them
+ * (one migrated by an earlier version, whose routers may not create tables) still takes
+ * postbacks; only history fails until `migrate` makes them. Every statement may run again.
+ */
+export function historySchemaSql(names: PostgresNames): string {
+  const { schema, tablePrefix } = names;
+  const { history } = objectsOf(names);
+  return `${schema === 'public' ? '' : `CREATE SCHEMA IF NOT EXISTS "${schema}";\n`}-- What happened to every postback, when the router's option history is on: written in batches,
+-- outside the postbacks' transactions; searched newest first by each of these.
+CREATE TABLE IF NOT EXISTS ${history} (
+  id bigserial PRIMARY KEY,
+  received_at timestamptz NOT NULL,
+  trigger text NOT NULL,
+  route text NOT NULL,
+  format text,
+  ip text,
+  path text NOT NULL,
+  outcome text NOT NULL,
+  status integer,
+  code text,
+  duration_ms double precision NOT NULL,
+  key text,
+  subject text,
+  action_id text,
+  sub_id1 text,
+  -- json, not jsonb: the fields as received, in their order.
+  fields json
+);
+CREATE INDEX IF NOT EXISTS "${tablePrefix}history_action_id" ON ${history} (action_id, id) WHERE action_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS "${tablePrefix}history_sub_id1" ON ${history} (sub_id1, id) WHERE sub_id1 IS NOT NULL;
+CREATE INDEX IF NOT EXISTS "${tablePrefix}history_outcome" ON ${history} (outcome, id);
+CREATE INDEX IF NOT EXISTS "${tablePrefix}history_code" ON ${history} (code, id) WHERE code IS NOT NULL;
+CREATE INDEX IF NOT EXISTS "${tablePrefix}history_received" ON ${history} (received_at);
+`;
+}
+
+/** Answers one row with `exists: true` when the history table exists. */
+export function historyPresentSql(names: PostgresNames): string {
+  const { history } = objectsOf(names);
+  return `SELECT to_regclass('${history.replaceAll("'", "''")}') IS NOT NULL AS exists`;
+}
+
 /** Answers one row with `ready: true` when this version's objects all exist. */
 export function schemaPresentSql(names: PostgresNames): string {
   return `SELECT NOT EXISTS (${missingObjectsSql(names)}) AS ready`;
@@ -289,14 +305,13 @@ export function schemaPresentSql(names: PostgresNames): string {
 
 /** The store's tables and functions this schema lacks, one row each (none when all are there). */
 export function missingObjectsSql(names: PostgresNames): string {
-  const { keys, journal, begin, inbox, inboxAttempts, inboxAdd, inboxNext, history } = objectsOf(names);
+  const { keys, journal, begin, inbox, inboxAttempts, inboxAdd, inboxNext } = objectsOf(names);
   const quote = (text: string): string => `'${text.replaceAll("'", "''")}'`;
   const objects: readonly (readonly [string, string])[] = [
     [keys, `to_regclass(${quote(keys)})`],
     [journal, `to_regclass(${quote(journal)})`],
     [inbox, `to_regclass(${quote(inbox)})`],
     [inboxAttempts, `to_regclass(${quote(inboxAttempts)})`],
-    [history, `to_regclass(${quote(history)})`],
     [begin, `to_regprocedure(${quote(`${begin}(text, text, integer, bigint)`)})`],
     [
       inboxAdd,

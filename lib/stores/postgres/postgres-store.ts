@@ -5,6 +5,8 @@ import {
   migrationLockSql,
   missingObjectsSql,
   objectsOf,
+  historyPresentSql,
+  historySchemaSql,
   schemaPresentSql,
   schemaSql,
   type PostgresNames,
@@ -163,7 +165,14 @@ export class PostgresStore<T extends PgClient = PgClient> implements InboxStore<
         return this.pool.connect();
       },
     });
-    this.history = new PostgresHistory(objects.history, (text, values) => this.run(text, values));
+    this.history = new PostgresHistory(
+      {
+        name: objects.history,
+        presentSql: historyPresentSql(this.names),
+        createSql: this.create ? historySchemaSql(this.names) : null,
+      },
+      (text, values) => this.run(text, values),
+    );
     // A store that only looks (create: false) deletes nothing either.
     if (this.create) {
       this.pruneTimer = setInterval(() => {
@@ -224,7 +233,13 @@ export class PostgresStore<T extends PgClient = PgClient> implements InboxStore<
    */
   close(): Promise<void> {
     clearInterval(this.pruneTimer);
-    this.closed ??= Promise.all([this.inbox.close(), this.history.flush()]).then(() =>
+    // History waits for PostgreSQL no longer than a statement may take: a database that is down
+    // must not keep the process from ending.
+    const historyWritten = Promise.race([
+      this.history.flush(),
+      new Promise<void>((resolve) => setTimeout(resolve, this.boundMs).unref()),
+    ]);
+    this.closed ??= Promise.all([this.inbox.close(), historyWritten]).then(() =>
       this.ownsPool ? this.pool.end() : undefined,
     );
     return this.closed;
@@ -320,5 +335,18 @@ export async function applySchema(pool: PgPool, names: PostgresNames, boundMs: n
   } catch (error) {
     connection.close();
     throw error;
+  }
+}
+
+/** Makes the history table and its indexes unless the table is there; used by `migrate`. */
+export async function applyHistorySchema(pool: PgPool, names: PostgresNames): Promise<'created' | 'present'> {
+  const client = await pool.connect();
+  try {
+    const { rows } = await client.query(historyPresentSql(names));
+    if ((rows[0] as { exists?: unknown } | undefined)?.exists === true) return 'present';
+    await client.query(historySchemaSql(names));
+    return 'created';
+  } finally {
+    client.release();
   }
 }

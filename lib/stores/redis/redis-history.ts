@@ -11,8 +11,11 @@ const PRUNE = `local items = redis.call('XRANGE', KEYS[1], '-', '(' .. ARGV[1] .
 for _, item in ipairs(items) do redis.call('XDEL', KEYS[1], item[1]) end
 return #items`;
 
-/** Stream entries read per round trip while a list looks for matches. */
-const READ_PAGE = 1000;
+/**
+ * Stream entries read per round trip while a list looks for matches: small, as each read holds
+ * Redis (and the claims pipelined behind it on the store's connection) while it runs.
+ */
+const READ_PAGE = 200;
 // A stream id is <ms>-<seq>; as a decimal id, ms × 2^20 + seq: increasing as the stream's, and
 // under 2^63 (19 digits) until the year 2248.
 const SEQUENCE_BITS = 20n;

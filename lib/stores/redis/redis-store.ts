@@ -25,7 +25,7 @@ interface StoreSettings {
   readonly lockTimeoutMs?: number;
   /** A Redis call slower than this fails (the router answers 503), in ms. Default 2,000. */
   readonly commandTimeoutMs?: number;
-  /** History entries kept at most (about: the stream is trimmed by whole nodes). Default 100,000. */
+  /** History entries kept at most (about: the stream is trimmed by whole nodes). Default 10,000. */
   readonly historyEntries?: number;
 }
 
@@ -175,7 +175,7 @@ export class RedisStore implements PostbackStore {
     this.history = new RedisHistory(
       (script, keys, args) => this.run(script, keys, args),
       `${this.keyPrefix}history`,
-      positiveInteger('historyEntries', options.historyEntries ?? 100_000),
+      positiveInteger('historyEntries', options.historyEntries ?? 10_000),
     );
     if (options.client !== undefined) {
       this.client = options.client;

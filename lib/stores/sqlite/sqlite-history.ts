@@ -27,7 +27,7 @@ export const SQLITE_HISTORY_DDL = `
   CREATE INDEX IF NOT EXISTS postback_history_sub_id1 ON postback_history (sub_id1, id) WHERE sub_id1 IS NOT NULL;
   CREATE INDEX IF NOT EXISTS postback_history_outcome ON postback_history (outcome, id);
   CREATE INDEX IF NOT EXISTS postback_history_code ON postback_history (code, id) WHERE code IS NOT NULL;
-  CREATE INDEX IF NOT EXISTS postback_history_received_at ON postback_history (received_at);
+  CREATE INDEX IF NOT EXISTS postback_history_received ON postback_history (received_at);
 `;
 
 type Row = readonly (string | number | null)[];
@@ -64,8 +64,9 @@ const CONDITIONS: readonly (readonly [keyof HistoryFilter, string])[] = [
 
 /**
  * SqliteStore's history: a table in the store's file. Entries are written in batches, those of
- * one turn of the event loop in one transaction, on the claims' connection (no fsync of its
- * own: a process that dies loses none, a power cut may lose the last moments'). A list first
+ * one turn of the event loop in one transaction, at the end of the turn, on the claims' connection
+ * (no fsync of its own: a process that dies loses the entries of its last turn, a power cut
+ * those of its last moments). A list first
  * writes what is queued, so that it reads every entry appended before it.
  */
 export class SqliteHistory implements HistoryLog {
@@ -80,12 +81,14 @@ export class SqliteHistory implements HistoryLog {
       `INSERT INTO postback_history (received_at, trigger, route, format, ip, path, outcome, status, code,
          duration_ms, key, subject, action_id, sub_id1, fields) VALUES (${new Array(15).fill('?').join(', ')})`,
     );
+    // No batch is written before the turn ends, however large: an append never waits for a write.
     this.#writes = new GroupCommit<Row, void>(
       db.transaction((rows: readonly Row[]) =>
         rows.map((row) => {
           insert.run(...row);
         }),
       ).immediate,
+      Number.MAX_SAFE_INTEGER,
     );
     this.#prune = db.prepare(
       `DELETE FROM postback_history WHERE id IN
