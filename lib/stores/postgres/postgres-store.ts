@@ -233,15 +233,23 @@ export class PostgresStore<T extends PgClient = PgClient> implements InboxStore<
    */
   close(): Promise<void> {
     clearInterval(this.pruneTimer);
-    // History waits for PostgreSQL no longer than a statement may take: a database that is down
-    // must not keep the process from ending.
-    const historyWritten = Promise.race([
-      this.history.flush(),
-      new Promise<void>((resolve) => setTimeout(resolve, this.boundMs).unref()),
-    ]);
-    this.closed ??= Promise.all([this.inbox.close(), historyWritten]).then(() =>
-      this.ownsPool ? this.pool.end() : undefined,
-    );
+    this.closed ??= (async () => {
+      // History waits for PostgreSQL no longer than a statement may take: a database that is
+      // down must not keep the process from ending. The bound's timer goes with the close.
+      let bound: NodeJS.Timeout | undefined;
+      const historyWritten = Promise.race([
+        this.history.flush(),
+        new Promise<void>((resolve) => {
+          bound = setTimeout(resolve, this.boundMs);
+        }),
+      ]);
+      try {
+        await Promise.all([this.inbox.close(), historyWritten]);
+      } finally {
+        clearTimeout(bound);
+      }
+      if (this.ownsPool) await this.pool.end();
+    })();
     return this.closed;
   }
 
