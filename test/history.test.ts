@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -7,8 +6,6 @@ import { expect } from 'chai';
 import request from 'supertest';
 import {
   MemoryStore,
-  PostgresStore,
-  RedisStore,
   SqliteStore,
   type HistoryEntry,
   type HistoryLog,
@@ -16,14 +13,7 @@ import {
   type PostbackStore,
 } from '../lib';
 import { createApp, type TestApp } from './helpers/create-app';
-import {
-  createTestSchema,
-  DATABASE_URL,
-  REDIS_URL,
-  requirePostgres,
-  requireRedis,
-  type TestSchema,
-} from './helpers/services';
+import { freshStoreKinds } from './helpers/fresh-stores';
 import { apiAction, FakeActionsApi } from './helpers/fake-actions-api';
 import { useStoreClock } from './helpers/store-clock';
 
@@ -65,56 +55,12 @@ async function everyEntry(history: PostbackHistory, limit = 2): Promise<HistoryE
   return entries;
 }
 
-interface StoreKind {
-  readonly name: string;
-  /** A new, empty store. */
-  readonly create: () => PostbackStore<unknown>;
-  readonly before?: (context: Mocha.Context) => Promise<void>;
-  readonly after?: () => Promise<void>;
-}
-
-function kinds(): StoreKind[] {
-  let dir = '';
-  let made = 0;
-  let schema: TestSchema | undefined;
-  return [
-    { name: 'MemoryStore', create: () => new MemoryStore() },
-    {
-      name: 'SqliteStore',
-      before: async () => {
-        dir = await mkdtemp(path.join(tmpdir(), 'impact-history-'));
-      },
-      create: () => new SqliteStore({ path: path.join(dir, `history-${(made += 1)}.db`) }),
-      after: () => rm(dir, { recursive: true, force: true }),
-    },
-    {
-      name: 'PostgresStore',
-      before: async (context) => {
-        await requirePostgres(context);
-        schema = await createTestSchema();
-      },
-      create: () =>
-        new PostgresStore({
-          connectionString: DATABASE_URL,
-          schema: schema?.name ?? 'public',
-          tablePrefix: `h${(made += 1)}_`,
-        }),
-      after: async () => schema?.drop(),
-    },
-    {
-      name: 'RedisStore',
-      before: (context) => requireRedis(context),
-      create: () => new RedisStore({ url: REDIS_URL, keyPrefix: `test-history:${randomUUID()}:` }),
-    },
-  ];
-}
-
 function logOf(store: PostbackStore<unknown>): HistoryLog {
   if (store.history === undefined) throw new Error('this store keeps no history');
   return store.history;
 }
 
-for (const kind of kinds()) {
+for (const kind of freshStoreKinds('history')) {
   describe(`history with ${kind.name}`, () => {
     before(async function () {
       await kind.before?.(this);

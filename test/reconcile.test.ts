@@ -1,13 +1,10 @@
-import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
 import request from 'supertest';
 import {
-  MemoryStore,
   PostgresStore,
-  RedisStore,
   SqliteStore,
   isPostbackError,
   type ActionEvent,
@@ -16,64 +13,13 @@ import {
   type ReconcileReport,
 } from '../lib';
 import { createApp, type TestApp } from './helpers/create-app';
+import { freshStoreKinds } from './helpers/fresh-stores';
 import { apiAction, FakeActionsApi } from './helpers/fake-actions-api';
-import {
-  createTestSchema,
-  DATABASE_URL,
-  REDIS_URL,
-  requirePostgres,
-  requireRedis,
-  useTestSchema,
-  type TestSchema,
-} from './helpers/services';
+import { DATABASE_URL, useTestSchema } from './helpers/services';
 
 const SID = 'IRtest';
 const TOKEN = 'sEcReT-auth-token-0123456789';
 const DAY_MS = 24 * 60 * 60 * 1000;
-
-interface StoreKind {
-  readonly name: string;
-  readonly before?: (context: Mocha.Context) => Promise<void>;
-  /** A new, empty store. */
-  readonly create: () => PostbackStore<unknown>;
-  readonly after?: () => Promise<void>;
-}
-
-function kinds(): StoreKind[] {
-  let dir = '';
-  let schema: TestSchema | undefined;
-  let made = 0;
-  return [
-    { name: 'MemoryStore', create: () => new MemoryStore() },
-    {
-      name: 'SqliteStore',
-      before: async () => {
-        dir = await mkdtemp(path.join(tmpdir(), 'impact-reconcile-'));
-      },
-      create: () => new SqliteStore({ path: path.join(dir, `${randomUUID()}.db`) }),
-      after: () => rm(dir, { recursive: true, force: true }),
-    },
-    {
-      name: 'RedisStore',
-      before: (context) => requireRedis(context),
-      create: () => new RedisStore({ url: REDIS_URL, keyPrefix: `test-reconcile:${randomUUID()}:` }),
-    },
-    {
-      name: 'PostgresStore',
-      before: async (context) => {
-        await requirePostgres(context);
-        schema = await createTestSchema();
-      },
-      create: () =>
-        new PostgresStore({
-          connectionString: DATABASE_URL,
-          schema: schema?.name ?? 'public',
-          tablePrefix: `r${(made += 1)}_`,
-        }),
-      after: async () => schema?.drop(),
-    },
-  ];
-}
 
 /** A lifecycle postback as impact.com would send it by GET. */
 async function postback(app: TestApp<unknown>, id: string, status: string, payout: string): Promise<number> {
@@ -97,7 +43,7 @@ function counts(report: ReconcileReport): Omit<ReconcileReport, 'pages' | 'reque
   return rest;
 }
 
-for (const kind of kinds()) {
+for (const kind of freshStoreKinds('reconcile')) {
   describe(`reconcile() with ${kind.name}`, function () {
     let api: FakeActionsApi;
     let store: PostbackStore<unknown>;

@@ -9,7 +9,7 @@ import { parseArgs } from 'node:util';
 import { deliverPostback, errorCodeOf } from './deliver';
 import { historyCommand } from './history';
 import { inboxCommand } from './inbox';
-import { StoreUsageError } from './open-store';
+import { StoreUsageError, type StoreArguments } from './open-store';
 import { migrate, MigrateUsageError } from './migrate';
 import { reconcileCommand } from './reconcile';
 import { SCENARIOS, scenarioSteps, type ScenarioName } from './scenarios';
@@ -379,14 +379,34 @@ async function runMigrate(args: string[]): Promise<number> {
   }
 }
 
+/** The flags that name a router's store, shared by the commands that look into one. */
+const STORE_OPTIONS = {
+  'database-url': { type: 'string' },
+  sqlite: { type: 'string' },
+  schema: { type: 'string' },
+  'table-prefix': { type: 'string' },
+} as const;
+
+function storeArguments(values: {
+  readonly 'database-url'?: string | undefined;
+  readonly sqlite?: string | undefined;
+  readonly schema?: string | undefined;
+  readonly 'table-prefix'?: string | undefined;
+}): StoreArguments {
+  return {
+    // DATABASE_URL keeps a password out of the process list; --sqlite names the other store.
+    databaseUrl: values['database-url'] ?? (values.sqlite === undefined ? process.env['DATABASE_URL'] : undefined),
+    sqlite: values.sqlite,
+    schema: values.schema,
+    tablePrefix: values['table-prefix'],
+  };
+}
+
 async function runInbox(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
     options: {
-      'database-url': { type: 'string' },
-      sqlite: { type: 'string' },
-      schema: { type: 'string' },
-      'table-prefix': { type: 'string' },
+      ...STORE_OPTIONS,
       status: { type: 'string' },
       limit: { type: 'string' },
       id: { type: 'string' },
@@ -402,10 +422,7 @@ async function runInbox(args: string[]): Promise<number> {
   try {
     return await inboxCommand({
       action: positionals[0],
-      databaseUrl: values['database-url'] ?? (values.sqlite === undefined ? process.env['DATABASE_URL'] : undefined),
-      sqlite: values.sqlite,
-      schema: values.schema,
-      tablePrefix: values['table-prefix'],
+      ...storeArguments(values),
       status: values.status,
       limit: values.limit,
       id: values.id,
@@ -427,10 +444,7 @@ async function runReconcile(args: string[]): Promise<number> {
       until: { type: 'string' },
       'base-url': { type: 'string' },
       'page-size': { type: 'string' },
-      'database-url': { type: 'string' },
-      sqlite: { type: 'string' },
-      schema: { type: 'string' },
-      'table-prefix': { type: 'string' },
+      ...STORE_OPTIONS,
       json: { type: 'boolean' },
       help: { type: 'boolean' },
     },
@@ -445,10 +459,7 @@ async function runReconcile(args: string[]): Promise<number> {
         until: values.until,
         baseUrl: values['base-url'],
         pageSize: values['page-size'],
-        databaseUrl: values['database-url'] ?? (values.sqlite === undefined ? process.env['DATABASE_URL'] : undefined),
-        sqlite: values.sqlite,
-        schema: values.schema,
-        tablePrefix: values['table-prefix'],
+        ...storeArguments(values),
         json: values.json === true,
       },
       process.env,
@@ -463,10 +474,7 @@ async function runHistory(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
     options: {
-      'database-url': { type: 'string' },
-      sqlite: { type: 'string' },
-      schema: { type: 'string' },
-      'table-prefix': { type: 'string' },
+      ...STORE_OPTIONS,
       action: { type: 'string' },
       'sub-id1': { type: 'string' },
       outcome: { type: 'string' },
@@ -480,10 +488,7 @@ async function runHistory(args: string[]): Promise<number> {
   if (values.help === true) return help('history');
   try {
     return await historyCommand({
-      databaseUrl: values['database-url'] ?? (values.sqlite === undefined ? process.env['DATABASE_URL'] : undefined),
-      sqlite: values.sqlite,
-      schema: values.schema,
-      tablePrefix: values['table-prefix'],
+      ...storeArguments(values),
       action: values.action,
       subId1: values['sub-id1'],
       outcome: values.outcome,

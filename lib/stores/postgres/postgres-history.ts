@@ -1,34 +1,8 @@
 import type { HistoryEntry, HistoryFilter, HistoryLog, NewHistoryEntry } from '../../history/history-entry';
+import { entryOfRow, HISTORY_COLUMNS, rowValues, type HistoryRow } from '../../history/history-row';
 import type { PgQueryResult } from './postgres-store';
 
 type Run = (text: string, values?: unknown[]) => Promise<PgQueryResult>;
-
-/** How the history table comes to be: made on first use, or required (a store that only looks). */
-export interface HistoryTable {
-  readonly name: string;
-  /** Answers one row with `exists`. */
-  readonly presentSql: string;
-  /** Its DDL; null when the store may not create anything. */
-  readonly createSql: string | null;
-}
-
-const COLUMNS = [
-  'received_at',
-  'trigger',
-  'route',
-  'format',
-  'ip',
-  'path',
-  'outcome',
-  'status',
-  'code',
-  'duration_ms',
-  'key',
-  'subject',
-  'action_id',
-  'sub_id1',
-  'fields',
-] as const;
 
 // At most this many entries in one INSERT: 15 parameters each, well under PostgreSQL's 65,535.
 const MAX_BATCH = 500;
@@ -46,23 +20,13 @@ const CONDITIONS: readonly (readonly [keyof HistoryFilter, string])[] = [
   ['before', 'id <'],
 ];
 
-interface StoredRow {
-  readonly id: string;
-  readonly received_at: Date;
-  readonly trigger: HistoryEntry['trigger'];
-  readonly route: HistoryEntry['route'];
-  readonly format: HistoryEntry['format'];
-  readonly ip: string | null;
-  readonly path: string;
-  readonly outcome: HistoryEntry['outcome'];
-  readonly status: number | null;
-  readonly code: HistoryEntry['code'];
-  readonly duration_ms: number;
-  readonly key: string | null;
-  readonly subject: string | null;
-  readonly action_id: string | null;
-  readonly sub_id1: string | null;
-  readonly fields: HistoryEntry['fields'];
+/** How the history table comes to be: made on first use, or required (a store that only looks). */
+export interface HistoryTable {
+  readonly name: string;
+  /** Answers one row with `exists`. */
+  readonly presentSql: string;
+  /** Its DDL; null when the store may not create anything. */
+  readonly createSql: string | null;
 }
 
 /** Entries waiting to be written, and the promise of their INSERT. */
@@ -170,10 +134,10 @@ export class PostgresHistory implements HistoryLog {
     }
     values.push(filter.limit);
     const { rows } = await this.#run(
-      `SELECT id, ${COLUMNS.join(', ')} FROM ${this.#table} WHERE ${where.join(' AND ')} ORDER BY id DESC LIMIT $${values.length}`,
+      `SELECT id, ${HISTORY_COLUMNS.join(', ')} FROM ${this.#table} WHERE ${where.join(' AND ')} ORDER BY id DESC LIMIT $${values.length}`,
       values,
     );
-    return (rows as StoredRow[]).map(entryOfRow);
+    return (rows as HistoryRow[]).map(entryOfRow);
   }
 
   async prune(before: Date, limit: number): Promise<number> {
@@ -201,48 +165,11 @@ export class PostgresHistory implements HistoryLog {
       const values: unknown[] = [];
       const rows = entries.slice(first, first + MAX_BATCH).map((entry) => {
         const offset = values.length;
-        values.push(
-          entry.receivedAt,
-          entry.trigger,
-          entry.route,
-          entry.format,
-          entry.ip,
-          entry.path,
-          entry.outcome,
-          entry.status,
-          entry.code,
-          entry.durationMs,
-          entry.key,
-          entry.subject,
-          entry.actionId,
-          entry.subId1,
-          entry.fields === null ? null : JSON.stringify(entry.fields),
-        );
-        return `(${COLUMNS.map((_, index) => `$${offset + index + 1}`).join(', ')})`;
+        values.push(...rowValues(entry, (date) => date));
+        return `(${HISTORY_COLUMNS.map((_, index) => `$${offset + index + 1}`).join(', ')})`;
       });
       // One after the other: a large batch takes one connection of the pool, not several.
-      await this.#run(`INSERT INTO ${this.#table} (${COLUMNS.join(', ')}) VALUES ${rows.join(', ')}`, values);
+      await this.#run(`INSERT INTO ${this.#table} (${HISTORY_COLUMNS.join(', ')}) VALUES ${rows.join(', ')}`, values);
     }
   }
-}
-
-function entryOfRow(row: StoredRow): HistoryEntry {
-  return Object.freeze({
-    id: row.id,
-    trigger: row.trigger,
-    receivedAt: row.received_at,
-    route: row.route,
-    format: row.format,
-    ip: row.ip,
-    path: row.path,
-    outcome: row.outcome,
-    status: row.status,
-    code: row.code,
-    durationMs: row.duration_ms,
-    key: row.key,
-    subject: row.subject,
-    actionId: row.action_id,
-    subId1: row.sub_id1,
-    fields: row.fields,
-  });
 }

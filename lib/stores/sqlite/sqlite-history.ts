@@ -1,4 +1,5 @@
 import type { HistoryEntry, HistoryFilter, HistoryLog, NewHistoryEntry } from '../../history/history-entry';
+import { entryOfRow, HISTORY_COLUMNS, rowValues, type HistoryRow } from '../../history/history-row';
 import { GroupCommit } from './group-commit';
 import type { SqliteDatabase } from './sqlite-inbox';
 
@@ -32,25 +33,6 @@ export const SQLITE_HISTORY_DDL = `
 
 type Row = readonly (string | number | null)[];
 
-interface StoredRow {
-  readonly id: number;
-  readonly received_at: number;
-  readonly trigger: HistoryEntry['trigger'];
-  readonly route: HistoryEntry['route'];
-  readonly format: HistoryEntry['format'];
-  readonly ip: string | null;
-  readonly path: string;
-  readonly outcome: HistoryEntry['outcome'];
-  readonly status: number | null;
-  readonly code: HistoryEntry['code'];
-  readonly duration_ms: number;
-  readonly key: string | null;
-  readonly subject: string | null;
-  readonly action_id: string | null;
-  readonly sub_id1: string | null;
-  readonly fields: string | null;
-}
-
 /** The filters a query uses, each a column and how it compares. */
 const CONDITIONS: readonly (readonly [keyof HistoryFilter, string])[] = [
   ['actionId', 'action_id = ?'],
@@ -78,8 +60,8 @@ export class SqliteHistory implements HistoryLog {
   constructor(db: SqliteDatabase) {
     this.#db = db;
     const insert = db.prepare(
-      `INSERT INTO postback_history (received_at, trigger, route, format, ip, path, outcome, status, code,
-         duration_ms, key, subject, action_id, sub_id1, fields) VALUES (${new Array(15).fill('?').join(', ')})`,
+      `INSERT INTO postback_history (${HISTORY_COLUMNS.join(', ')})
+         VALUES (${HISTORY_COLUMNS.map(() => '?').join(', ')})`,
     );
     // No batch is written before the turn ends, however large: an append never waits for a write.
     this.#writes = new GroupCommit<Row, void>(
@@ -97,23 +79,7 @@ export class SqliteHistory implements HistoryLog {
   }
 
   append(entry: NewHistoryEntry): Promise<void> {
-    return this.#writes.submit([
-      entry.receivedAt.getTime(),
-      entry.trigger,
-      entry.route,
-      entry.format,
-      entry.ip,
-      entry.path,
-      entry.outcome,
-      entry.status,
-      entry.code,
-      entry.durationMs,
-      entry.key,
-      entry.subject,
-      entry.actionId,
-      entry.subId1,
-      entry.fields === null ? null : JSON.stringify(entry.fields),
-    ]);
+    return this.#writes.submit(rowValues(entry, (date) => date.getTime()));
   }
 
   list(filter: HistoryFilter): readonly HistoryEntry[] {
@@ -130,7 +96,7 @@ export class SqliteHistory implements HistoryLog {
       const value = filter[name];
       return value instanceof Date ? value.getTime() : name === 'before' ? Number(value) : value;
     });
-    const rows = query.all(filter.since.getTime(), ...values, filter.limit) as StoredRow[];
+    const rows = query.all(filter.since.getTime(), ...values, filter.limit) as HistoryRow[];
     return rows.map(entryOfRow);
   }
 
@@ -143,25 +109,4 @@ export class SqliteHistory implements HistoryLog {
   flush(): void {
     this.#writes.flush();
   }
-}
-
-function entryOfRow(row: StoredRow): HistoryEntry {
-  return Object.freeze({
-    id: String(row.id),
-    trigger: row.trigger,
-    receivedAt: new Date(row.received_at),
-    route: row.route,
-    format: row.format,
-    ip: row.ip,
-    path: row.path,
-    outcome: row.outcome,
-    status: row.status,
-    code: row.code,
-    durationMs: row.duration_ms,
-    key: row.key,
-    subject: row.subject,
-    actionId: row.action_id,
-    subId1: row.sub_id1,
-    fields: row.fields === null ? null : (JSON.parse(row.fields) as HistoryEntry['fields']),
-  });
 }
