@@ -185,6 +185,62 @@ for (const kind of freshStoreKinds('history')) {
       expect(rest.cursor).to.equal(null);
     });
 
+    // RedisStore prunes by the time an item was written, which an entry written now cannot predate.
+    if (kind.name !== 'RedisStore') {
+      it('prunes what retentionMs expired in batches, answering postbacks meanwhile', async function () {
+        this.timeout(120_000);
+        const store = kind.create();
+        app = createApp<unknown>({ store, history: { retentionMs: 3_600_000 } });
+        const log = logOf(store);
+        const expired = Date.now() - 2 * 3_600_000;
+        // In chunks: a PostgresStore lets at most 10,000 entries wait.
+        let writes: unknown[] = [];
+        for (let n = 0; n < 20_000; n += 1) {
+          if (writes.length === 5000) {
+            await Promise.all(writes);
+            writes = [];
+          }
+          writes.push(
+            log.append({
+              trigger: 'postback',
+              receivedAt: new Date(expired + n),
+              route: 'actions',
+              format: 'query',
+              ip: '192.0.2.1',
+              path: '/impact/actions',
+              outcome: 'delivered',
+              status: 200,
+              code: null,
+              durationMs: 1,
+              key: `actions:old${n}`,
+              subject: `action:old.${n}`,
+              actionId: `old.${n}`,
+              subId1: null,
+              fields: { ActionId: `old.${n}` },
+            }),
+          );
+        }
+        await Promise.all(writes);
+        expect(await sendAction(app, action('7009.1', 'PENDING', '1.00'))).to.equal(200);
+        const history = historyOf(app);
+        const finished: string[] = [];
+        const pruning = history.prune().then((removed) => {
+          finished.push('pruned');
+          return removed;
+        });
+        const answered = sendAction(app, action('7009.2', 'PENDING', '1.00')).then((status) => {
+          finished.push('answered');
+          return status;
+        });
+        expect(await answered).to.equal(200);
+        expect(await pruning).to.be.above(500);
+        // The postback sent after pruning began was answered before pruning ended.
+        expect(finished).to.deep.equal(['answered', 'pruned']);
+        const left = await history.list({ limit: 1000 });
+        expect(left.entries.map((entry) => entry.actionId)).to.deep.equal(['7009.2', '7009.1']);
+      });
+    }
+
     it('prunes entries received before a time, the oldest first, at most as many as asked', async () => {
       const store = kind.create();
       app = createApp<unknown>({ store, history: true });

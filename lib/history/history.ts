@@ -30,6 +30,12 @@ export interface PostbackHistory {
   action(actionId: string): Promise<ActionHistory>;
   /** Refused or failed postbacks not stored since the receiver started, over `maxRejectedPerMinute`. */
   stats(): { readonly notStored: number };
+  /**
+   * Removes the entries older than `retentionMs` now, as the background pruning does every
+   * minute: in batches of 500, a turn of the event loop between them, so postbacks are answered
+   * meanwhile. Resolves with how many it removed; a call while one runs joins it.
+   */
+  prune(): Promise<number>;
 }
 
 export interface HistoryRecorder {
@@ -105,20 +111,28 @@ export function createHistoryRecorder(
     return { state: actionStateOf(record ?? null), entries: entries.slice(0, MAX_ACTION_ENTRIES).reverse() };
   }
 
-  let pruning = false;
-  async function prune(): Promise<void> {
-    if (pruning) return;
-    pruning = true;
-    try {
+  /** The pruning under way, which a second caller joins. */
+  let pruning: Promise<number> | null = null;
+  function prune(): Promise<number> {
+    pruning ??= (async () => {
       const before = retainedSince();
-      while ((await log.prune(before, PRUNE_BATCH)) === PRUNE_BATCH) await nextTurn();
-    } catch (cause) {
-      reportError(new PostbackError('store.failed', 'expired history entries could not be pruned', { cause }));
-    } finally {
-      pruning = false;
-    }
+      let removed = 0;
+      for (;;) {
+        const batch = await log.prune(before, PRUNE_BATCH);
+        removed += batch;
+        if (batch < PRUNE_BATCH) return removed;
+        await nextTurn();
+      }
+    })().finally(() => {
+      pruning = null;
+    });
+    return pruning;
   }
-  const pruner = setInterval(() => void prune(), PRUNE_EVERY_MS);
+  const pruner = setInterval(() => {
+    prune().catch((cause: unknown) => {
+      reportError(new PostbackError('store.failed', 'expired history entries could not be pruned', { cause }));
+    });
+  }, PRUNE_EVERY_MS);
   pruner.unref();
 
   return {
@@ -126,6 +140,7 @@ export function createHistoryRecorder(
       list,
       action,
       stats: () => ({ notStored: unanswered.notStored }),
+      prune,
     },
     record,
     close: () => {
