@@ -66,6 +66,12 @@ export interface PostbackRouterOptions<T = undefined> {
    * the process's memory, an entry holds its fields, which costs every postback time.
    */
   readonly history?: boolean | HistoryOptions;
+  /**
+   * Spans and metrics through OpenTelemetry when the host has `@opentelemetry/api` installed (an
+   * optional peer; no SDK is bundled): a span per postback, inbox delivery and reconciliation,
+   * a counter and a duration histogram. Default true; false never loads the API.
+   */
+  readonly telemetry?: boolean;
 }
 
 export interface HistoryOptions {
@@ -100,6 +106,7 @@ export interface NormalizedOptions {
   readonly delivery: DeliveryMode;
   /** Null with `history: false`. */
   readonly history: HistorySettings | null;
+  readonly telemetry: boolean;
 }
 
 const OPTION_NAMES = [
@@ -118,6 +125,7 @@ const OPTION_NAMES = [
   'backoff',
   'concurrency',
   'history',
+  'telemetry',
 ] as const;
 
 const MAX_LIMIT = 10 * 1024 * 1024;
@@ -144,6 +152,7 @@ export function normalizeOptions(input: unknown): NormalizedOptions {
     ordering: normalizeOrdering(options['ordering']),
     delivery: normalizeDelivery(options, store),
     history: normalizeHistory(options['history']),
+    telemetry: normalizeTelemetry(options['telemetry']),
   };
 }
 
@@ -268,6 +277,12 @@ function normalizeHistory(value: unknown): HistorySettings | null {
     retentionMs: integerIn('history.retentionMs', retentionMs, 30 * DAY_MS, 60_000, 3650 * DAY_MS),
     maxRejectedPerMinute: integerIn('history.maxRejectedPerMinute', maxRejectedPerMinute, 600, 0, 1_000_000),
   };
+}
+
+function normalizeTelemetry(value: unknown): boolean {
+  if (value === undefined) return true;
+  if (typeof value !== 'boolean') throw new TypeError('option telemetry must be true or false');
+  return value;
 }
 
 function normalizeStore(value: unknown): PostbackStore<unknown> {

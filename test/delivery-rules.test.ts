@@ -853,7 +853,7 @@ describe('delivery rules', () => {
         (_name, args) => void dead.push([...args]),
         options.rebuild ?? (() => event),
         () => 'action',
-        () => undefined,
+        null,
       );
       return { seen, emitter, errors, dead, units, delivery };
     }

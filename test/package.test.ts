@@ -146,10 +146,10 @@ describe('the packed package in a consumer whose tree resolves an older sax', fu
 
 describe('the packed package on a host without Express', function () {
   this.timeout(180_000);
-  // Express is an optional peer: installing the package alone brings no Express.
+  // Express and @opentelemetry/api are optional peers: installing the package alone brings neither.
   const consumer = useConsumerProject('impact-postbacks-no-express-', []);
 
-  it('serves postbacks through nodeHandler on node:http, with no Express installed', async () => {
+  it('serves postbacks through nodeHandler on node:http, with no Express and no OpenTelemetry API installed', async () => {
     await writeFile(
       path.join(consumer(), 'use.cjs'),
       `
@@ -157,6 +157,8 @@ const http = require('node:http');
 const { createPostbackRouter } = require('impact-postbacks');
 let express = 'absent';
 try { require.resolve('express'); express = 'installed'; } catch {}
+let otel = 'absent';
+try { require.resolve('@opentelemetry/api'); otel = 'installed'; } catch {}
 const postbacks = createPostbackRouter({ allowedIps: ['127.0.0.1', '::1'] });
 const seen = [];
 postbacks.on('action', (event) => { seen.push(event.actionId); });
@@ -165,7 +167,7 @@ server.listen(0, '127.0.0.1', () => {
   http.get('http://127.0.0.1:' + server.address().port + '/impact/actions?ActionId=8', (res) => {
     res.resume();
     res.on('end', () => {
-      console.log(JSON.stringify({ status: res.statusCode, seen, express }));
+      console.log(JSON.stringify({ status: res.statusCode, seen, express, otel }));
       server.close();
     });
   });
@@ -173,6 +175,6 @@ server.listen(0, '127.0.0.1', () => {
 `,
     );
     const { stdout } = await run(process.execPath, ['use.cjs'], { cwd: consumer() });
-    expect(JSON.parse(stdout)).to.deep.equal({ status: 200, seen: ['8'], express: 'absent' });
+    expect(JSON.parse(stdout)).to.deep.equal({ status: 200, seen: ['8'], express: 'absent', otel: 'absent' });
   });
 });

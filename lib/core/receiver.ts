@@ -7,7 +7,7 @@ import { callListeners, withTimeout } from '../delivery/call-listeners';
 import { ignore, type DeliveryOutcome } from '../delivery/apply-claim';
 import { ClaimUnits } from '../delivery/claim-unit';
 import { createDirectDelivery } from '../delivery/direct';
-import { createInboxDelivery, type PostbackInbox } from '../delivery/inbox';
+import { createInboxDelivery, type DeliveryObserver, type PostbackInbox } from '../delivery/inbox';
 import { listenerFailure } from '../delivery/listener-failure';
 import { PostbackError, routerClosed, type PostbackErrorCode } from '../errors';
 import type { HandledRequest, PostbackEvent, PostbackFormat, PostbackRoute } from '../events';
@@ -25,6 +25,8 @@ import { compileTokenCheck, TOKEN_HEADER, TOKEN_QUERY_PARAM } from '../token';
 import { deliveryEntry, postbackEntry } from '../history/entry-of';
 import { createHistoryRecorder, type PostbackHistory } from '../history/history';
 import { MemoryHistory } from '../history/memory-history';
+import { loadOtelApi } from '../telemetry/otel-api';
+import { Telemetry, type Traced } from '../telemetry/telemetry';
 import { createSuccessAnswers, errorAnswer, type Answer } from './answer';
 import type { IncomingPostback } from './incoming';
 import { ROUTE_EVENTS } from './routes';
@@ -98,19 +100,53 @@ export function createReceiver(emitter: EventEmitter, settings: NormalizedOption
           reportError,
         );
 
-  /** Records a delivery that answers nobody (an inbox row's, a reconciled action's) in history. */
+  const otelApi = settings.telemetry ? loadOtelApi() : null;
+  const telemetry = otelApi === null ? null : new Telemetry(otelApi, reportError);
+
+  /**
+   * Records a delivery that answers nobody (an inbox row's, a reconciled action's) in history,
+   * and ends its span.
+   */
   function recordDelivery(
     trigger: 'inbox' | 'reconciliation',
     event: PostbackEvent,
     outcome: DeliveryOutcome,
     started: number,
+    traced: Traced | null,
   ): void {
-    if (recorder === null) return;
     const durationMs = performance.now() - started;
     const code = outcome.kind === 'failed' ? outcome.error.code : null;
     const recorded = outcome.kind === 'overtaken' ? 'duplicate' : outcome.kind;
-    recorder.record(recorded, () => deliveryEntry(trigger, event, recorded, code, durationMs));
+    telemetry?.endDelivery(traced, {
+      outcome: recorded,
+      status: null,
+      code,
+      format: event.meta.format,
+      event,
+      durationMs,
+    });
+    recorder?.record(recorded, () => deliveryEntry(trigger, event, recorded, code, durationMs));
   }
+
+  /** What the inbox worker tells of each delivery, when history or telemetry wants it. */
+  const inboxObserver: DeliveryObserver | null =
+    recorder === null && telemetry === null
+      ? null
+      : (event) => {
+          const started = performance.now();
+          const traced = telemetry?.startInboxDelivery(event) ?? null;
+          return {
+            run: (work) => (telemetry === null ? work() : telemetry.within(traced, work)),
+            end: (outcome) => {
+              // A delivery given back as the router closes is no delivery: it is made again later.
+              if (outcome === null || (outcome.kind === 'failed' && outcome.error.code === 'router.closed')) {
+                traced?.span.end();
+                return;
+              }
+              recordDelivery('inbox', event, outcome, started, traced);
+            },
+          };
+        };
 
   /** Claims being worked on asynchronously, which close() waits for and, past its timeout, gives up. */
   const units = new ClaimUnits();
@@ -129,11 +165,7 @@ export function createReceiver(emitter: EventEmitter, settings: NormalizedOption
           },
           (row) => rebuildEvent(row, fieldIndexes),
           (event) => ROUTE_EVENTS[event.meta.route],
-          recorder === null
-            ? null
-            : (event, outcome, started) => {
-                recordDelivery('inbox', event, outcome, started);
-              },
+          inboxObserver,
         )
       : null;
   const directDelivery = createDirectDelivery(emitter, settings.store, settings, reportError, units, stopping.signal);
@@ -208,6 +240,14 @@ export function createReceiver(emitter: EventEmitter, settings: NormalizedOption
     const { started, route, format, ip } = handlingOf;
     if (started < 0) return;
     const durationMs = performance.now() - started;
+    telemetry?.endPostback(handlingOf.traced, route, {
+      outcome,
+      status,
+      code,
+      format,
+      event: handlingOf.event,
+      durationMs,
+    });
     recorder?.record(outcome, () =>
       postbackEntry({
         receivedAt: handlingOf.receivedAt,
@@ -261,6 +301,8 @@ export function createReceiver(emitter: EventEmitter, settings: NormalizedOption
     received: FieldRecord | null;
     /** The event, once built; for history. */
     event: PostbackEvent | null;
+    /** Its span, with telemetry on. */
+    readonly traced: Traced | null;
   }
 
   function startHandling(route: PostbackRoute, request: IncomingPostback): Handling {
@@ -268,18 +310,27 @@ export function createReceiver(emitter: EventEmitter, settings: NormalizedOption
       request,
       route,
       receivedAt: new Date(),
-      // Nothing is measured for nobody: without history and a `handled` listener, no clock is read.
-      started: recorder === null && emitter.listenerCount('handled') === 0 ? -1 : performance.now(),
+      // Nothing is measured for nobody: without history, telemetry and a `handled` listener, no clock is read.
+      started:
+        recorder === null && telemetry === null && emitter.listenerCount('handled') === 0 ? -1 : performance.now(),
       ip: null,
       format: null,
       bodyRead: false,
       received: null,
       event: null,
+      traced: telemetry?.startPostback(route) ?? null,
     };
   }
 
   function receive(route: PostbackRoute, request: IncomingPostback): Answer | Promise<Answer> {
     const handlingOf = startHandling(route, request);
+    // Inside the postback's span: listeners, and the host's spans they make, nest under it.
+    if (telemetry === null) return receiveHandling(handlingOf);
+    return telemetry.within(handlingOf.traced, () => receiveHandling(handlingOf));
+  }
+
+  function receiveHandling(handlingOf: Handling): Answer | Promise<Answer> {
+    const { request } = handlingOf;
     try {
       if (closing !== null) throw routerClosed();
       const ip = clientIp(request);
@@ -353,6 +404,7 @@ export function createReceiver(emitter: EventEmitter, settings: NormalizedOption
     if (kind === 'duplicate') notify('duplicate', event);
     // With the inbox, a 2xx means stored: the worker delivers it afterwards.
     const answered = inboxDelivery !== null && kind === 'delivered' ? 'stored' : kind;
+    if (answered === 'stored') telemetry?.rememberArrival(event.meta.key, handlingOf.traced);
     const success = successAnswer(handlingOf.request.headers, answered);
     reportHandled(handlingOf, success.status, null, answered);
     return success;
@@ -394,18 +446,27 @@ export function createReceiver(emitter: EventEmitter, settings: NormalizedOption
       throw new TypeError('reconcile() needs a store whose journal can be read (readJournal); option store has none');
     }
     if (closing !== null) throw new PostbackError('router.closed', 'this receiver is shutting down');
-    const reconciling = reconcileActions(reconcileOptions, {
-      readJournal: store.readJournal.bind(store),
-      ordering: settings.ordering,
-      deliver: async (event, readKey) => {
-        const started = recorder === null ? 0 : performance.now();
-        const outcome = await directDelivery('action', event, readKey);
-        recordDelivery('reconciliation', event, outcome, started);
-        return outcome;
-      },
-      stopped: stopping.signal,
-    });
+    const readJournal = store.readJournal.bind(store);
+    const traced = telemetry?.startReconcile() ?? null;
+    const run = (): Promise<ReconcileReport> =>
+      reconcileActions(reconcileOptions, {
+        readJournal,
+        ordering: settings.ordering,
+        deliver: async (event, readKey) => {
+          const started = performance.now();
+          const outcome = await directDelivery('action', event, readKey);
+          recordDelivery('reconciliation', event, outcome, started, null);
+          return outcome;
+        },
+        stopped: stopping.signal,
+      });
+    // Inside the run's span: the deliveries' listeners nest under it.
+    const reconciling = telemetry === null ? run() : telemetry.within(traced, run);
     track(reconciling);
+    void reconciling.then(
+      (report) => telemetry?.endReconcile(traced, report, null),
+      (error: unknown) => telemetry?.endReconcile(traced, null, error),
+    );
     return reconciling;
   }
 

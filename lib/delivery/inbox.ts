@@ -74,23 +74,44 @@ export interface InboxDelivery {
   stop(timeoutMs: number): Promise<void>;
 }
 
-type DeliveredListener = (event: PostbackEvent, outcome: DeliveryOutcome, started: number) => void;
+/** One delivery as an observer sees it: run inside its span, say, and told how it ended. */
+export interface ObservedDelivery {
+  run<R>(work: () => R): R;
+  /** Null: the delivery threw (the failure is handled and reported by the worker). */
+  end(outcome: DeliveryOutcome | null): void;
+}
+
+/** Told of each delivery of a row as it begins (for history and traces). */
+export type DeliveryObserver = (event: PostbackEvent) => ObservedDelivery;
+
+const UNOBSERVED: ObservedDelivery = {
+  run: (work) => work(),
+  end: () => undefined,
+};
 
 /**
- * Tells of a delivery that ended. Whatever it does, a delivery that was made stays made: a throw
- * here must never reach the worker's failure handling, which would count a delivered row as failed.
+ * Begins observing a delivery. Whatever the observer does, a delivery is made or not as if
+ * nobody watched: a throw here or in `end` must never reach the worker's failure handling, which
+ * would count a delivered row as failed.
  */
-function tell(
-  listener: DeliveredListener | null,
-  event: PostbackEvent,
-  outcome: DeliveryOutcome,
-  started: number,
-): void {
+function observe(observer: DeliveryObserver | null, event: PostbackEvent): ObservedDelivery {
+  if (observer === null) return UNOBSERVED;
+  let observed: ObservedDelivery;
   try {
-    listener?.(event, outcome, started);
+    observed = observer(event);
   } catch {
-    // Reported by the listener itself (history reports its own failures).
+    return UNOBSERVED;
   }
+  return {
+    run: (work) => observed.run(work),
+    end: (outcome) => {
+      try {
+        observed.end(outcome);
+      } catch {
+        // Reported by the observer itself (history and telemetry report their own failures).
+      }
+    },
+  };
 }
 
 /** How long the worker sleeps between looks when nothing wakes it, in ms. */
@@ -112,11 +133,8 @@ export function createInboxDelivery<T>(
   notify: (eventName: 'dead', args: readonly unknown[]) => void,
   rebuild: (row: InboxRow) => PostbackEvent,
   eventNameOf: (event: PostbackEvent) => string,
-  /**
-   * Told how each delivery ended (not one given back as the router closes); `started` is
-   * performance.now() at its start. Null: nobody is told.
-   */
-  delivered: DeliveredListener | null,
+  /** Told of each delivery as it begins and as it ends. Null: nobody is told. */
+  observer: DeliveryObserver | null,
 ): InboxDelivery {
   const apply = createClaimApplier<T>(emitter, settings, reportError, units);
   const inFlight = new Set<Promise<void>>();
@@ -172,11 +190,15 @@ export function createInboxDelivery<T>(
     let error: PostbackError;
     try {
       event = rebuild(row);
-      // Read only when someone is told: with history off, no clock.
-      const started = delivered === null ? 0 : performance.now();
-      const result = apply(claim, eventNameOf(event), event);
-      const outcome = result instanceof Pending ? await result.ended : result;
-      if (outcome.kind !== 'failed' || outcome.error.code !== 'router.closed') tell(delivered, event, outcome, started);
+      const rowEvent = event;
+      const observed = observe(observer, rowEvent);
+      let outcome: DeliveryOutcome | null = null;
+      try {
+        const result = observed.run(() => apply(claim, eventNameOf(rowEvent), rowEvent));
+        outcome = result instanceof Pending ? await result.ended : result;
+      } finally {
+        observed.end(outcome);
+      }
       if (outcome.kind !== 'failed') return;
       if (outcome.error.code === 'router.closed') {
         try {
