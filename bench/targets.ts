@@ -116,6 +116,8 @@ function receiver() {
     allowedIps: ['127.0.0.1', '::1'],
     ...storeOptions(),
     history: process.env['BENCH_HISTORY'] === '1',
+    // BENCH_TELEMETRY=0: with option telemetry off (bench/telemetry.ts compares).
+    telemetry: process.env['BENCH_TELEMETRY'] !== '0',
   });
   postbacks.on('action', () => undefined);
   inbox = postbacks.inbox;
