@@ -4,7 +4,7 @@ import type http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { context, metrics, trace, type Span as ApiSpan } from '@opentelemetry/api';
+import { context, metrics, trace, type Context, type ContextManager, type Span as ApiSpan } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import {
   AggregationTemporality,
@@ -322,17 +322,29 @@ describe('OpenTelemetry', function () {
     expect(duration?.dataPointType).to.equal(DataPointType.HISTOGRAM);
     const points = (duration?.dataPoints ?? []) as DataPoint<Histogram>[];
     expect(points.reduce((sum, point) => sum + point.value.count, 0)).to.equal(3);
-    for (const point of points) expect(point.value.sum).to.be.within(0, 5);
+    for (const point of points) {
+      expect(point.value.sum).to.be.within(0, 5);
+      // Seconds call for boundaries below 1, not the SDK's default ones (0, 5, 10 ...).
+      expect(point.value.buckets.boundaries).to.deep.equal([
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+      ]);
+    }
   });
 
-  it('follows a meter provider registered after the router was created', async () => {
+  it('follows a meter provider registered after the router was created and had answered', async () => {
     metrics.disable();
     const testApp = open();
+    // Answered while the API's no-op provider is the one registered.
+    await request(testApp.app).get(ACTION);
     metrics.setGlobalMeterProvider(meterProvider);
     await request(testApp.app).get(ACTION);
     const { resourceMetrics } = await reader.collect();
-    const names = resourceMetrics.scopeMetrics.flatMap((scope) => scope.metrics.map((m) => m.descriptor.name));
-    expect(names).to.include('impact.postbacks');
+    const counter = resourceMetrics.scopeMetrics
+      .flatMap((scope) => scope.metrics)
+      .find((metric) => metric.descriptor.name === 'impact.postbacks');
+    expect(counter?.dataPoints.map((point) => [point.attributes['impact.outcome'], point.value])).to.deep.equal([
+      ['duplicate', 1],
+    ]);
   });
 
   it('makes no span with option telemetry: false', async () => {
@@ -366,8 +378,9 @@ describe('OpenTelemetry', function () {
     const section = readme.slice(readme.indexOf('\n## Traces and metrics\n'));
     const recipe = /```ts\n([\s\S]*?)```/.exec(section)?.[1];
     expect(recipe).to.include('new NodeSDK()');
-    const scratch = path.join(ROOT, '.tmp', 'telemetry');
-    await mkdir(scratch, { recursive: true });
+    await mkdir(path.join(ROOT, '.tmp'), { recursive: true });
+    // Beside the package (tsx and the SDK resolve from it), a folder of this run's own.
+    const scratch = await mkdtemp(path.join(ROOT, '.tmp', 'telemetry-'));
     await writeFile(path.join(scratch, 'telemetry.ts'), recipe ?? '');
     // The recipe first, as `node --import ./telemetry.js` loads it; then an app on node:http.
     await writeFile(
@@ -399,10 +412,96 @@ server.listen(0, '127.0.0.1', async () => {
         OTEL_LOGS_EXPORTER: 'none',
       },
       timeout: 20_000,
-    });
+    }).finally(() => rm(scratch, { recursive: true, force: true }));
     expect(stdout).to.include('status 200');
     expect(stdout).to.include("name: 'impact.postback'");
     expect(stdout).to.match(/'impact.outcome': 'delivered'/);
     expect(stdout).to.match(/'impact.action_id': '4242.1.1'/);
+  });
+
+  describe("when the host's context manager throws", () => {
+    /** Where it throws, around the router's own spans only: before it runs the work, or after. */
+    let breaks: 'before' | 'after' | null = null;
+    const inner = new AsyncLocalStorageContextManager();
+    const isRouters = (ctx: Context): boolean =>
+      ((trace.getSpan(ctx) as unknown as { name?: string } | undefined)?.name ?? '').startsWith('impact.');
+    const broken: ContextManager = {
+      active: () => inner.active(),
+      with(ctx, work, thisArg, ...args) {
+        if (breaks === 'before' && isRouters(ctx)) throw new Error('the context manager broke');
+        const result = inner.with(ctx, work, thisArg, ...args);
+        if (breaks === 'after' && isRouters(ctx)) throw new Error('the context manager broke');
+        return result;
+      },
+      bind: (ctx, target) => inner.bind(ctx, target),
+      enable() {
+        inner.enable();
+        return broken;
+      },
+      disable() {
+        inner.disable();
+        return broken;
+      },
+    };
+    before(() => {
+      context.disable();
+      context.setGlobalContextManager(broken.enable());
+    });
+    after(() => {
+      breaks = null;
+      context.disable();
+      context.setGlobalContextManager(contextManager.enable());
+    });
+
+    for (const where of ['before', 'after'] as const) {
+      it(`delivers an inbox row once, and not dead, when it throws ${where} the delivery runs`, async () => {
+        const testApp = open({
+          store: new SqliteStore({ path: path.join(dir, `broken-${where}.db`) }),
+          delivery: 'inbox',
+          maxAttempts: 2,
+          backoff: { baseMs: 10, maxMs: 20 },
+        });
+        const dead: unknown[] = [];
+        testApp.postbacks.on('dead', (...args: unknown[]) => void dead.push(args));
+        breaks = where;
+        expect((await request(testApp.app).get(ACTION)).status).to.equal(200);
+        const inbox = testApp.postbacks.inbox;
+        if (inbox === null) throw new Error('no inbox');
+        await until(() => testApp.events.action.length > 0, 5000);
+        // Time for a wrongly failed attempt to be tried again (backoff 10-20 ms).
+        await sleep(300);
+        breaks = null;
+        expect(testApp.events.action).to.have.length(1);
+        expect(dead).to.deep.equal([]);
+        expect((await inbox.list()).map((row) => [row.status, row.attempts])).to.deep.equal([['delivered', 1]]);
+        expect(testApp.events.error.map((error) => error.message)).to.include(
+          'OpenTelemetry failed to record a postback',
+        );
+      });
+
+      it(`answers a postback 200 and delivers it once when it throws ${where} the receiver runs`, async () => {
+        const testApp = open();
+        const handle = testApp.postbacks.nodeHandler({ basePath: '/impact' });
+        const server = await startServer((req, res) => {
+          handle(req, res);
+        });
+        const uncaught: unknown[] = [];
+        const onUncaught = (error: unknown): void => void uncaught.push(error);
+        process.prependListener('uncaughtException', onUncaught);
+        try {
+          breaks = where;
+          expect((await fetch(`${server.base}${ACTION}`)).status).to.equal(200);
+        } finally {
+          breaks = null;
+          process.removeListener('uncaughtException', onUncaught);
+          await server.close();
+        }
+        expect(uncaught).to.deep.equal([]);
+        expect(testApp.events.action).to.have.length(1);
+        expect(testApp.events.error.map((error) => error.message)).to.include(
+          'OpenTelemetry failed to record a postback',
+        );
+      });
+    }
   });
 });

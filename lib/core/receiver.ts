@@ -7,7 +7,7 @@ import { callListeners, withTimeout } from '../delivery/call-listeners';
 import { ignore, type DeliveryOutcome } from '../delivery/apply-claim';
 import { ClaimUnits } from '../delivery/claim-unit';
 import { createDirectDelivery } from '../delivery/direct';
-import { createInboxDelivery, type DeliveryObserver, type PostbackInbox } from '../delivery/inbox';
+import { createInboxDelivery, type DeliveryObserver, type InboxDelivery, type PostbackInbox } from '../delivery/inbox';
 import { listenerFailure } from '../delivery/listener-failure';
 import { PostbackError, routerClosed, type PostbackErrorCode } from '../errors';
 import type { HandledRequest, PostbackEvent, PostbackFormat, PostbackRoute } from '../events';
@@ -114,6 +114,7 @@ export function createReceiver(emitter: EventEmitter, settings: NormalizedOption
     started: number,
     traced: Traced | null,
   ): void {
+    if (recorder === null && telemetry === null) return;
     const durationMs = performance.now() - started;
     const code = outcome.kind === 'failed' ? outcome.error.code : null;
     const recorded = outcome.kind === 'overtaken' ? 'duplicate' : outcome.kind;
@@ -138,9 +139,13 @@ export function createReceiver(emitter: EventEmitter, settings: NormalizedOption
           return {
             run: (work) => (telemetry === null ? work() : telemetry.within(traced, work)),
             end: (outcome) => {
+              if (outcome === null) {
+                telemetry?.endDelivery(traced, 'threw');
+                return;
+              }
               // A delivery given back as the router closes is no delivery: it is made again later.
-              if (outcome === null || (outcome.kind === 'failed' && outcome.error.code === 'router.closed')) {
-                traced?.span.end();
+              if (outcome.kind === 'failed' && outcome.error.code === 'router.closed') {
+                telemetry?.endDelivery(traced, 'given-back');
                 return;
               }
               recordDelivery('inbox', event, outcome, started, traced);
@@ -152,7 +157,7 @@ export function createReceiver(emitter: EventEmitter, settings: NormalizedOption
   const units = new ClaimUnits();
   /** Aborted by close(): a reconciliation under way stops, and no delivery begins. */
   const stopping = new AbortController();
-  const inboxDelivery =
+  const startInbox = (): InboxDelivery | null =>
     settings.delivery.mode === 'inbox'
       ? createInboxDelivery(
           emitter,
@@ -168,6 +173,8 @@ export function createReceiver(emitter: EventEmitter, settings: NormalizedOption
           inboxObserver,
         )
       : null;
+  // Its worker serves no request: no span active where the router is created is its parent.
+  const inboxDelivery = telemetry === null ? startInbox() : telemetry.outsideAnySpan(startInbox);
   const directDelivery = createDirectDelivery(emitter, settings.store, settings, reportError, units, stopping.signal);
   const deliver =
     inboxDelivery === null ? directDelivery : (_eventName: string, event: PostbackEvent) => inboxDelivery.arrive(event);
@@ -238,7 +245,10 @@ export function createReceiver(emitter: EventEmitter, settings: NormalizedOption
     outcome: HandledRequest['outcome'],
   ): void {
     const { started, route, format, ip } = handlingOf;
-    if (started < 0) return;
+    if (started < 0) {
+      telemetry?.endUnmeasured(handlingOf.traced);
+      return;
+    }
     const durationMs = performance.now() - started;
     telemetry?.endPostback(handlingOf.traced, route, {
       outcome,
@@ -306,19 +316,21 @@ export function createReceiver(emitter: EventEmitter, settings: NormalizedOption
   }
 
   function startHandling(route: PostbackRoute, request: IncomingPostback): Handling {
+    const traced = telemetry?.startPostback(route) ?? null;
+    // Nothing is measured for nobody: without history, an SDK and a `handled` listener, no clock is read.
+    const measured =
+      recorder !== null || emitter.listenerCount('handled') > 0 || (telemetry?.measures(traced) ?? false);
     return {
       request,
       route,
       receivedAt: new Date(),
-      // Nothing is measured for nobody: without history, telemetry and a `handled` listener, no clock is read.
-      started:
-        recorder === null && telemetry === null && emitter.listenerCount('handled') === 0 ? -1 : performance.now(),
+      started: measured ? performance.now() : -1,
       ip: null,
       format: null,
       bodyRead: false,
       received: null,
       event: null,
-      traced: telemetry?.startPostback(route) ?? null,
+      traced,
     };
   }
 
@@ -381,6 +393,8 @@ export function createReceiver(emitter: EventEmitter, settings: NormalizedOption
       } as const;
       const event = buildEvent(route, normalized, received, meta);
       handlingOf.event = event;
+      // Before it is stored: a worker may take the row before its arrival is answered.
+      if (inboxDelivery !== null) telemetry?.rememberArrival(meta.key, handlingOf.traced);
       const delivered = deliver(ROUTE_EVENTS[route], event);
       if (!(delivered instanceof Promise)) return answer(handlingOf, event, delivered);
       const answered = delivered.then(
@@ -404,7 +418,6 @@ export function createReceiver(emitter: EventEmitter, settings: NormalizedOption
     if (kind === 'duplicate') notify('duplicate', event);
     // With the inbox, a 2xx means stored: the worker delivers it afterwards.
     const answered = inboxDelivery !== null && kind === 'delivered' ? 'stored' : kind;
-    if (answered === 'stored') telemetry?.rememberArrival(event.meta.key, handlingOf.traced);
     const success = successAnswer(handlingOf.request.headers, answered);
     reportHandled(handlingOf, success.status, null, answered);
     return success;
@@ -453,7 +466,7 @@ export function createReceiver(emitter: EventEmitter, settings: NormalizedOption
         readJournal,
         ordering: settings.ordering,
         deliver: async (event, readKey) => {
-          const started = performance.now();
+          const started = recorder === null && telemetry === null ? 0 : performance.now();
           const outcome = await directDelivery('action', event, readKey);
           recordDelivery('reconciliation', event, outcome, started, null);
           return outcome;

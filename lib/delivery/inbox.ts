@@ -24,6 +24,7 @@ import {
   type Maybe,
 } from './apply-claim';
 import { isThenable, withTimeout } from './call-listeners';
+import { runAround } from './run-around';
 import { callStore } from './store-call';
 import type { ClaimUnits } from './claim-unit';
 
@@ -103,7 +104,8 @@ function observe(observer: DeliveryObserver | null, event: PostbackEvent): Obser
     return UNOBSERVED;
   }
   return {
-    run: (work) => observed.run(work),
+    // Whatever the observer's run does around it, the delivery runs once, and counts as run.
+    run: (work) => runAround((inner) => observed.run(inner), work, reportedByObserver),
     end: (outcome) => {
       try {
         observed.end(outcome);
@@ -386,6 +388,10 @@ export function createInboxDelivery<T>(
       clearTimeout(timer);
     },
   };
+}
+
+function reportedByObserver(): void {
+  // History and telemetry report their own failures.
 }
 
 function ignoreFailure(): void {

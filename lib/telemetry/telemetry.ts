@@ -8,6 +8,7 @@ import type {
   SpanContext,
   Tracer,
 } from '@opentelemetry/api';
+import { runAround } from '../delivery/run-around';
 import { PostbackError, type PostbackErrorCode } from '../errors';
 import type { PostbackEvent, PostbackFormat, PostbackRoute } from '../events';
 import type { HistoryOutcome } from '../history/history-entry';
@@ -17,11 +18,15 @@ import type { OtelApi } from './otel-api';
 const SCOPE = 'impact-postbacks';
 /** Arrivals remembered for their inbox delivery's link; past this, the oldest are forgotten. */
 const MAX_ARRIVALS = 10_000;
+/** Seconds: from a GET answered at once to a listener near its timeout. */
+const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
 interface Instruments {
   readonly provider: MeterProvider;
   readonly answered: Counter;
   readonly duration: Histogram;
+  /** The API's no-ops: no meter provider is registered. */
+  readonly noop: boolean;
 }
 
 /**
@@ -55,6 +60,8 @@ export class Telemetry {
   readonly #api: OtelApi;
   readonly #tracer: Tracer;
   #instruments: Instruments | null = null;
+  /** What the API hands out when no meter provider is registered, to tell its instruments apart. */
+  readonly #noopHistogram: Histogram;
   /** The arrival's span of each postback stored in the inbox, by key, until its delivery begins. */
   readonly #arrivals = new Map<string, SpanContext>();
   readonly #reportError: (error: PostbackError) => void;
@@ -62,6 +69,7 @@ export class Telemetry {
   constructor(api: OtelApi, reportError: (error: PostbackError) => void) {
     this.#api = api;
     this.#reportError = reportError;
+    this.#noopHistogram = api.createNoopMeter().createHistogram(SCOPE);
     // The API's tracer follows a provider registered later; its meters do not (see #instrumentsNow).
     this.#tracer = api.trace.getTracer(SCOPE);
   }
@@ -75,13 +83,18 @@ export class Telemetry {
     const provider = this.#api.metrics.getMeterProvider();
     if (this.#instruments?.provider === provider) return this.#instruments;
     const meter = provider.getMeter(SCOPE);
+    const duration = meter.createHistogram('impact.postback.duration', {
+      description: 'Time from a postback’s arrival to its answer',
+      unit: 's',
+      // The SDK's default boundaries (0, 5, 10 ... 10,000) suit milliseconds: in seconds every
+      // postback would fall in the first bucket.
+      advice: { explicitBucketBoundaries: DURATION_BUCKETS },
+    });
     this.#instruments = {
       provider,
       answered: meter.createCounter('impact.postbacks', { description: 'Postbacks answered, by route and outcome' }),
-      duration: meter.createHistogram('impact.postback.duration', {
-        description: 'Time from a postback’s arrival to its answer',
-        unit: 's',
-      }),
+      duration,
+      noop: duration.constructor === this.#noopHistogram.constructor,
     };
     return this.#instruments;
   }
@@ -89,6 +102,27 @@ export class Telemetry {
   /** The span of a postback, a child of the host's request span when there is one. */
   startPostback(route: PostbackRoute): Traced | null {
     return this.#start('impact.postback', { 'impact.route': route }, this.#api.context.active(), []);
+  }
+
+  /**
+   * Whether anything would record this postback's end: its span, or a registered meter
+   * provider. Without an SDK nothing does, and the postback is not even timed.
+   */
+  measures(traced: Traced | null): boolean {
+    try {
+      return traced?.span.isRecording() === true || !this.#instrumentsNow().noop;
+    } catch (error) {
+      this.#failed(error);
+      return false;
+    }
+  }
+
+  /** Ends the span of a postback nothing measures (see measures()). */
+  endUnmeasured(traced: Traced | null): void {
+    if (traced === null) return;
+    this.#guard(() => {
+      traced.span.end();
+    });
   }
 
   endPostback(traced: Traced | null, route: PostbackRoute, ended: TracedOutcome): void {
@@ -106,6 +140,8 @@ export class Telemetry {
     this.#guard(() => {
       // Nothing to link to when nobody records: no SDK, or not sampled.
       if (traced === null || !traced.span.isRecording()) return;
+      // A copy of a postback whose row waits keeps the first arrival's link.
+      if (this.#arrivals.has(key)) return;
       this.#arrivals.set(key, traced.span.spanContext());
       if (this.#arrivals.size > MAX_ARRIVALS) {
         const oldest = this.#arrivals.keys().next();
@@ -129,10 +165,22 @@ export class Telemetry {
     );
   }
 
-  endDelivery(traced: Traced | null, ended: TracedOutcome): void {
+  /**
+   * Ends a delivery's span: with its outcome; `given-back` for one the router gave back as it
+   * closed (made again later); `threw` for one that threw (reported and tried again by the worker).
+   */
+  endDelivery(traced: Traced | null, ended: TracedOutcome | 'given-back' | 'threw'): void {
     if (traced === null) return;
     this.#guard(() => {
-      this.#end(traced.span, ended);
+      if (ended === 'threw') {
+        traced.span.setStatus({ code: this.#api.SpanStatusCode.ERROR, message: 'the delivery threw' });
+        traced.span.end();
+      } else if (ended === 'given-back') {
+        traced.span.setAttribute('impact.outcome', 'given-back');
+        traced.span.end();
+      } else {
+        this.#end(traced.span, ended);
+      }
     });
   }
 
@@ -173,8 +221,28 @@ export class Telemetry {
    * nest under it. Without a span, it just runs.
    */
   within<R>(traced: Traced | null, work: () => R): R {
-    if (traced?.context == null) return work();
-    return this.#api.context.with(traced.context, work);
+    const spanContext = traced?.context;
+    if (spanContext == null) return work();
+    return this.#runIn(spanContext, work);
+  }
+
+  /**
+   * Runs `work` in the root context: the inbox worker started in it serves no request, and
+   * whatever span was active where the router was created is not its parent.
+   */
+  outsideAnySpan<R>(work: () => R): R {
+    return this.#runIn(this.#api.ROOT_CONTEXT, work);
+  }
+
+  #runIn<R>(runContext: Context, work: () => R): R {
+    // A context manager that throws must not change what the work does, nor fail it.
+    return runAround(
+      (run) => this.#api.context.with(runContext, run),
+      work,
+      (error) => {
+        this.#failed(error);
+      },
+    );
   }
 
   /** A span, or null when the host's tracer failed to make one: the postback is handled all the same. */
@@ -189,11 +257,24 @@ export class Telemetry {
         },
         parent,
       );
-      return { span, context: span.isRecording() ? this.#api.trace.setSpan(parent, span) : null };
+      return { span, context: this.#contextOf(span, parent) };
     } catch (error) {
       this.#failed(error);
       return null;
     }
+  }
+
+  /**
+   * The context the work runs in: the span's. Without an SDK the API's span records nothing and
+   * only carries the parent's span context (or none): the parent's context serves as it is, and
+   * no context is made. A span the host's sampler dropped is set all the same, so that spans
+   * made under it follow its decision.
+   */
+  #contextOf(span: Span, parent: Context): Context | null {
+    if (span.isRecording()) return this.#api.trace.setSpan(parent, span);
+    const carried = span.spanContext();
+    if (!this.#api.trace.isSpanContextValid(carried) || carried === this.#api.trace.getSpanContext(parent)) return null;
+    return this.#api.trace.setSpan(parent, span);
   }
 
   /**
