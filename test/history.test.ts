@@ -156,6 +156,51 @@ for (const kind of freshStoreKinds('history')) {
       ]);
     });
 
+    it('counts entries by slice of time, route, outcome and code', async () => {
+      app = createApp<unknown>({
+        store: kind.create(),
+        history: true,
+        allowedIps: ['127.0.0.1'],
+        trustProxy: ['127.0.0.1'],
+      });
+      const started = Date.now();
+      for (const id of ['7009.1', '7009.2', '7009.3']) {
+        expect(await sendAction(app, action(id, 'PENDING', '1.00'))).to.equal(200);
+      }
+      expect(await sendAction(app, action('7009.1', 'PENDING', '1.00'))).to.equal(200);
+      expect(await sendAction(app, action('7009.4', 'PENDING', 'one'))).to.equal(400);
+      const forged = await request(app.app)
+        .get('/impact/actions')
+        .set('X-Forwarded-For', '203.0.113.9')
+        .query(action('7009.5', 'PENDING', '1.00'));
+      expect(forged.status).to.equal(403);
+      expect(
+        (await request(app.app).get('/impact/inquiries').query({ InquiryId: '9', ResolutionStatus: 'UNRESOLVED' }))
+          .status,
+      ).to.equal(200);
+      const sliceMs = 60_000;
+      const { counts, partial, since } = await historyOf(app).counts({ since: new Date(started - 5000), sliceMs });
+      expect(partial).to.equal(false);
+      expect(since.getTime()).to.equal(started - 5000);
+      const tally: Record<string, number> = {};
+      for (const count of counts) {
+        // Aligned on the epoch, from the slice holding `since` to the one holding now.
+        expect(count.slice % sliceMs).to.equal(0);
+        expect(count.slice).to.be.within(Math.floor((started - 5000) / sliceMs) * sliceMs, Date.now());
+        const key = `${count.route} ${count.outcome} ${count.code ?? '-'}`;
+        tally[key] = (tally[key] ?? 0) + count.count;
+      }
+      expect(tally).to.deep.equal({
+        'actions delivered -': 3,
+        'actions duplicate -': 1,
+        'actions rejected field.invalid': 1,
+        'actions rejected ip.forbidden': 1,
+        'inquiries delivered -': 1,
+      });
+      const none = await historyOf(app).counts({ since: new Date(Date.now() + 60_000) });
+      expect(none.counts).to.deep.equal([]);
+    });
+
     it('filters by action, subId1, outcome, route, code and time, and pages with a stable cursor', async () => {
       app = createApp<unknown>({ store: kind.create(), history: {} });
       for (let n = 1; n <= 5; n += 1) {
@@ -359,6 +404,21 @@ describe('history', () => {
       let caught: unknown;
       try {
         await history.list(query as Parameters<PostbackHistory['list']>[0]);
+      } catch (error) {
+        caught = error;
+      }
+      expect(caught, JSON.stringify(query)).to.be.instanceOf(TypeError);
+      expect((caught as Error).message).to.match(message);
+    }
+    const countRefusals: [unknown, RegExp][] = [
+      [{ sliceMs: 1000 }, /sliceMs must be a whole number of ms from 60,000 to 86,400,000/],
+      [{ sliceMs: 90_000.5 }, /sliceMs/],
+      [{ since: 'yesterday' }, /since must be a valid Date/],
+    ];
+    for (const [query, message] of countRefusals) {
+      let caught: unknown;
+      try {
+        await history.counts(query as Parameters<PostbackHistory['counts']>[0]);
       } catch (error) {
         caught = error;
       }

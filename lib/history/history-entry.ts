@@ -99,6 +99,16 @@ export interface HistoryFilter {
   readonly before: string | null;
 }
 
+/** How many entries of one route, outcome and code arrived in one slice of time. */
+export interface HistoryCount {
+  /** The slice's start, in ms since the epoch: a multiple of the slice's length. */
+  readonly slice: number;
+  readonly route: PostbackRoute;
+  readonly outcome: HistoryOutcome;
+  readonly code: PostbackErrorCode | null;
+  readonly count: number;
+}
+
 /**
  * Where a store keeps history. A log gives each entry its id, a decimal number (as text) greater
  * than every earlier entry's: cursors are ids. `list` answers newest first, entries older than
@@ -109,4 +119,9 @@ export interface HistoryLog {
   append(entry: NewHistoryEntry): void | Promise<void>;
   list(filter: HistoryFilter): readonly HistoryEntry[] | Promise<readonly HistoryEntry[]>;
   prune(before: Date, limit: number): number | Promise<number>;
+  /**
+   * Counts the entries received at or after `since`, by slice of `sliceMs` (aligned on the
+   * epoch), route, outcome and code. Optional: without it, the history counts what `list` reads.
+   */
+  count?(since: Date, sliceMs: number): readonly HistoryCount[] | Promise<readonly HistoryCount[]>;
 }

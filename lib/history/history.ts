@@ -6,6 +6,7 @@ import { actionStateOf } from '../journal/journal';
 import type { JournalReadResult } from '../stores/store';
 import type {
   ActionHistory,
+  HistoryCount,
   HistoryEntry,
   HistoryLog,
   HistoryOutcome,
@@ -31,11 +32,25 @@ export interface PostbackHistory {
   /** Refused or failed postbacks not stored since the receiver started, over `maxRejectedPerMinute`. */
   stats(): { readonly notStored: number };
   /**
+   * How many entries arrived since `since` (default: 24 hours ago), by slice of `sliceMs` (default
+   * 15 minutes, from 1 minute to a day), route, outcome and code: what an overview draws. A store
+   * that cannot count has the newest 50,000 entries counted (`partial` then says so).
+   */
+  counts(query?: { readonly since?: Date; readonly sliceMs?: number }): Promise<HistoryCounts>;
+  /**
    * Removes the entries older than `retentionMs` now, as the background pruning does every
    * minute: in batches of 500, a turn of the event loop between them, so postbacks are answered
    * meanwhile. Resolves with how many it removed; a call while one runs joins it.
    */
   prune(): Promise<number>;
+}
+
+export interface HistoryCounts {
+  readonly since: Date;
+  readonly sliceMs: number;
+  readonly counts: readonly HistoryCount[];
+  /** True when only the newest entries were counted (a store without counting of its own). */
+  readonly partial: boolean;
 }
 
 export interface HistoryRecorder {
@@ -54,6 +69,9 @@ export interface HistoryRecorder {
 const PRUNE_EVERY_MS = 60_000;
 const PRUNE_BATCH = 500;
 const MAX_ACTION_ENTRIES = 10_000;
+const DAY_MS = 86_400_000;
+/** What a log without counting of its own has read and counted at most. */
+const MAX_COUNTED = 50_000;
 
 export function createHistoryRecorder(
   log: HistoryLog,
@@ -111,6 +129,47 @@ export function createHistoryRecorder(
     return { state: actionStateOf(record ?? null), entries: entries.slice(0, MAX_ACTION_ENTRIES).reverse() };
   }
 
+  async function counts(query: { readonly since?: Date; readonly sliceMs?: number } = {}): Promise<HistoryCounts> {
+    const sliceMs = query.sliceMs ?? 15 * 60_000;
+    if (!Number.isSafeInteger(sliceMs) || sliceMs < 60_000 || sliceMs > DAY_MS) {
+      throw new TypeError('history.counts(): sliceMs must be a whole number of ms from 60,000 to 86,400,000');
+    }
+    const since = query.since ?? new Date(clock.now() - DAY_MS);
+    if (!(since instanceof Date) || Number.isNaN(since.getTime())) {
+      throw new TypeError('history.counts(): since must be a valid Date');
+    }
+    const from = new Date(Math.max(since.getTime(), retainedSince().getTime()));
+    if (log.count !== undefined) {
+      return { since: from, sliceMs, counts: await log.count(from, sliceMs), partial: false };
+    }
+    return countListed(from, sliceMs);
+  }
+
+  /** Counts what list() reads, newest first, up to MAX_COUNTED entries. */
+  async function countListed(since: Date, sliceMs: number): Promise<HistoryCounts> {
+    const tally = new Map<string, HistoryCount>();
+    let read = 0;
+    let cursor: string | null = null;
+    do {
+      const page: HistoryPage = await list({ since, limit: MAX_PAGE_SIZE, ...(cursor === null ? {} : { cursor }) });
+      for (const entry of page.entries) {
+        const slice = Math.floor(entry.receivedAt.getTime() / sliceMs) * sliceMs;
+        const key = `${slice}\n${entry.route}\n${entry.outcome}\n${entry.code ?? ''}`;
+        const known = tally.get(key);
+        tally.set(key, {
+          slice,
+          route: entry.route,
+          outcome: entry.outcome,
+          code: entry.code,
+          count: (known?.count ?? 0) + 1,
+        });
+      }
+      read += page.entries.length;
+      cursor = page.cursor;
+    } while (cursor !== null && read < MAX_COUNTED);
+    return { since, sliceMs, counts: [...tally.values()], partial: cursor !== null };
+  }
+
   /** The pruning under way, which a second caller joins. */
   let pruning: Promise<number> | null = null;
   function prune(): Promise<number> {
@@ -140,6 +199,7 @@ export function createHistoryRecorder(
       list,
       action,
       stats: () => ({ notStored: unanswered.notStored }),
+      counts,
       prune,
     },
     record,

@@ -1,4 +1,10 @@
-import type { HistoryEntry, HistoryFilter, HistoryLog, NewHistoryEntry } from '../../history/history-entry';
+import type {
+  HistoryCount,
+  HistoryEntry,
+  HistoryFilter,
+  HistoryLog,
+  NewHistoryEntry,
+} from '../../history/history-entry';
 import { entryOfRow, HISTORY_COLUMNS, rowValues, type HistoryRow } from '../../history/history-row';
 import type { PgQueryResult } from './postgres-store';
 
@@ -138,6 +144,18 @@ export class PostgresHistory implements HistoryLog {
       values,
     );
     return (rows as HistoryRow[]).map(entryOfRow);
+  }
+
+  async count(since: Date, sliceMs: number): Promise<readonly HistoryCount[]> {
+    await this.flush();
+    await this.#ensure();
+    const { rows } = await this.#run(
+      `SELECT (floor(extract(epoch FROM received_at) * 1000 / $1) * $1)::float8 AS slice, route, outcome, code,
+              count(*)::int AS count
+         FROM ${this.#table} WHERE received_at >= $2 GROUP BY 1, 2, 3, 4`,
+      [sliceMs, since],
+    );
+    return rows as HistoryCount[];
   }
 
   async prune(before: Date, limit: number): Promise<number> {

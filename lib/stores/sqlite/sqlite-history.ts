@@ -1,4 +1,10 @@
-import type { HistoryEntry, HistoryFilter, HistoryLog, NewHistoryEntry } from '../../history/history-entry';
+import type {
+  HistoryCount,
+  HistoryEntry,
+  HistoryFilter,
+  HistoryLog,
+  NewHistoryEntry,
+} from '../../history/history-entry';
 import { entryOfRow, HISTORY_COLUMNS, rowValues, type HistoryRow } from '../../history/history-row';
 import { GroupCommit } from './group-commit';
 import type { SqliteDatabase } from './sqlite-inbox';
@@ -56,6 +62,7 @@ export class SqliteHistory implements HistoryLog {
   readonly #writes: GroupCommit<Row, void>;
   readonly #queries = new Map<string, { all(...values: unknown[]): unknown[] }>();
   readonly #prune: { run(...values: unknown[]): { changes: number } };
+  readonly #count: { all(...values: unknown[]): unknown[] };
 
   constructor(db: SqliteDatabase) {
     this.#db = db;
@@ -71,6 +78,10 @@ export class SqliteHistory implements HistoryLog {
         }),
       ).immediate,
       Number.MAX_SAFE_INTEGER,
+    );
+    this.#count = db.prepare(
+      `SELECT (received_at / CAST(? AS INTEGER)) * CAST(? AS INTEGER) AS slice, route, outcome, code, count(*) AS count
+         FROM postback_history WHERE received_at >= ? GROUP BY slice, route, outcome, code`,
     );
     this.#prune = db.prepare(
       `DELETE FROM postback_history WHERE id IN
@@ -98,6 +109,11 @@ export class SqliteHistory implements HistoryLog {
     });
     const rows = query.all(filter.since.getTime(), ...values, filter.limit) as HistoryRow[];
     return rows.map(entryOfRow);
+  }
+
+  count(since: Date, sliceMs: number): readonly HistoryCount[] {
+    this.#writes.flush();
+    return this.#count.all(sliceMs, sliceMs, since.getTime()) as HistoryCount[];
   }
 
   prune(before: Date, limit: number): number {
