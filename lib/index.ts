@@ -11,7 +11,9 @@ export type {
   HistoryTrigger,
   NewHistoryEntry,
 } from './history/history-entry';
-export type { PostbackHistory } from './history/history';
+export type { HistoryCounts, PostbackHistory } from './history/history';
+export { createPostbackConsole, type PostbackConsoleOptions } from './console/create-console';
+export type { ConsoleReconcileAccount } from './console/context';
 export type {
   ActionEvent,
   ActionFields,

@@ -1,0 +1,274 @@
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import type { PostbackRouter } from '../create-postback-router';
+import { CONSOLE_CSS } from './assets';
+import type { ConsoleReconcileAccount, ConsoleReconcileRun, PageContext } from './context';
+import { consoleUrl, html, type Html } from './html';
+import { actionPage } from './pages/action';
+import { inboxPage } from './pages/inbox';
+import { overviewPage } from './pages/overview';
+import { postbacksPage } from './pages/postbacks';
+import { reconcilePage } from './pages/reconcile';
+import { refusedPage } from './pages/refused';
+import { CsrfTokens, setSecurityHeaders } from './security';
+
+export interface PostbackConsoleOptions {
+  /**
+   * Whether this request may see the console: called on every request, the stylesheet's too.
+   * True (or a promise of true) lets it in; anything else, or a throw, answers 403.
+   */
+  readonly authorize: (req: Request) => boolean | Promise<boolean>;
+  /** True: no retry and no reconciliation; the pages show no button, and posts are refused 403. */
+  readonly readOnly?: boolean;
+  /** impact.com's account to reconcile with from the console's Reconcile page. Without it the page is not shown. */
+  readonly reconcile?: ConsoleReconcileAccount;
+}
+
+const OPTION_NAMES = new Set(['authorize', 'readOnly', 'reconcile']);
+/** A form the console posts is a few hundred bytes. */
+const MAX_FORM_BYTES = 16 * 1024;
+
+function checkOptions(postbacks: unknown, options: unknown): PostbackConsoleOptions {
+  const router = postbacks as Partial<PostbackRouter<unknown>> | null;
+  if (
+    typeof router !== 'object' ||
+    router === null ||
+    typeof router.reconcile !== 'function' ||
+    !('history' in router)
+  ) {
+    throw new TypeError(
+      'createPostbackConsole(postbacks, options): postbacks must be what createPostbackRouter returned',
+    );
+  }
+  if (typeof options !== 'object' || options === null) {
+    throw new TypeError('createPostbackConsole(postbacks, options): options with authorize are required');
+  }
+  for (const name of Object.keys(options)) {
+    if (!OPTION_NAMES.has(name))
+      throw new TypeError(`unknown option ${name}; the console takes authorize, readOnly and reconcile`);
+  }
+  const { authorize, readOnly, reconcile } = options as Record<string, unknown>;
+  if (typeof authorize !== 'function') {
+    throw new TypeError(
+      'option authorize is required: the console shows every postback with its fields and can retry deliveries, so it must ' +
+        'say who may open it, as in authorize: (req) => req.user?.isAdmin === true',
+    );
+  }
+  if (readOnly !== undefined && typeof readOnly !== 'boolean')
+    throw new TypeError('option readOnly must be true or false');
+  if (reconcile !== undefined) {
+    const account = reconcile as Record<string, unknown> | null;
+    if (
+      typeof account !== 'object' ||
+      account === null ||
+      typeof account['accountSid'] !== 'string' ||
+      account['accountSid'] === '' ||
+      typeof account['authToken'] !== 'string' ||
+      account['authToken'] === '' ||
+      (account['baseUrl'] !== undefined && typeof account['baseUrl'] !== 'string')
+    ) {
+      throw new TypeError('option reconcile must be { accountSid, authToken } with both non-empty strings');
+    }
+  }
+  return options as PostbackConsoleOptions;
+}
+
+/** A form's fields: as a body parser of the host's left them, or read here. */
+async function formOf(req: Request): Promise<URLSearchParams> {
+  const parsed: unknown = req.body;
+  if (typeof parsed === 'object' && parsed !== null && !Buffer.isBuffer(parsed)) {
+    const fields = new URLSearchParams();
+    for (const [name, value] of Object.entries(parsed)) if (typeof value === 'string') fields.set(name, value);
+    return fields;
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > MAX_FORM_BYTES) throw new RangeError('the form is too large');
+    chunks.push(chunk);
+  }
+  return new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
+}
+
+function sendPage(res: Response, status: number, page: Html): void {
+  res.statusCode = status;
+  res.setHeader('Content-Type', 'text/html; charset=utf-8');
+  res.end(page.text);
+}
+
+function sendMessage(res: Response, status: number, message: string): void {
+  sendPage(
+    res,
+    status,
+    html`<!doctype html>
+      <html lang="en">
+        <head>
+          <meta charset="utf-8" />
+          <title>${status}</title>
+        </head>
+        <body>
+          <p>${message}</p>
+        </body>
+      </html>`,
+  );
+}
+
+function redirect(res: Response, location: string): void {
+  res.statusCode = 303;
+  res.setHeader('Location', location);
+  res.end();
+}
+
+/** A date from a form's date field (UTC midnight), or null. */
+function dayOf(text: string | null): Date | null {
+  if (text === null || !/^\d{4}-\d{2}-\d{2}$/.test(text)) return null;
+  const date = new Date(`${text}T00:00:00Z`);
+  return Number.isNaN(date.getTime()) ? null : date;
+}
+
+/**
+ * The console: server-rendered pages over the router's history, inbox and reconciliation, for
+ * the host to mount behind its own authentication:
+ * `app.use('/postbacks-console', createPostbackConsole(postbacks, { authorize: (req) => req.user?.isAdmin === true }))`.
+ * Every page reads fully without script (and the Content-Security-Policy allows none); every
+ * value a sender controls is escaped; every change is a POST carrying a CSRF token bound to a cookie.
+ */
+export function createPostbackConsole<T>(
+  postbacks: PostbackRouter<T>,
+  options: PostbackConsoleOptions,
+): RequestHandler {
+  const { authorize, readOnly = false, reconcile } = checkOptions(postbacks, options);
+  const router = postbacks as unknown as PostbackRouter<unknown>;
+  const csrf = new CsrfTokens();
+  let lastReconcile: ConsoleReconcileRun | null = null;
+  let reconciling = false;
+
+  async function allowed(req: Request): Promise<boolean> {
+    try {
+      return await authorize(req);
+    } catch {
+      // A failing check lets nobody in.
+      return false;
+    }
+  }
+
+  async function get(req: Request, res: Response, path: string, context: PageContext): Promise<void> {
+    if (path === '/assets/console.css') {
+      res.setHeader('Content-Type', 'text/css; charset=utf-8');
+      res.end(CONSOLE_CSS);
+      return;
+    }
+    if (path === '/' || path === '') {
+      sendPage(res, 200, await overviewPage(context));
+      return;
+    }
+    if (path === '/postbacks') {
+      sendPage(res, 200, await postbacksPage(context));
+      return;
+    }
+    if (path === '/refused') {
+      sendPage(res, 200, await refusedPage(context));
+      return;
+    }
+    if (path === '/inbox') {
+      sendPage(res, 200, await inboxPage(context));
+      return;
+    }
+    if (path === '/reconcile' && reconcile !== undefined) {
+      sendPage(res, 200, reconcilePage(context));
+      return;
+    }
+    const action = /^\/actions\/([^/]+)$/.exec(path)?.[1];
+    if (action !== undefined) {
+      sendPage(res, 200, await actionPage(context, decodeURIComponent(action)));
+      return;
+    }
+    sendMessage(res, 404, `No console page at ${req.originalUrl}.`);
+  }
+
+  async function post(res: Response, path: string, form: URLSearchParams, base: string): Promise<void> {
+    if (path === '/inbox/retry' && router.inbox !== null) {
+      const target = form.get('target') ?? '';
+      if (target === 'dead') await router.inbox.retry({ status: 'dead' });
+      else if (/^\d{1,15}$/.test(target)) await router.inbox.retry(Number(target));
+      else {
+        sendMessage(res, 400, 'Which row to retry is missing.');
+        return;
+      }
+      redirect(res, consoleUrl(base, '/inbox'));
+      return;
+    }
+    if (path === '/reconcile' && reconcile !== undefined) {
+      const since = dayOf(form.get('since'));
+      const until = dayOf(form.get('until'));
+      if (since === null || until === null || until <= since) {
+        sendMessage(res, 400, 'Give a start date before the end date, as YYYY-MM-DD.');
+        return;
+      }
+      if (reconciling) {
+        sendMessage(res, 409, 'A reconciliation is running; wait for it to end.');
+        return;
+      }
+      reconciling = true;
+      try {
+        const report = await router.reconcile({ ...reconcile, since, until });
+        lastReconcile = { at: new Date(), since, until, report, error: null };
+      } catch (error) {
+        lastReconcile = { at: new Date(), since, until, report: null, error: (error as Error).message };
+      } finally {
+        reconciling = false;
+      }
+      redirect(res, consoleUrl(base, '/reconcile'));
+      return;
+    }
+    sendMessage(res, 404, 'Nothing to post here.');
+  }
+
+  async function handle(req: Request, res: Response): Promise<void> {
+    setSecurityHeaders(res);
+    if (!(await allowed(req))) {
+      sendMessage(res, 403, 'You may not open the postbacks console.');
+      return;
+    }
+    const base = req.baseUrl;
+    const url = new URL(req.url, 'http://console.invalid');
+    const path = url.pathname;
+    if (req.method === 'POST') {
+      if (readOnly) {
+        sendMessage(res, 403, 'This console is read only.');
+        return;
+      }
+      const form = await formOf(req);
+      if (!csrf.verify(req, form.get('csrf') ?? undefined)) {
+        sendMessage(res, 403, 'The form’s security token is missing or out of date: reload the page and try again.');
+        return;
+      }
+      return post(res, path, form, base);
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.setHeader('Allow', 'GET, HEAD, POST');
+      sendMessage(res, 405, 'Use GET or POST.');
+      return;
+    }
+    const context: PageContext = {
+      base,
+      postbacks: router,
+      readOnly,
+      csrfToken: csrf.formToken(req, res, base === '' ? '/' : base, req.secure),
+      query: url.searchParams,
+      canReconcile: reconcile !== undefined,
+      lastReconcile,
+    };
+    return get(req, res, path, context);
+  }
+
+  return (req: Request, res: Response, next: NextFunction): void => {
+    handle(req, res).catch((error: unknown) => {
+      if (res.headersSent) {
+        next(error);
+        return;
+      }
+      sendMessage(res, 500, `The console failed: ${error instanceof Error ? error.message : String(error)}`);
+    });
+  };
+}
