@@ -1,5 +1,6 @@
-import express, { type Express } from 'express';
+import express, { type Express, type Request } from 'express';
 import {
+  createPostbackConsole,
   createPostbackRouter,
   PostgresStore,
   type PostbackEvent,
@@ -71,7 +72,7 @@ export async function createExampleApp(options: ExampleOptions = {}): Promise<Ex
 
   if (options.databaseUrl === undefined) {
     const ledger = new MemoryLedger();
-    const postbacks = createPostbackRouter({ allowedIps });
+    const postbacks = createPostbackRouter({ allowedIps, history: true });
     wire(postbacks, ledger, log, print);
     serve(app, postbacks, ledger, log);
     const close = (timeoutMs?: number) => postbacks.close(timeoutMs === undefined ? {} : { timeoutMs });
@@ -85,7 +86,11 @@ export async function createExampleApp(options: ExampleOptions = {}): Promise<Ex
   const ledger = new PostgresLedger(pool, schema);
   await ledger.createTables();
   // The pool's own client type, so that listeners see ctx.transaction as pg's PoolClient.
-  const postbacks = createPostbackRouter({ allowedIps, store: new PostgresStore<PoolClient>({ pool, schema }) });
+  const postbacks = createPostbackRouter({
+    allowedIps,
+    store: new PostgresStore<PoolClient>({ pool, schema }),
+    history: true,
+  });
   wire(postbacks, ledger, log, print);
   serve(app, postbacks, ledger, log);
   const close = async (timeoutMs?: number) => {
@@ -186,8 +191,15 @@ function metrics<T>(postbacks: PostbackRouter<T>): Registry {
   return registry;
 }
 
+/** Loopback only: the example has no login, and the console shows every postback's fields. */
+function fromLoopback(req: Request): boolean {
+  const address = req.socket.remoteAddress ?? '';
+  return address === '127.0.0.1' || address === '::1' || address === '::ffff:127.0.0.1';
+}
+
 function serve<T>(app: Express, postbacks: PostbackRouter<T>, ledger: Ledger<T>, log: readonly LoggedPostback[]): void {
   app.use('/impact', postbacks.router);
+  app.use('/console', createPostbackConsole(postbacks, { authorize: fromLoopback }));
   const registry = metrics(postbacks);
   app.get('/metrics', (_req, res, next) => {
     registry.metrics().then((text) => {
