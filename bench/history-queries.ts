@@ -10,59 +10,13 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import {
-  createPostbackRouter,
-  PostgresStore,
-  SqliteStore,
-  type HistoryLog,
-  type NewHistoryEntry,
-  type PostbackHistory,
-  type PostbackStore,
-} from '../dist';
-import { encode, TRACKED_ACTION } from '../test/helpers/fixtures';
+import { createPostbackRouter, PostgresStore, SqliteStore, type PostbackHistory, type PostbackStore } from '../dist';
 import { DATABASE_URL } from '../test/helpers/services';
+import { fillHistory, historyShape } from './history-fill';
 
 const TOTAL = Number(process.env['BENCH_HISTORY_ENTRIES'] ?? 1_000_000);
 const CALLS = 25;
-const ACTIONS = Math.max(1, Math.floor(TOTAL / 4));
-const MEMBERS = Math.max(1, Math.floor(TOTAL / 20));
-
-function entryAt(n: number, start: number): NewHistoryEntry {
-  const actionId = `5000.${n % ACTIONS}`;
-  const subId1 = `member-${n % MEMBERS}`;
-  const refused = n % 33 === 0;
-  const fields = Object.fromEntries(
-    new URLSearchParams(encode('query', { ...TRACKED_ACTION, ActionId: actionId, SubId1: subId1 }).query.slice(1)),
-  );
-  return {
-    trigger: 'postback',
-    receivedAt: new Date(start + n),
-    route: 'actions',
-    format: 'query',
-    ip: '192.0.2.10',
-    path: '/impact/actions',
-    outcome: refused ? 'rejected' : n % 20 === 0 ? 'duplicate' : 'delivered',
-    status: refused ? 400 : 200,
-    code: refused ? 'field.invalid' : null,
-    durationMs: 1.5,
-    key: refused ? null : `actions:${n.toString(36).padStart(43, '0')}`,
-    subject: refused ? null : `action:${actionId}`,
-    actionId,
-    subId1,
-    fields,
-  };
-}
-
-async function fill(log: HistoryLog): Promise<number> {
-  const started = performance.now();
-  const start = Date.now() - TOTAL - 60_000;
-  for (let n = 0; n < TOTAL; n += 10_000) {
-    const writes: unknown[] = [];
-    for (let i = n; i < Math.min(TOTAL, n + 10_000); i += 1) writes.push(log.append(entryAt(i, start)));
-    await Promise.all(writes);
-  }
-  return (performance.now() - started) / 1000;
-}
+const { actions: ACTIONS, members: MEMBERS } = historyShape(TOTAL);
 
 async function timed(call: () => Promise<unknown>): Promise<{ median: number; max: number }> {
   const times: number[] = [];
@@ -78,7 +32,7 @@ async function timed(call: () => Promise<unknown>): Promise<{ median: number; ma
 async function measure(name: string, store: PostbackStore<unknown>, bytes: () => Promise<number>): Promise<void> {
   const log = store.history;
   if (log === undefined) throw new Error(`${name} keeps no history`);
-  const seconds = await fill(log);
+  const seconds = await fillHistory(log, TOTAL);
   const postbacks = createPostbackRouter({ allowedIps: ['127.0.0.1'], store, history: true });
   const history = postbacks.history as PostbackHistory;
   let k = 0;
