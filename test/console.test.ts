@@ -3,7 +3,9 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
+import http from 'node:http';
 import express from 'express';
+import express4 from 'express4';
 import type { Browser, Page } from 'playwright-core';
 import { createPostbackConsole, createPostbackRouter, SqliteStore, type PostbackRouter } from '../lib';
 import { apiAction, FakeActionsApi } from './helpers/fake-actions-api';
@@ -150,6 +152,9 @@ describe('the console', function () {
       const cookie = (page.headers.get('set-cookie') ?? '').split(';')[0] ?? '';
       const token = /name="csrf" value="([^"]+)"/.exec(await page.text())?.[1] ?? '';
       expect(token).to.have.length(43);
+      expect(page.headers.get('set-cookie')).to.match(
+        /^impact_console_csrf=[\w-]{43}; Path=\/console; HttpOnly; SameSite=Strict$/,
+      );
       const post = (headers: Record<string, string>, body: string) =>
         fetch(`${server.base}/console/inbox/retry`, {
           method: 'POST',
@@ -176,6 +181,125 @@ describe('the console', function () {
       });
       expect(post.status).to.equal(403);
       expect((await postbacks.inbox?.stats())?.dead).to.equal(1);
+    });
+
+    it('lets in only an authorize that gives true: a truthy value, a throw or a rejection is a 403', async () => {
+      const verdicts: ((req: express.Request) => boolean | Promise<boolean>)[] = [
+        (req) => req.headers['x-admin'] as unknown as boolean,
+        () => 1 as unknown as boolean,
+        () => {
+          throw new Error('session store down');
+        },
+        () => Promise.reject(new Error('session store down')),
+      ];
+      for (const authorize of verdicts) {
+        const app = express();
+        app.use('/c', createPostbackConsole(postbacks, { authorize }));
+        const other = await startServer(app);
+        try {
+          const res = await fetch(`${other.base}/c/inbox`, { headers: ADMIN });
+          expect(res.status, authorize.toString()).to.equal(403);
+        } finally {
+          await other.close();
+        }
+      }
+    });
+
+    it('routes only paths it serves: no empty or dot segment, no backslash, no malformed escape', async () => {
+      // Sent as written: fetch would resolve the dot segments before sending.
+      const statusOf = (odd: string): Promise<number | undefined> =>
+        new Promise((resolve, reject) => {
+          http
+            .get({ host: '127.0.0.1', port: server.port, path: `/console${odd}`, headers: ADMIN }, (res) => {
+              res.resume();
+              resolve(res.statusCode);
+            })
+            .on('error', reject);
+        });
+      for (const odd of [
+        '//evil.example/inbox',
+        '/./inbox',
+        '/x/../inbox',
+        '/%2e%2e/inbox',
+        '/\\evil/inbox',
+        '/actions/%E0',
+      ]) {
+        expect(await statusOf(odd), odd).to.equal(404);
+      }
+      const post = await fetch(`${server.base}/console//x/inbox/retry`, {
+        method: 'POST',
+        headers: { ...ADMIN, 'content-type': 'application/x-www-form-urlencoded' },
+        body: 'target=dead',
+      });
+      expect(post.status).to.be.oneOf([403, 404]);
+      expect((await postbacks.inbox?.stats())?.dead).to.equal(1);
+    });
+
+    it('links a sender’s action id as one path segment, and shows a lone surrogate without failing', async () => {
+      for (const id of ['../../../logout', 'a/b', '\ud800']) {
+        expect(
+          await send(new URLSearchParams({ ActionId: id, Status: 'PENDING', Payout: 'x' }).toString()),
+        ).to.be.oneOf([200, 400]);
+      }
+      const res = await fetch(`${server.base}/console/postbacks`, { headers: ADMIN });
+      expect(res.status).to.equal(200);
+      const text = await res.text();
+      expect(text).to.include('href="/console/actions/..%2F..%2F..%2Flogout"');
+      expect(text).to.include('href="/console/actions/a%2Fb"');
+      expect(text).not.to.match(/href="[^"]*\.\.\/\.\./);
+    });
+
+    for (const [name, host] of [
+      ['Express 5', express],
+      // Express 4's parsers leave req.body = {} on a request they do not parse.
+      ['Express 4', express4 as unknown as typeof express],
+    ] as const) {
+      it(`reads its forms behind a JSON body parser of the host’s (${name})`, async () => {
+        const app = host();
+        app.use(host.json());
+        app.use('/c', createPostbackConsole(postbacks, { authorize: (req) => req.headers['x-admin'] === 'yes' }));
+        const other = await startServer(app);
+        try {
+          const page = await fetch(`${other.base}/c/inbox`, { headers: ADMIN });
+          const cookie = (page.headers.get('set-cookie') ?? '').split(';')[0] ?? '';
+          const token = /name="csrf" value="([^"]+)"/.exec(await page.text())?.[1] ?? '';
+          const res = await fetch(`${other.base}/c/inbox/retry`, {
+            method: 'POST',
+            redirect: 'manual',
+            headers: { ...ADMIN, cookie, 'content-type': 'application/x-www-form-urlencoded' },
+            body: `target=999999&csrf=${token}`,
+          });
+          expect(res.status).to.equal(303);
+          expect(res.headers.get('location')).to.equal('/c/inbox');
+        } finally {
+          await other.close();
+        }
+      });
+    }
+
+    it('answers a form over 16 KB 413, and an impossible or too long reconciliation range 400', async () => {
+      const big = await fetch(`${server.base}/console/inbox/retry`, {
+        method: 'POST',
+        headers: { ...ADMIN, 'content-type': 'application/x-www-form-urlencoded' },
+        body: `target=dead&pad=${'x'.repeat(20_000)}`,
+      });
+      expect(big.status).to.equal(413);
+      const page = await fetch(`${server.base}/console/reconcile`, { headers: ADMIN });
+      const cookie = (page.headers.get('set-cookie') ?? '').split(';')[0] ?? '';
+      const token = /name="csrf" value="([^"]+)"/.exec(await page.text())?.[1] ?? '';
+      for (const [since, until] of [
+        ['2026-02-31', '2026-03-05'],
+        ['2020-01-01', '2026-12-01'],
+      ]) {
+        const res = await fetch(`${server.base}/console/reconcile`, {
+          method: 'POST',
+          redirect: 'manual',
+          headers: { ...ADMIN, cookie, 'content-type': 'application/x-www-form-urlencoded' },
+          body: `since=${since}&until=${until}&csrf=${token}`,
+        });
+        expect(res.status, `${since} to ${until}`).to.equal(400);
+      }
+      expect(api.requests).to.deep.equal([]);
     });
 
     it('throws at setup without authorize, saying why', () => {
@@ -231,6 +355,8 @@ describe('the console', function () {
       expect(await page.locator('script').count()).to.equal(0);
       expect(await page.locator('img').count()).to.equal(0);
       expect(await page.locator('main b').count()).to.equal(0);
+      // Escaping, not only the CSP: no attribute or link a sender wrote became markup.
+      expect(await page.locator('[onerror], [onmouseover], [onload], a[href^="javascript:"]').count()).to.equal(0);
       expect(dialogs).to.deep.equal([]);
     }
 

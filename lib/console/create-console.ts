@@ -72,10 +72,16 @@ function checkOptions(postbacks: unknown, options: unknown): PostbackConsoleOpti
   return options as PostbackConsoleOptions;
 }
 
-/** A form's fields: as a body parser of the host's left them, or read here. */
+class FormTooLarge extends Error {}
+
+/**
+ * A form's fields: as a body parser of the host's left them, or read here. Express 4's parsers
+ * set `req.body = {}` on requests they do not parse (express.json() on a form): an empty body is
+ * read from the request itself.
+ */
 async function formOf(req: Request): Promise<URLSearchParams> {
   const parsed: unknown = req.body;
-  if (typeof parsed === 'object' && parsed !== null && !Buffer.isBuffer(parsed)) {
+  if (typeof parsed === 'object' && parsed !== null && !Buffer.isBuffer(parsed) && Object.keys(parsed).length > 0) {
     const fields = new URLSearchParams();
     for (const [name, value] of Object.entries(parsed)) if (typeof value === 'string') fields.set(name, value);
     return fields;
@@ -84,7 +90,7 @@ async function formOf(req: Request): Promise<URLSearchParams> {
   let size = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > MAX_FORM_BYTES) throw new RangeError('the form is too large');
+    if (size > MAX_FORM_BYTES) throw new FormTooLarge();
     chunks.push(chunk);
   }
   return new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
@@ -119,11 +125,36 @@ function redirect(res: Response, location: string): void {
   res.end();
 }
 
-/** A date from a form's date field (UTC midnight), or null. */
+/** A date from a form's date field (UTC midnight), or null; 2026-02-31 is no date. */
 function dayOf(text: string | null): Date | null {
   if (text === null || !/^\d{4}-\d{2}-\d{2}$/.test(text)) return null;
   const date = new Date(`${text}T00:00:00Z`);
-  return Number.isNaN(date.getTime()) ? null : date;
+  return Number.isNaN(date.getTime()) || date.toISOString().slice(0, 10) !== text ? null : date;
+}
+
+/** The longest range the console reconciles at once: impact.com keeps actions updatable for about that long. */
+const MAX_RECONCILE_DAYS = 90;
+
+/** A path the console may serve: segments of safe characters, none empty or a dot segment. */
+function servable(path: string): boolean {
+  if (path === '/' || path === '') return true;
+  if (path.includes('\\') || path.includes('//')) return false;
+  return path
+    .slice(1)
+    .split('/')
+    .every((segment) => {
+      const text = decoded(segment);
+      return text !== null && text !== '' && text !== '.' && text !== '..';
+    });
+}
+
+/** A path segment decoded, or null when its escapes are malformed. */
+function decoded(segment: string): string | null {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return null;
+  }
 }
 
 /**
@@ -145,7 +176,9 @@ export function createPostbackConsole<T>(
 
   async function allowed(req: Request): Promise<boolean> {
     try {
-      return await authorize(req);
+      // Only true: a host's `(req) => req.user` or `req.user?.role` must not let every user in.
+      const verdict: unknown = await authorize(req);
+      return verdict === true;
     } catch {
       // A failing check lets nobody in.
       return false;
@@ -179,8 +212,9 @@ export function createPostbackConsole<T>(
       return;
     }
     const action = /^\/actions\/([^/]+)$/.exec(path)?.[1];
-    if (action !== undefined) {
-      sendPage(res, 200, await actionPage(context, decodeURIComponent(action)));
+    const actionId = action === undefined ? null : decoded(action);
+    if (actionId !== null) {
+      sendPage(res, 200, await actionPage(context, actionId));
       return;
     }
     sendMessage(res, 404, `No console page at ${req.originalUrl}.`);
@@ -205,6 +239,10 @@ export function createPostbackConsole<T>(
         sendMessage(res, 400, 'Give a start date before the end date, as YYYY-MM-DD.');
         return;
       }
+      if (until.getTime() - since.getTime() > MAX_RECONCILE_DAYS * 86_400_000) {
+        sendMessage(res, 400, `Reconcile at most ${MAX_RECONCILE_DAYS} days at once.`);
+        return;
+      }
       if (reconciling) {
         sendMessage(res, 409, 'A reconciliation is running; wait for it to end.');
         return;
@@ -214,7 +252,13 @@ export function createPostbackConsole<T>(
         const report = await router.reconcile({ ...reconcile, since, until });
         lastReconcile = { at: new Date(), since, until, report, error: null };
       } catch (error) {
-        lastReconcile = { at: new Date(), since, until, report: null, error: (error as Error).message };
+        lastReconcile = {
+          at: new Date(),
+          since,
+          until,
+          report: null,
+          error: error instanceof Error ? error.message : String(error),
+        };
       } finally {
         reconciling = false;
       }
@@ -231,14 +275,26 @@ export function createPostbackConsole<T>(
       return;
     }
     const base = req.baseUrl;
-    const url = new URL(req.url, 'http://console.invalid');
-    const path = url.pathname;
+    // The path as sent, not as a URL parser resolves it: the console serves what the host's
+    // authorize saw (req.path), and no `//host`, backslash or dot segment reaches a page.
+    const [path = '/', search = ''] = req.url.split(/\?(.*)/s);
+    if (!servable(path)) {
+      sendMessage(res, 404, 'No console page here.');
+      return;
+    }
     if (req.method === 'POST') {
       if (readOnly) {
         sendMessage(res, 403, 'This console is read only.');
         return;
       }
-      const form = await formOf(req);
+      let form: URLSearchParams;
+      try {
+        form = await formOf(req);
+      } catch (error) {
+        if (!(error instanceof FormTooLarge)) throw error;
+        sendMessage(res, 413, 'The form is too large.');
+        return;
+      }
       if (!csrf.verify(req, form.get('csrf') ?? undefined)) {
         sendMessage(res, 403, 'The form’s security token is missing or out of date: reload the page and try again.');
         return;
@@ -255,7 +311,7 @@ export function createPostbackConsole<T>(
       postbacks: router,
       readOnly,
       csrfToken: csrf.formToken(req, res, base === '' ? '/' : base, req.secure),
-      query: url.searchParams,
+      query: new URLSearchParams(search),
       canReconcile: reconcile !== undefined,
       lastReconcile,
     };
@@ -263,12 +319,7 @@ export function createPostbackConsole<T>(
   }
 
   return (req: Request, res: Response, next: NextFunction): void => {
-    handle(req, res).catch((error: unknown) => {
-      if (res.headersSent) {
-        next(error);
-        return;
-      }
-      sendMessage(res, 500, `The console failed: ${error instanceof Error ? error.message : String(error)}`);
-    });
+    // A failure is the host's error handler's, as any Express router's is.
+    handle(req, res).catch(next);
   };
 }

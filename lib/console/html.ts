@@ -63,19 +63,32 @@ export function senderText(value: string | null | undefined): Html {
   return html`<bdi>${parts}</bdi>`;
 }
 
-/** A link's address: a path below the console with its query, each part percent-encoded, then escaped by `html`. */
+/** Text with each lone surrogate replaced (U+FFFD): encodeURIComponent throws on one. */
+function wellFormed(text: string): string {
+  return text.replace(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, '\ufffd');
+}
+
+/**
+ * A sender's value as one path segment: `/`, `..` and every other character percent-encoded, so
+ * that a link made of it stays on the console's page it names.
+ */
+export function segment(value: string): string {
+  return encodeURIComponent(wellFormed(value));
+}
+
+/**
+ * A link's address below the console: `path` is the console's own (a constant, with sender
+ * values passed through segment()), the query's values are encoded here. `html` escapes the result.
+ */
 export function consoleUrl(
   base: string,
   path: string,
   query: Readonly<Record<string, string | null | undefined>> = {},
 ): string {
   const params = new URLSearchParams();
-  for (const [name, value] of Object.entries(query))
-    if (value !== null && value !== undefined && value !== '') params.set(name, value);
+  for (const [name, value] of Object.entries(query)) {
+    if (value !== null && value !== undefined && value !== '') params.set(name, wellFormed(value));
+  }
   const search = params.toString();
-  const encodedPath = path
-    .split('/')
-    .map((segment) => encodeURIComponent(segment))
-    .join('/');
-  return `${base}${encodedPath}${search === '' ? '' : `?${search}`}`;
+  return `${base}${path}${search === '' ? '' : `?${search}`}`;
 }

@@ -1,5 +1,5 @@
 import type { HistoryEntry } from '../../history/history-entry';
-import { consoleUrl, html, senderText, type Html } from '../html';
+import { consoleUrl, html, segment, senderText, type Html } from '../html';
 import { time } from './layout';
 
 /** Every field as received, keys and values as the sender wrote them, in a disclosure (no script needed). */
@@ -58,7 +58,7 @@ export function entryTable(base: string, entries: readonly HistoryEntry[]): Html
             <td class="num">${entry.status ?? ''}</td>
             <td>${entry.code ?? ''}</td>
             <td>
-              ${entry.actionId === null ? '' : html`<a href="${consoleUrl(base, `/actions/${entry.actionId}`)}">${senderText(entry.actionId)}</a>`}
+              ${entry.actionId === null ? '' : html`<a href="${consoleUrl(base, `/actions/${segment(entry.actionId)}`)}">${senderText(entry.actionId)}</a>`}
             </td>
             <td>
               ${entry.subId1 === null ? '' : html`<a href="${consoleUrl(base, '/postbacks', { subId1: entry.subId1 })}">${senderText(entry.subId1)}</a>`}

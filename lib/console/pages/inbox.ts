@@ -1,6 +1,6 @@
 import type { InboxStatus } from '../../stores/store';
 import type { PageContext } from '../context';
-import { consoleUrl, html, senderText, type Html } from '../html';
+import { consoleUrl, html, segment, senderText, type Html } from '../html';
 import { csrfField, layout, time } from './layout';
 
 const STATUSES: readonly InboxStatus[] = ['pending', 'retrying', 'dead', 'delivered'];
@@ -74,7 +74,7 @@ export async function inboxPage(context: PageContext): Promise<Html> {
                 <td>${time(row.receivedAt)}</td>
                 <td>${row.status === 'pending' || row.status === 'retrying' ? time(row.nextAttemptAt) : ''}</td>
                 <td>
-                  ${actionId === null ? '' : html`<a href="${consoleUrl(context.base, `/actions/${actionId}`)}">${senderText(actionId)}</a>`}
+                  ${actionId === null ? '' : html`<a href="${consoleUrl(context.base, `/actions/${segment(actionId)}`)}">${senderText(actionId)}</a>`}
                 </td>
                 <td>${senderText(row.lastError)}</td>
                 <td>${retry}</td>
