@@ -116,22 +116,33 @@ export function combine(port: number, format: Format, slices: readonly Slice[]):
 
 export type HttpResults = Record<Format, Record<Target, Measurement> & { ratio: number; p99Ratio: number }>;
 
+/**
+ * Measures every server in every format, one warm-up slice each, then HTTP_SETTINGS.rounds
+ * rounds of one slice each, by `<format>/<name>`.
+ */
+export async function interleavedSlices(
+  servers: readonly (readonly [string, { readonly port: number }])[],
+): Promise<Map<string, Slice[]>> {
+  const slices = new Map<string, Slice[]>();
+  for (const [, { port }] of servers) for (const format of FORMATS) await measureSlice(port, format, 1); // warm-up
+  for (let round = 0; round < HTTP_SETTINGS.rounds; round += 1) {
+    // Every other round in reverse order, so that no server always runs just after another.
+    const order = round % 2 === 0 ? servers : [...servers].reverse();
+    for (const format of FORMATS) {
+      for (const [name, { port }] of order) {
+        const key = `${format}/${name}`;
+        const slice = await measureSlice(port, format, HTTP_SETTINGS.secondsPerSlice);
+        slices.set(key, [...(slices.get(key) ?? []), slice]);
+      }
+    }
+  }
+  return slices;
+}
+
 export async function runHttpBenchmark(): Promise<HttpResults> {
   const servers = await Promise.all(TARGETS.map(async (target) => [target, await startTarget(target)] as const));
   try {
-    const slices = new Map<string, Slice[]>();
-    for (const [, { port }] of servers) for (const format of FORMATS) await measureSlice(port, format, 1); // warm-up
-    for (let round = 0; round < HTTP_SETTINGS.rounds; round += 1) {
-      // Every other round in reverse order, so that no target always runs just after another.
-      const order = round % 2 === 0 ? servers : [...servers].reverse();
-      for (const format of FORMATS) {
-        for (const [target, { port }] of order) {
-          const key = `${format}/${target}`;
-          const slice = await measureSlice(port, format, HTTP_SETTINGS.secondsPerSlice);
-          slices.set(key, [...(slices.get(key) ?? []), slice]);
-        }
-      }
-    }
+    const slices = await interleavedSlices(servers);
     const results = {} as HttpResults;
     for (const format of FORMATS) {
       const row = {} as Record<Target, Measurement>;

@@ -11,7 +11,7 @@ import { Bench } from 'tinybench';
 import { createReceiver } from '../dist/core/receiver';
 import { normalizeOptions } from '../dist/options';
 import { FORMATS } from '../test/helpers/fixtures';
-import { combine, HTTP_SETTINGS, measureSlice, startTarget, type Slice, type Target } from './http';
+import { combine, interleavedSlices, startTarget, type Target } from './http';
 
 const HOSTS: readonly Target[] = ['router', 'node'];
 const VARIANTS = [
@@ -88,20 +88,7 @@ async function main(): Promise<void> {
     ),
   );
   try {
-    const slices = new Map<string, Slice[]>();
-    for (const [, { port }] of servers) for (const format of FORMATS) await measureSlice(port, format, 1); // warm-up
-    for (let round = 0; round < HTTP_SETTINGS.rounds; round += 1) {
-      const order = round % 2 === 0 ? servers : [...servers].reverse();
-      for (const format of FORMATS) {
-        for (const [name, { port }] of order) {
-          const key = `${format}/${name}`;
-          slices.set(key, [
-            ...(slices.get(key) ?? []),
-            await measureSlice(port, format, HTTP_SETTINGS.secondsPerSlice),
-          ]);
-        }
-      }
-    }
+    const slices = await interleavedSlices(servers);
     console.log('telemetry on (API installed, no SDK) against off, requests/s:');
     console.log('| host | format | on | off | on / off | p99 on | p99 off |');
     console.log('| ---- | ------ | -- | --- | -------- | ------ | ------- |');

@@ -384,6 +384,17 @@ describe('history', () => {
     await app.postbacks.close();
   });
 
+  async function expectTypeError(call: () => Promise<unknown>, query: unknown, message: RegExp): Promise<void> {
+    let caught: unknown;
+    try {
+      await call();
+    } catch (error) {
+      caught = error;
+    }
+    expect(caught, JSON.stringify(query)).to.be.instanceOf(TypeError);
+    expect((caught as Error).message).to.match(message);
+  }
+
   it('refuses a query it cannot answer with a TypeError naming the option', async () => {
     app = createApp<unknown>({ history: true });
     const history = historyOf(app);
@@ -401,14 +412,7 @@ describe('history', () => {
       ['all', /the query must be an object/],
     ];
     for (const [query, message] of refusals) {
-      let caught: unknown;
-      try {
-        await history.list(query as Parameters<PostbackHistory['list']>[0]);
-      } catch (error) {
-        caught = error;
-      }
-      expect(caught, JSON.stringify(query)).to.be.instanceOf(TypeError);
-      expect((caught as Error).message).to.match(message);
+      await expectTypeError(() => history.list(query as Parameters<PostbackHistory['list']>[0]), query, message);
     }
     const countRefusals: [unknown, RegExp][] = [
       [{ sliceMs: 1000 }, /sliceMs must be a whole number of ms from 60,000 to 86,400,000/],
@@ -416,14 +420,7 @@ describe('history', () => {
       [{ since: 'yesterday' }, /since must be a valid Date/],
     ];
     for (const [query, message] of countRefusals) {
-      let caught: unknown;
-      try {
-        await history.counts(query as Parameters<PostbackHistory['counts']>[0]);
-      } catch (error) {
-        caught = error;
-      }
-      expect(caught, JSON.stringify(query)).to.be.instanceOf(TypeError);
-      expect((caught as Error).message).to.match(message);
+      await expectTypeError(() => history.counts(query as Parameters<PostbackHistory['counts']>[0]), query, message);
     }
   });
 
