@@ -8,7 +8,7 @@ import { createReceiver } from './core/receiver';
 import type { PostbackInbox } from './delivery/inbox';
 import type { PostbackHistory } from './history/history';
 import type { PostbackEventMap, TypedEventEmitter } from './events';
-import type { ReconcileOptions, ReconcileReport } from './reconcile/reconcile';
+import type { ReconcileOptions, ReconcileReport, ReconciliationRun } from './reconcile/reconcile';
 import { normalizeOptions, type PostbackRouterOptions } from './options';
 
 /**
@@ -49,6 +49,8 @@ export interface PostbackRouter<T = undefined> extends TypedEventEmitter<Postbac
    * (`reconcile.http`, `reconcile.invalid`) when the API fails; what earlier pages delivered stays.
    */
   reconcile(options: ReconcileOptions): Promise<ReconcileReport>;
+  /** The last reconciliation this router ran that has ended (its report, or why it failed), or null. */
+  lastReconciliation(): ReconciliationRun | null;
   /**
    * Replaces the allow-list without a restart (impact.com adds ranges now and then). The list is
    * checked as option `allowedIps` is: a mistake throws a TypeError and the old list stays. The
@@ -82,6 +84,7 @@ class PostbackReceiver extends EventEmitter {
   history!: PostbackHistory | null;
   close!: (options?: { readonly timeoutMs?: number }) => Promise<void>;
   reconcile!: (options: ReconcileOptions) => Promise<ReconcileReport>;
+  lastReconciliation!: () => ReconciliationRun | null;
   setAllowedIps!: (allowedIps: readonly string[]) => void;
   nodeHandler!: (options?: NodeHandlerOptions) => NodeHandler;
   fetchHandler!: (options?: FetchHandlerOptions) => FetchHandler;
@@ -104,6 +107,7 @@ export function createPostbackRouter<T = undefined>(options: PostbackRouterOptio
   emitter.history = receiver.history;
   emitter.close = receiver.close;
   emitter.reconcile = receiver.reconcile;
+  emitter.lastReconciliation = receiver.lastReconciliation;
   emitter.setAllowedIps = receiver.setAllowedIps;
   emitter.nodeHandler = (handlerOptions) => createNodeHandler(receiver, handlerOptions);
   emitter.fetchHandler = (handlerOptions) => createFetchHandler(receiver, handlerOptions);

@@ -47,7 +47,7 @@ export {
   type PostbackErrorDetails,
 } from './errors';
 export type { Ordering } from './journal/journal';
-export type { ReconcileOptions, ReconcileReport } from './reconcile/reconcile';
+export type { ReconcileOptions, ReconcileReport, ReconciliationRun } from './reconcile/reconcile';
 export type {
   BeginResult,
   InboxClaim,

@@ -112,6 +112,10 @@ describe('the console', function () {
     hostile.set('ActionId', '');
     expect(await send(hostile.toString())).to.equal(400);
     await until(() => delivered.includes('1000.5.1'), 5000);
+    // A hostile action id: refused (not an impact.com id), yet on the Postbacks page's links and its own timeline.
+    expect(
+      await send(new URLSearchParams({ ActionId: HOSTILE.image, Status: 'PENDING', Payout: '1.00' }).toString()),
+    ).to.equal(400);
     api.put(apiAction('1000.6.1', 'APPROVED', '3.00'));
   });
 
@@ -302,6 +306,21 @@ describe('the console', function () {
       expect(api.requests).to.deep.equal([]);
     });
 
+    it("shows the router's last reconciliation on the Overview, whoever ran it", async () => {
+      const since = new Date('2020-01-01T00:00:00Z');
+      const report = await postbacks.reconcile({
+        accountSid: SID,
+        authToken: TOKEN,
+        baseUrl: api.baseUrl,
+        since,
+        until: new Date('2020-01-02T00:00:00Z'),
+      });
+      expect(postbacks.lastReconciliation()).to.deep.include({ since, report, error: null });
+      const text = await (await fetch(`${server.base}/console/`, { headers: ADMIN })).text();
+      expect(text).to.include('<time datetime="2020-01-01T00:00:00.000Z">');
+      expect(text).to.match(/<th>checked<\/th>\s*<td class="num">0<\/td>/);
+    });
+
     it('throws at setup without authorize, saying why', () => {
       expect(() => createPostbackConsole(postbacks, {} as never)).to.throw(TypeError, /option authorize is required/);
       expect(() => createPostbackConsole(postbacks, { authorize: () => true, readOnly: 'yes' as never })).to.throw(
@@ -430,6 +449,13 @@ describe('the console', function () {
       await page.waitForURL(`${server.base}/console/inbox`);
       await until(() => delivered.includes('1000.4.1'), 5000);
       expect((await postbacks.inbox?.stats())?.dead).to.equal(0);
+    });
+
+    it('Action: a hostile action id shows as text in the title and the timeline', async () => {
+      await open(`/actions/${encodeURIComponent(HOSTILE.image)}`, 'action-hostile');
+      expect(await page.locator('h1').textContent()).to.equal(`Action ${HOSTILE.image}`);
+      expect(await page.title()).to.include(HOSTILE.image);
+      await expectNothingRan();
     });
 
     it('Reconcile: runs for a date range and shows its report', async () => {

@@ -1,5 +1,5 @@
 import type { PostbackRouter } from '../create-postback-router';
-import type { ReconcileReport } from '../reconcile/reconcile';
+import type { ReconciliationRun } from '../reconcile/reconcile';
 
 /** The account a console may reconcile with (`createPostbackConsole`'s option `reconcile`). */
 export interface ConsoleReconcileAccount {
@@ -7,15 +7,6 @@ export interface ConsoleReconcileAccount {
   readonly authToken: string;
   /** impact.com's API; default `https://api.impact.com`. */
   readonly baseUrl?: string;
-}
-
-/** A reconciliation the console ran, for the Overview and Reconcile pages. */
-export interface ConsoleReconcileRun {
-  readonly at: Date;
-  readonly since: Date;
-  readonly until: Date;
-  readonly report: ReconcileReport | null;
-  readonly error: string | null;
 }
 
 /** What a page is rendered with. */
@@ -27,5 +18,6 @@ export interface PageContext {
   readonly csrfToken: string;
   readonly query: URLSearchParams;
   readonly canReconcile: boolean;
-  readonly lastReconcile: ConsoleReconcileRun | null;
+  /** The router's last reconciliation, whoever ran it. */
+  readonly lastReconcile: ReconciliationRun | null;
 }

@@ -1,7 +1,7 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import type { PostbackRouter } from '../create-postback-router';
 import { CONSOLE_CSS } from './assets';
-import type { ConsoleReconcileAccount, ConsoleReconcileRun, PageContext } from './context';
+import type { ConsoleReconcileAccount, PageContext } from './context';
 import { consoleUrl, html, type Html } from './html';
 import { actionPage } from './pages/action';
 import { inboxPage } from './pages/inbox';
@@ -171,7 +171,6 @@ export function createPostbackConsole<T>(
   const { authorize, readOnly = false, reconcile } = checkOptions(postbacks, options);
   const router = postbacks as unknown as PostbackRouter<unknown>;
   const csrf = new CsrfTokens();
-  let lastReconcile: ConsoleReconcileRun | null = null;
   let reconciling = false;
 
   async function allowed(req: Request): Promise<boolean> {
@@ -249,16 +248,9 @@ export function createPostbackConsole<T>(
       }
       reconciling = true;
       try {
-        const report = await router.reconcile({ ...reconcile, since, until });
-        lastReconcile = { at: new Date(), since, until, report, error: null };
-      } catch (error) {
-        lastReconcile = {
-          at: new Date(),
-          since,
-          until,
-          report: null,
-          error: error instanceof Error ? error.message : String(error),
-        };
+        await router.reconcile({ ...reconcile, since, until });
+      } catch {
+        // The router keeps the failure as its last run; the page shows it.
       } finally {
         reconciling = false;
       }
@@ -313,7 +305,7 @@ export function createPostbackConsole<T>(
       csrfToken: csrf.formToken(req, res, base === '' ? '/' : base, req.secure),
       query: new URLSearchParams(search),
       canReconcile: reconcile !== undefined,
-      lastReconcile,
+      lastReconcile: router.lastReconciliation(),
     };
     return get(req, res, path, context);
   }

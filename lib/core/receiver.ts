@@ -16,7 +16,12 @@ import { compileFieldIndex, type FieldIndex } from '../fields/field-names';
 import { ACTION_FIELDS, CATALOG_FIELDS, INQUIRY_FIELDS } from '../fields/field-specs';
 import { normalizeFields } from '../fields/normalize-fields';
 import { rebuildEvent } from '../fields/stored-event';
-import { reconcileActions, type ReconcileOptions, type ReconcileReport } from '../reconcile/reconcile';
+import {
+  reconcileActions,
+  type ReconcileOptions,
+  type ReconcileReport,
+  type ReconciliationRun,
+} from '../reconcile/reconcile';
 import { resolveClientIp } from '../ip/client-ip';
 import { compileAllowList } from '../ip/allow-list';
 import { validateRangeList } from '../ip/ip-ranges';
@@ -58,6 +63,8 @@ export interface Receiver {
   readonly history: PostbackHistory | null;
   readonly close: (options?: { readonly timeoutMs?: number }) => Promise<void>;
   readonly reconcile: (options: ReconcileOptions) => Promise<ReconcileReport>;
+  /** The last reconciliation that ended, or null. */
+  readonly lastReconciliation: () => ReconciliationRun | null;
   readonly setAllowedIps: (allowedIps: readonly string[]) => void;
 }
 
@@ -451,6 +458,8 @@ export function createReceiver(emitter: EventEmitter, settings: NormalizedOption
     isAllowedIp = compileAllowList(validateRangeList('allowedIps', allowedIps));
   }
 
+  let lastRun: ReconciliationRun | null = null;
+
   // Reconciled actions go the direct way in both delivery modes: the store's claim keeps them
   // apart from postbacks of the same action, and the report can say what was delivered.
   async function reconcile(reconcileOptions: ReconcileOptions): Promise<ReconcileReport> {
@@ -476,9 +485,23 @@ export function createReceiver(emitter: EventEmitter, settings: NormalizedOption
     // Inside the run's span: the deliveries' listeners nest under it.
     const reconciling = telemetry === null ? run() : telemetry.within(traced, run);
     track(reconciling);
+    const { since } = reconcileOptions;
+    const until = reconcileOptions.until ?? new Date();
     void reconciling.then(
-      (report) => telemetry?.endReconcile(traced, report, null),
-      (error: unknown) => telemetry?.endReconcile(traced, null, error),
+      (report) => {
+        lastRun = { at: new Date(), since, until, report, error: null };
+        telemetry?.endReconcile(traced, report, null);
+      },
+      (error: unknown) => {
+        lastRun = {
+          at: new Date(),
+          since,
+          until,
+          report: null,
+          error: error instanceof Error ? error.message : String(error),
+        };
+        telemetry?.endReconcile(traced, null, error);
+      },
     );
     return reconciling;
   }
@@ -513,6 +536,7 @@ export function createReceiver(emitter: EventEmitter, settings: NormalizedOption
     history: recorder?.history ?? null,
     close,
     reconcile,
+    lastReconciliation: () => lastRun,
     setAllowedIps,
   };
 }

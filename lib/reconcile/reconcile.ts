@@ -28,6 +28,18 @@ export interface ReconcileOptions {
   readonly timeoutMs?: number;
 }
 
+/** The last reconciliation a router ran, as `postbacks.lastReconciliation()` gives it. */
+export interface ReconciliationRun {
+  /** When it ended. */
+  readonly at: Date;
+  readonly since: Date;
+  readonly until: Date;
+  /** Null when it failed. */
+  readonly report: ReconcileReport | null;
+  /** Why it failed; null when it did not. */
+  readonly error: string | null;
+}
+
 /** What one reconciliation found and did. */
 export interface ReconcileReport {
   /** Actions the API listed. */

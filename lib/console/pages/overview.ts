@@ -142,7 +142,7 @@ export async function overviewPage(context: PageContext): Promise<Html> {
       <h2>Last reconciliation</h2>
       ${
         last === null
-          ? html`<p>None run from this console since the process started.</p>`
+          ? html`<p>None since the process started.</p>`
           : html`<p>Run at ${time(last.at)} for ${time(last.since)} to ${time(last.until)}.</p>
               ${last.report === null ? html`<p class="error">It failed: ${last.error}</p>` : reportTable(last.report)}`
       }
