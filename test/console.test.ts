@@ -321,6 +321,42 @@ describe('the console', function () {
       expect(text).to.match(/<th>checked<\/th>\s*<td class="num">0<\/td>/);
     });
 
+    it('takes a form made by another instance with the same secret, and refuses one made with another', async () => {
+      const secret = 'a-shared-console-secret-of-32-chars-or-more';
+      const instance = async (withSecret: string) => {
+        const app = express();
+        app.use('/c', createPostbackConsole(postbacks, { authorize: () => true, secret: withSecret }));
+        return startServer(app);
+      };
+      const [first, second, other] = await Promise.all([
+        instance(secret),
+        instance(secret),
+        instance(`${secret}-not-the-same`),
+      ]);
+      try {
+        const page = await fetch(`${first.base}/c/inbox`);
+        const cookie = (page.headers.get('set-cookie') ?? '').split(';')[0] ?? '';
+        const token = /name="csrf" value="([^"]+)"/.exec(await page.text())?.[1] ?? '';
+        const retry = async (to: RunningServer) =>
+          (
+            await fetch(`${to.base}/c/inbox/retry`, {
+              method: 'POST',
+              redirect: 'manual',
+              headers: { cookie, 'content-type': 'application/x-www-form-urlencoded' },
+              body: `target=999999&csrf=${token}`,
+            })
+          ).status;
+        expect(await retry(second)).to.equal(303);
+        expect(await retry(other)).to.equal(403);
+      } finally {
+        await Promise.all([first.close(), second.close(), other.close()]);
+      }
+      expect(() => createPostbackConsole(postbacks, { authorize: () => true, secret: 'short' })).to.throw(
+        TypeError,
+        'option secret must be a string of 32 characters or more',
+      );
+    });
+
     it('throws at setup without authorize, saying why', () => {
       expect(() => createPostbackConsole(postbacks, {} as never)).to.throw(TypeError, /option authorize is required/);
       expect(() => createPostbackConsole(postbacks, { authorize: () => true, readOnly: 'yes' as never })).to.throw(

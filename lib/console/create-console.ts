@@ -21,9 +21,15 @@ export interface PostbackConsoleOptions {
   readonly readOnly?: boolean;
   /** impact.com's account to reconcile with from the console's Reconcile page. Without it the page is not shown. */
   readonly reconcile?: ConsoleReconcileAccount;
+  /**
+   * The secret the forms' CSRF tokens are made with, 32 characters or more: the same on every
+   * instance behind a load balancer, so that a form from one is taken by another, and across
+   * restarts. Default: a random one per process.
+   */
+  readonly secret?: string;
 }
 
-const OPTION_NAMES = new Set(['authorize', 'readOnly', 'reconcile']);
+const OPTION_NAMES = new Set(['authorize', 'readOnly', 'reconcile', 'secret']);
 /** A form the console posts is a few hundred bytes. */
 const MAX_FORM_BYTES = 16 * 1024;
 
@@ -44,9 +50,12 @@ function checkOptions(postbacks: unknown, options: unknown): PostbackConsoleOpti
   }
   for (const name of Object.keys(options)) {
     if (!OPTION_NAMES.has(name))
-      throw new TypeError(`unknown option ${name}; the console takes authorize, readOnly and reconcile`);
+      throw new TypeError(`unknown option ${name}; the console takes authorize, readOnly, reconcile and secret`);
   }
-  const { authorize, readOnly, reconcile } = options as Record<string, unknown>;
+  const { authorize, readOnly, reconcile, secret } = options as Record<string, unknown>;
+  if (secret !== undefined && (typeof secret !== 'string' || secret.length < 32)) {
+    throw new TypeError('option secret must be a string of 32 characters or more (the same on every instance)');
+  }
   if (typeof authorize !== 'function') {
     throw new TypeError(
       'option authorize is required: the console shows every postback with its fields and can retry deliveries, so it must ' +
@@ -170,7 +179,7 @@ export function createPostbackConsole<T>(
 ): RequestHandler {
   const { authorize, readOnly = false, reconcile } = checkOptions(postbacks, options);
   const router = postbacks as unknown as PostbackRouter<unknown>;
-  const csrf = new CsrfTokens();
+  const csrf = new CsrfTokens(options.secret === undefined ? undefined : Buffer.from(options.secret, 'utf8'));
   let reconciling = false;
 
   async function allowed(req: Request): Promise<boolean> {
