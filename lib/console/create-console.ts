@@ -181,6 +181,15 @@ export function createPostbackConsole<T>(
   const router = postbacks as unknown as PostbackRouter<unknown>;
   const csrf = new CsrfTokens(options.secret === undefined ? undefined : Buffer.from(options.secret, 'utf8'));
   let reconciling = false;
+  /** The pages by path; Reconcile only with an account to reconcile. */
+  const pages = new Map<string, (context: PageContext) => Html | Promise<Html>>([
+    ['/', overviewPage],
+    ['', overviewPage],
+    ['/postbacks', postbacksPage],
+    ['/refused', refusedPage],
+    ['/inbox', inboxPage],
+    ...(reconcile === undefined ? [] : [['/reconcile', reconcilePage] as const]),
+  ]);
 
   async function allowed(req: Request): Promise<boolean> {
     try {
@@ -199,24 +208,9 @@ export function createPostbackConsole<T>(
       res.end(CONSOLE_CSS);
       return;
     }
-    if (path === '/' || path === '') {
-      sendPage(res, 200, await overviewPage(context));
-      return;
-    }
-    if (path === '/postbacks') {
-      sendPage(res, 200, await postbacksPage(context));
-      return;
-    }
-    if (path === '/refused') {
-      sendPage(res, 200, await refusedPage(context));
-      return;
-    }
-    if (path === '/inbox') {
-      sendPage(res, 200, await inboxPage(context));
-      return;
-    }
-    if (path === '/reconcile' && reconcile !== undefined) {
-      sendPage(res, 200, reconcilePage(context));
+    const page = pages.get(path);
+    if (page !== undefined) {
+      sendPage(res, 200, await page(context));
       return;
     }
     const action = /^\/actions\/([^/]+)$/.exec(path)?.[1];

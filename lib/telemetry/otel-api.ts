@@ -1,4 +1,5 @@
 import type * as otel from '@opentelemetry/api';
+import { isMissingModule } from '../stores/optional-module';
 
 export type OtelApi = typeof otel;
 
@@ -14,10 +15,7 @@ export function loadOtelApi(): OtelApi | null {
     // eslint-disable-next-line @typescript-eslint/no-require-imports -- an optional peer, loaded only when installed
     return require(NAME) as OtelApi;
   } catch (error) {
-    // Node names it in quotes; Yarn Plug'n'Play says the peer "isn't provided", with the same code.
-    const missing =
-      (error as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND' && (error as Error).message.includes(NAME);
-    if (missing) return null;
+    if (isMissingModule(error, NAME)) return null;
     // Installed but broken: said at setup rather than traced silently never.
     throw new Error(`option telemetry: ${NAME} is installed but could not be loaded`, { cause: error });
   }
