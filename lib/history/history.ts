@@ -73,6 +73,12 @@ const DAY_MS = 86_400_000;
 /** What a log without counting of its own has read and counted at most. */
 const MAX_COUNTED = 50_000;
 
+function pruneWhileKept(this: NodeJS.Timeout, pruning: WeakRef<{ run(): void }>): void {
+  const kept = pruning.deref();
+  if (kept === undefined) clearInterval(this);
+  else kept.run();
+}
+
 export function createHistoryRecorder(
   log: HistoryLog,
   settings: HistorySettings,
@@ -187,11 +193,16 @@ export function createHistoryRecorder(
     });
     return pruning;
   }
-  const pruner = setInterval(() => {
-    prune().catch((cause: unknown) => {
-      reportError(new PostbackError('store.failed', 'expired history entries could not be pruned', { cause }));
-    });
-  }, PRUNE_EVERY_MS);
+  const scheduledPruning = {
+    run: () => {
+      prune().catch((cause: unknown) => {
+        reportError(new PostbackError('store.failed', 'expired history entries could not be pruned', { cause }));
+      });
+    },
+  };
+  // The timer holds the pruning weakly: a router dropped without close() (and its store) is
+  // collected, and the timer stops once it is.
+  const pruner = setInterval(pruneWhileKept, PRUNE_EVERY_MS, new WeakRef(scheduledPruning));
   pruner.unref();
 
   return {
@@ -205,6 +216,8 @@ export function createHistoryRecorder(
     record,
     close: () => {
       clearInterval(pruner);
+      // This closure also holds the pruning for as long as the recorder lives (the timer holds it weakly).
+      scheduledPruning.run = () => undefined;
     },
   };
 }
