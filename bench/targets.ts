@@ -111,12 +111,12 @@ function storeOptions(): Partial<PostbackRouterOptions<unknown>> {
 let inbox: PostbackInbox | null = null;
 
 function receiver() {
-  // BENCH_HISTORY=1: with option history on (off by default).
+  // BENCH_HISTORY=0: with option history off (on by default).
   const postbacks = createPostbackRouter({
     allowedIps: ['127.0.0.1', '::1'],
     ...storeOptions(),
-    history: process.env['BENCH_HISTORY'] === '1',
-    // BENCH_TELEMETRY=0: with option telemetry off (bench/telemetry.ts compares).
+    history: process.env['BENCH_HISTORY'] !== '0',
+    // BENCH_TELEMETRY=0: with option telemetry off (bench/option-cost.ts compares).
     telemetry: process.env['BENCH_TELEMETRY'] !== '0',
   });
   postbacks.on('action', () => undefined);

@@ -12,6 +12,7 @@ export type {
   NewHistoryEntry,
 } from './history/history-entry';
 export type { HistoryCounts, PostbackHistory } from './history/history';
+export { fieldsOfSent, type SentText } from './history/sent-text';
 export { createPostbackConsole, type PostbackConsoleOptions } from './console/create-console';
 export type { ConsoleReconcileAccount } from './console/context';
 export type {

@@ -61,9 +61,9 @@ export interface PostbackRouterOptions<T = undefined> {
   /** With `delivery: 'inbox'`: how many stored postbacks are delivered at once. Default 4. */
   readonly concurrency?: number;
   /**
-   * What happened to every postback, read through `postbacks.history`: `true` or an object turns
-   * it on (`{ retentionMs: 30 days, maxRejectedPerMinute: 600 }` by default). Default off: kept in
-   * the process's memory, an entry holds its fields, which costs every postback time.
+   * What happened to every postback, read through `postbacks.history`: on by default (`{
+   * retentionMs: 30 days, maxRejectedPerMinute: 600 }`), an object sets either; `false` turns it
+   * off. Kept where the store keeps it (see docs/history.md).
    */
   readonly history?: boolean | HistoryOptions;
   /**
@@ -264,11 +264,14 @@ function normalizeSuccessResponse(value: unknown): NormalizedOptions['successRes
 const DAY_MS = 86_400_000;
 
 function normalizeHistory(value: unknown): HistorySettings | null {
-  if (value === undefined || value === false) return null;
-  if (value !== true && (typeof value !== 'object' || value === null || Array.isArray(value))) {
+  if (value === false) return null;
+  if (value !== true && value !== undefined && (typeof value !== 'object' || value === null || Array.isArray(value))) {
     throw new TypeError('option history must be true, false or an object such as { retentionMs: 2_592_000_000 }');
   }
-  const { retentionMs, maxRejectedPerMinute, ...rest } = (value === true ? {} : value) as Record<string, unknown>;
+  const { retentionMs, maxRejectedPerMinute, ...rest } = (value === true || value === undefined ? {} : value) as Record<
+    string,
+    unknown
+  >;
   const unknown = Object.keys(rest)[0];
   if (unknown !== undefined) {
     throw new TypeError(`unknown option history.${unknown}; history takes retentionMs and maxRejectedPerMinute`);

@@ -2,6 +2,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { expect } from 'chai';
 import request from 'supertest';
 import {
@@ -9,13 +11,16 @@ import {
   SqliteStore,
   type HistoryEntry,
   type HistoryLog,
+  type NewHistoryEntry,
   type PostbackHistory,
   type PostbackStore,
 } from '../lib';
 import { createApp, type TestApp } from './helpers/create-app';
+import { toQuery, TRACKED_ACTION } from './helpers/fixtures';
 import { freshStoreKinds } from './helpers/fresh-stores';
 import { apiAction, FakeActionsApi } from './helpers/fake-actions-api';
 import { useStoreClock } from './helpers/store-clock';
+import { MAX_MEMORY_HISTORY_CHARS, MemoryHistory } from '../lib/history/memory-history';
 
 const SID = 'IRhistory';
 const AUTH = 'history-auth-token-0123456789';
@@ -53,6 +58,45 @@ async function everyEntry(history: PostbackHistory, limit = 2): Promise<HistoryE
     cursor = page.cursor;
   } while (cursor !== null);
   return entries;
+}
+
+/** A delivered postback's entry as a log receives it, without fields. */
+function historyEntryFor(actionId: string, receivedAt: Date): NewHistoryEntry {
+  return {
+    trigger: 'postback',
+    receivedAt,
+    route: 'actions',
+    format: 'query',
+    ip: '192.0.2.1',
+    path: '/impact/actions',
+    outcome: 'delivered',
+    status: 200,
+    code: null,
+    durationMs: 1,
+    key: `actions:${actionId}`,
+    subject: `action:${actionId}`,
+    actionId,
+    subId1: null,
+    fields: null,
+  };
+}
+
+/** Whether a router made, used and dropped without close() is garbage collected. */
+async function droppedRouterCollected(): Promise<boolean> {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  const dropped = await (async () => {
+    const used = createApp<unknown>();
+    await request(used.app)
+      .get(`/impact/actions?${toQuery(TRACKED_ACTION)}`)
+      .expect(200);
+    return new WeakRef(used.postbacks);
+  })();
+  for (let round = 0; round < 10 && dropped.deref() !== undefined; round += 1) {
+    await sleep(20);
+    gc();
+  }
+  return dropped.deref() === undefined;
 }
 
 function logOf(store: PostbackStore<unknown>): HistoryLog {
@@ -424,11 +468,17 @@ describe('history', () => {
     }
   });
 
-  it('is off by default, null with history: false, and the option is checked at setup', () => {
+  it('is on by default, null with history: false, and the option is checked at setup', async () => {
     app = createApp<unknown>({ history: false });
     expect(app.postbacks.history).to.equal(null);
     const byDefault = createApp<unknown>();
-    expect(byDefault.postbacks.history).to.equal(null);
+    await request(byDefault.app)
+      .get(`/impact/actions?${toQuery(TRACKED_ACTION)}`)
+      .expect(200);
+    const { entries } = await (byDefault.postbacks.history as PostbackHistory).list();
+    expect(entries.map((entry) => [entry.outcome, entry.actionId])).to.deep.equal([
+      ['delivered', TRACKED_ACTION.ActionId],
+    ]);
     void byDefault.postbacks.close();
     expect(() => createApp({ history: { retentionMs: 10 } })).to.throw(
       TypeError,
@@ -447,6 +497,76 @@ describe('history', () => {
       /option history must be true, false or an object/,
     );
     expect(() => new MemoryStore({ historyEntries: 0 })).to.throw(TypeError, /option historyEntries/);
+  });
+
+  it('keeps what the request sent, the token taken out, and reads the fields back from it', async () => {
+    // A store whose log keeps what it is given, to see it as a log of one's own would.
+    const given: NewHistoryEntry[] = [];
+    const inner = new MemoryHistory();
+    const log: HistoryLog = {
+      append: (entry) => {
+        given.push(entry);
+        inner.append(entry);
+      },
+      list: (filter) => inner.list(filter),
+      prune: (before, limit) => inner.prune(before, limit),
+    };
+    const store = Object.assign(new MemoryStore(), { history: log });
+    app = createApp<unknown>({ store, token: 'history-secret-token' });
+    const get = await request(app.app)
+      .get(`/impact/actions?${toQuery(action('7011.1', 'PENDING', '5.00'))}&%74oken=history-secret-token`)
+      .expect(200);
+    expect(get.headers['x-postback-outcome']).to.equal('delivered');
+    const post = await request(app.app)
+      .post('/impact/actions?token=history-secret-token&SubId2=from-the-url')
+      .set('Content-Type', 'application/json')
+      .send('{"ActionId":"7011.2","Status":"PENDING","Payout":27.750,"SubId1":"member-7"}')
+      .expect(200);
+    expect(post.headers['x-postback-outcome']).to.equal('delivered');
+    const [first, second] = given as [NewHistoryEntry, NewHistoryEntry];
+    expect(first.sent?.query).to.equal(toQuery(action('7011.1', 'PENDING', '5.00')));
+    expect(second.sent).to.deep.equal({
+      query: 'SubId2=from-the-url',
+      body: '{"ActionId":"7011.2","Status":"PENDING","Payout":27.750,"SubId1":"member-7"}',
+    });
+    expect(JSON.stringify(given.map((entry) => entry.sent))).not.to.include('history-secret-token');
+    const { entries } = await historyOf(app).list();
+    // Parsed again as the receiver read them: the URL's fields first, JSON numbers as sent.
+    expect(entries.map((entry) => entry.fields)).to.deep.equal([
+      { SubId2: 'from-the-url', ActionId: '7011.2', Status: 'PENDING', Payout: '27.750', SubId1: 'member-7' },
+      { ActionId: '7011.1', Status: 'PENDING', Payout: '5.00', Amount: '100.00', Currency: 'USD', SubId1: 'member-7' },
+    ]);
+    expect(Object.isFrozen(entries[0]?.fields)).to.equal(true);
+  });
+
+  it('lets a router dropped without close() be collected, its pruning timer too', async () => {
+    app = createApp<unknown>();
+    const collected = await droppedRouterCollected();
+    expect(collected).to.equal(true);
+  });
+
+  it('keeps at most 16 million characters of sent text in memory, the oldest entries going first', () => {
+    app = createApp<unknown>();
+    const log = new MemoryHistory();
+    const body = 'x'.repeat(MAX_MEMORY_HISTORY_CHARS / 4);
+    const at = new Date();
+    for (let n = 1; n <= 6; n += 1) {
+      log.append(
+        Object.assign(historyEntryFor(`7012.${n}`, at), { format: 'form' as const, sent: { query: '', body } }),
+      );
+    }
+    const filter = {
+      actionId: null,
+      subId1: null,
+      outcome: null,
+      route: null,
+      code: null,
+      since: new Date(0),
+      until: null,
+      limit: 100,
+      before: null,
+    };
+    expect(log.list(filter).map((entry) => entry.actionId)).to.deep.equal(['7012.6', '7012.5', '7012.4', '7012.3']);
   });
 
   it('keeps the newest entries of a MemoryStore, as many as historyEntries', async () => {

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
-import { parseUrlEncoded } from '../lib/body/parse-urlencoded';
+import { parseUrlEncoded, withoutQueryField } from '../lib/body/parse-urlencoded';
 import { PostbackError } from '../lib/errors';
 
 /** What the parser must give: URLSearchParams's pairs, or the error for a repeat or too many. */
@@ -77,5 +77,64 @@ describe('query and form parser', () => {
       b: '\ufffd\ufffd\ufffd',
       c: '\ufffd',
     });
+  });
+});
+
+describe('withoutQueryField', () => {
+  /** The fields parsed, less `name`; null when the text is refused (a repeated key). */
+  function fieldsLess(text: string, name: string): Record<string, unknown> | null {
+    let record: Record<string, unknown>;
+    try {
+      record = { ...parseUrlEncoded(text, Number.POSITIVE_INFINITY) };
+    } catch {
+      return null;
+    }
+    Reflect.deleteProperty(record, name);
+    return record;
+  }
+
+  it('takes the field out however its name is written, and keeps every other field as it was', () => {
+    const cases = [
+      'ActionId=1.2&token=s3cret&Payout=5.00',
+      '?token=s3cret&ActionId=1.2',
+      '%74oken=s3cret&ActionId=1.2',
+      'tok%65n=s3cret&ActionId=1.2&&Note=a+b',
+      'token&ActionId=%E2%82%AC',
+      'ActionId=1.2&token=',
+    ];
+    for (const text of cases) {
+      const kept = withoutQueryField(text, 'token');
+      expect(kept, text).not.to.match(/s3cret/);
+      expect(fieldsLess(kept, 'token'), text).to.deep.equal(fieldsLess(text, 'token'));
+      expect(parseUrlEncoded(kept, 100), text).not.to.have.property('token');
+    }
+  });
+
+  it('parses to the same fields less that one, for any text', () => {
+    const part = fc.constantFrom(
+      'token',
+      'tok%65n',
+      '%74oken',
+      'a',
+      'b',
+      '%',
+      '%zz',
+      '=',
+      '+',
+      '&',
+      '?',
+      '\uD800',
+      'é',
+    );
+    fc.assert(
+      fc.property(fc.array(part, { maxLength: 12 }), (parts) => {
+        const text = parts.join('');
+        const expected = fieldsLess(text, 'token');
+        if (expected === null) return;
+        expect(fieldsLess(withoutQueryField(text, 'token'), 'token')).to.deep.equal(expected);
+        expect(Object.hasOwn(parseUrlEncoded(withoutQueryField(text, 'token'), 1000), 'token')).to.equal(false);
+      }),
+      { numRuns: 2000 },
+    );
   });
 });

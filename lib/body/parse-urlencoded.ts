@@ -68,3 +68,25 @@ function decodeComponent(raw: string): string | null {
     return null;
   }
 }
+
+/**
+ * The query string without the fields named `name` (as parseUrlEncoded decodes names), every
+ * other field's text kept byte for byte, so that parsing the result gives the same record less
+ * those fields.
+ */
+export function withoutQueryField(text: string, name: string): string {
+  // The parsers drop one leading "?": kept, so that what follows it parses as before.
+  const mark = text.startsWith('?') ? '?' : '';
+  const fields = text.slice(mark.length).split('&');
+  const kept = fields.filter((field) => field === '' || fieldName(field) !== name).join('&');
+  // A field that now comes first and begins with "?" would lose it: an empty field first keeps it.
+  return mark === '' && kept.startsWith('?') ? `&${kept}` : mark + kept;
+}
+
+function fieldName(field: string): string {
+  const equals = field.indexOf('=');
+  const raw = equals === -1 ? field : field.slice(0, equals);
+  const decoded = raw.isWellFormed() ? decodeComponent(raw) : null;
+  // What the WHATWG decoder makes of a name decodeURIComponent refuses.
+  return decoded ?? new URLSearchParams(`${raw}=`).keys().next().value ?? '';
+}

@@ -16,6 +16,8 @@ import { parseXmlBody } from './parse-xml';
 export interface ReceivedBody {
   readonly format: BodyFormat;
   readonly record: FieldRecord;
+  /** The body as text, when it came as text or bytes (history keeps it instead of the record); null when a host parser made an object of it. */
+  readonly text: string | null;
 }
 
 export interface BodyLimits {
@@ -42,7 +44,7 @@ export function createBodyReader(limits: BodyLimits): BodyReader {
     const plan = planBody(contentType);
     if (isEmptyBody(text)) return null;
     const format = plan === 'sniff' ? sniffFormat(text) : plan;
-    return { format, record: parseAs(format, text, limits.maxFields) };
+    return { format, record: parseBodyAs(format, text, limits.maxFields), text };
   }
 
   function decode(bytes: Uint8Array): string {
@@ -79,7 +81,7 @@ export function createBodyReader(limits: BodyLimits): BodyReader {
       }
       addField(record, key, toFieldValue(value, 1));
     }
-    return { format, record };
+    return { format, record, text: null };
   }
 
   return { limit: limits.limit, maxFields: limits.maxFields, fromBytes, fromParsed };
@@ -101,7 +103,8 @@ export function refuseDeclaredOversize(
   }
 }
 
-function parseAs(format: BodyFormat, text: string, maxFields: number): FieldRecord {
+/** A body's text into fields, as its format reads. */
+export function parseBodyAs(format: BodyFormat, text: string, maxFields: number): FieldRecord {
   switch (format) {
     case 'json':
       return parseJsonBody(text, maxFields);

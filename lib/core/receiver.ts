@@ -1,7 +1,7 @@
 import type { EventEmitter } from 'node:events';
 import { createBodyReader, fromBodyParserError, type BodyReader, type ReceivedBody } from '../body/read-body';
 import { addField, type FieldRecord, type FieldValue } from '../body/field-record';
-import { parseUrlEncoded } from '../body/parse-urlencoded';
+import { parseUrlEncoded, withoutQueryField } from '../body/parse-urlencoded';
 import { dedupeKey } from '../dedupe/dedupe-key';
 import { callListeners, withTimeout } from '../delivery/call-listeners';
 import { ignore, type DeliveryOutcome } from '../delivery/apply-claim';
@@ -28,6 +28,9 @@ import { validateRangeList } from '../ip/ip-ranges';
 import type { NormalizedOptions } from '../options';
 import { compileTokenCheck, TOKEN_HEADER, TOKEN_QUERY_PARAM } from '../token';
 import { deliveryEntry, postbackEntry } from '../history/entry-of';
+import type { SentText } from '../history/sent-text';
+import type { HistoryLog, HistoryOutcome, NewHistoryEntry } from '../history/history-entry';
+import type { CommitOutcome } from '../stores/store';
 import { createHistoryRecorder, type PostbackHistory } from '../history/history';
 import { MemoryHistory } from '../history/memory-history';
 import { loadOtelApi } from '../telemetry/otel-api';
@@ -97,15 +100,33 @@ export function createReceiver(emitter: EventEmitter, settings: NormalizedOption
     });
   }
 
+  const historyLog: HistoryLog = settings.store.history ?? new MemoryHistory();
   const recorder =
     settings.history === null
       ? null
       : createHistoryRecorder(
-          settings.store.history ?? new MemoryHistory(),
+          historyLog,
           settings.history,
           settings.store.readJournal?.bind(settings.store) ?? null,
           reportError,
         );
+  /**
+   * The postbacks being answered, by event, when their entries may be written with their
+   * commits: a log that says whether (`writtenWithCommits`) is asked at each commit.
+   */
+  const answering =
+    recorder !== null && historyLog.writtenWithCommits !== undefined ? new WeakMap<PostbackEvent, Handling>() : null;
+
+  /**
+   * The entry the commit of a postback being answered writes with it, as its answer will be
+   * (undefined for any other delivery: the inbox's, reconciliation's).
+   */
+  function committedEntry(event: PostbackEvent, outcome: CommitOutcome | 'stored'): NewHistoryEntry | undefined {
+    const handlingOf = answering?.get(event);
+    if (handlingOf === undefined || historyLog.writtenWithCommits !== true) return undefined;
+    handlingOf.committedOutcome = outcome;
+    return historyEntryOf(handlingOf, successAnswer(handlingOf.request.headers, outcome).status, null, outcome);
+  }
 
   const otelApi = settings.telemetry ? loadOtelApi() : null;
   const telemetry = otelApi === null ? null : new Telemetry(otelApi, reportError);
@@ -169,7 +190,7 @@ export function createReceiver(emitter: EventEmitter, settings: NormalizedOption
       ? createInboxDelivery(
           emitter,
           settings.delivery.inbox,
-          { ...settings, ...settings.delivery },
+          { ...settings, ...settings.delivery, committedEntry },
           reportError,
           units,
           (eventName, args) => {
@@ -182,7 +203,14 @@ export function createReceiver(emitter: EventEmitter, settings: NormalizedOption
       : null;
   // Its worker serves no request: no span active where the router is created is its parent.
   const inboxDelivery = telemetry === null ? startInbox() : telemetry.outsideAnySpan(startInbox);
-  const directDelivery = createDirectDelivery(emitter, settings.store, settings, reportError, units, stopping.signal);
+  const directDelivery = createDirectDelivery(
+    emitter,
+    settings.store,
+    { ...settings, committedEntry },
+    reportError,
+    units,
+    stopping.signal,
+  );
   const deliver =
     inboxDelivery === null ? directDelivery : (_eventName: string, event: PostbackEvent) => inboxDelivery.arrive(event);
   /** Requests being handled now, so that close() can wait for them. */
@@ -195,9 +223,12 @@ export function createReceiver(emitter: EventEmitter, settings: NormalizedOption
     void settled.finally(() => handling.delete(settled));
   }
 
-  /** Takes the secret out of the fields (it must never reach `raw` or a log) and checks it. */
-  function checkSecret(query: FieldRecord, request: IncomingPostback): void {
-    if (checkToken === null) return;
+  /**
+   * Takes the secret out of the fields (it must never reach `raw` or a log) and checks it; says
+   * whether the query held one.
+   */
+  function checkSecret(query: FieldRecord, request: IncomingPostback): boolean {
+    if (checkToken === null) return false;
     const presented: string[] = [];
     const fromQuery = query[TOKEN_QUERY_PARAM];
     Reflect.deleteProperty(query, TOKEN_QUERY_PARAM);
@@ -207,6 +238,7 @@ export function createReceiver(emitter: EventEmitter, settings: NormalizedOption
     const verdict = checkToken(presented);
     if (verdict === 'missing') throw new PostbackError('token.missing', 'a postback token is required');
     if (verdict === 'invalid') throw new PostbackError('token.invalid', 'the postback token is not valid');
+    return fromQuery !== undefined;
   }
 
   /** Fixed query parameters of a POST URL join the body's fields (most POST URLs have none). */
@@ -219,6 +251,16 @@ export function createReceiver(emitter: EventEmitter, settings: NormalizedOption
     if (empty) return bodyFields;
     for (const key in bodyFields) addField(query, key, bodyFields[key] as FieldValue);
     return query;
+  }
+
+  /** What the request sent as text, the token taken out; null when a host parser made an object of the body. */
+  function sentTextOf(handlingOf: Handling, body: ReceivedBody | null): SentText | null {
+    if (body !== null && body.text === null) return null;
+    const { query } = handlingOf.request;
+    return {
+      query: handlingOf.tokenInQuery ? withoutQueryField(query, TOKEN_QUERY_PARAM) : query,
+      body: body?.text ?? null,
+    };
   }
 
   function clientIp(request: IncomingPostback): string | null {
@@ -265,23 +307,36 @@ export function createReceiver(emitter: EventEmitter, settings: NormalizedOption
       event: handlingOf.event,
       durationMs,
     });
-    recorder?.record(outcome, () =>
-      postbackEntry({
-        receivedAt: handlingOf.receivedAt,
-        route,
-        format,
-        ip,
-        path: handlingOf.request.path,
-        status,
-        code,
-        outcome,
-        durationMs,
-        event: handlingOf.event,
-        received: handlingOf.received,
-        fieldIndex: fieldIndexes[route],
-      }),
-    );
+    // Written with the commit already, unless it failed, or wrote nothing (an inbox's duplicate).
+    if (handlingOf.committedOutcome !== outcome) {
+      recorder?.record(outcome, () => historyEntryOf(handlingOf, status, code, outcome, durationMs));
+    }
     notify('handled', { route, format, status, code, outcome, durationMs, ip } satisfies HandledRequest);
+  }
+
+  function historyEntryOf(
+    handlingOf: Handling,
+    status: number,
+    code: PostbackErrorCode | null,
+    outcome: HistoryOutcome,
+    durationMs = performance.now() - handlingOf.started,
+  ): NewHistoryEntry {
+    const { route } = handlingOf;
+    return postbackEntry({
+      receivedAt: handlingOf.receivedAt,
+      route,
+      format: handlingOf.format,
+      ip: handlingOf.ip,
+      path: handlingOf.request.path,
+      status,
+      code,
+      outcome,
+      durationMs,
+      event: handlingOf.event,
+      received: handlingOf.received,
+      sent: handlingOf.sent,
+      fieldIndex: fieldIndexes[route],
+    });
   }
 
   /**
@@ -316,6 +371,12 @@ export function createReceiver(emitter: EventEmitter, settings: NormalizedOption
     bodyRead: boolean;
     /** The fields as received, once read; for history. */
     received: FieldRecord | null;
+    /** The same fields as the request sent them, when it sent text; for history. */
+    sent: SentText | null;
+    /** Whether the query string held the token, which history must not keep. */
+    tokenInQuery: boolean;
+    /** The outcome of the history entry a commit was given (see committedEntry), or null. */
+    committedOutcome: HistoryOutcome | null;
     /** The event, once built; for history. */
     event: PostbackEvent | null;
     /** Its span, with telemetry on. */
@@ -336,6 +397,9 @@ export function createReceiver(emitter: EventEmitter, settings: NormalizedOption
       format: null,
       bodyRead: false,
       received: null,
+      sent: null,
+      tokenInQuery: false,
+      committedOutcome: null,
       event: null,
       traced,
     };
@@ -362,7 +426,7 @@ export function createReceiver(emitter: EventEmitter, settings: NormalizedOption
         throw new PostbackError('method.not_allowed', `method ${method} is not allowed; use GET or POST`);
       }
       const query = parseUrlEncoded(request.query, settings.maxFields);
-      checkSecret(query, request);
+      handlingOf.tokenInQuery = checkSecret(query, request);
       if (method === 'GET') return handleFields(handlingOf, ip, query, null);
       const answered = request.readBody().then(
         (body) => handleFields(handlingOf, ip, query, body),
@@ -389,6 +453,8 @@ export function createReceiver(emitter: EventEmitter, settings: NormalizedOption
       const format = body?.format ?? 'query';
       handlingOf.format = format;
       handlingOf.received = received;
+      // Only for history, which keeps text: built without a copy (the request's own strings).
+      if (recorder !== null) handlingOf.sent = sentTextOf(handlingOf, body);
       const normalized = normalizeFields(received, fieldIndexes[route]);
       const meta = {
         receivedAt: handlingOf.receivedAt,
@@ -400,6 +466,7 @@ export function createReceiver(emitter: EventEmitter, settings: NormalizedOption
       } as const;
       const event = buildEvent(route, normalized, received, meta);
       handlingOf.event = event;
+      answering?.set(event, handlingOf);
       // Before it is stored: a worker may take the row before its arrival is answered.
       if (inboxDelivery !== null) telemetry?.rememberArrival(meta.key, handlingOf.traced);
       const delivered = deliver(ROUTE_EVENTS[route], event);

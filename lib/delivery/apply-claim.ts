@@ -1,6 +1,7 @@
 import type { EventEmitter } from 'node:events';
 import { PostbackError } from '../errors';
 import type { PostbackEvent } from '../events';
+import type { NewHistoryEntry } from '../history/history-entry';
 import { isAlreadyApplied, isStale, reachesFinalState, recordOf, type Ordering } from '../journal/journal';
 import { isClaimLost } from '../stores/claim-lost';
 import type { CommitOutcome, JournalRecord, StoreClaim } from '../stores/store';
@@ -24,6 +25,11 @@ export interface DeliverySettings {
   readonly ordering: Ordering;
   /** The router's tokens, kept out of the messages it reports. */
   readonly tokens: readonly string[];
+  /**
+   * The history entry a commit of this event writes with it, when the store's history is
+   * written with commits and the event is a postback being answered; undefined otherwise.
+   */
+  readonly committedEntry?: (event: PostbackEvent, outcome: CommitOutcome | 'stored') => NewHistoryEntry | undefined;
 }
 
 export type Maybe<T> = T | Promise<T>;
@@ -113,8 +119,7 @@ export function createClaimApplier<T>(
     if (readKey !== undefined && readKeyOf(claim.previous) !== readKey) {
       return pendingIfAsync(then(release(claim, 'failed'), () => OVERTAKEN));
     }
-    const key = event.meta.key;
-    if (isAlreadyApplied(event, claim.previous)) return tracked(unit, commitClaim(claim, unit, null, DUPLICATE, key));
+    if (isAlreadyApplied(event, claim.previous)) return tracked(unit, commitClaim(claim, unit, null, DUPLICATE, event));
     // A row overtaken by a later one never moves the action back, but a move into a final state is
     // never back, so long as the journal still knows the state it moves from (a forgotten record
     // may have been final).
@@ -124,7 +129,7 @@ export function createClaimApplier<T>(
     const name = stale ? 'stale' : eventName;
     if (emitter.listenerCount(name) === 0) {
       // Nobody needs to hear of a stale postback; an unheard delivery would be lost.
-      if (stale) return tracked(unit, commitClaim(claim, unit, null, STALE, key));
+      if (stale) return tracked(unit, commitClaim(claim, unit, null, STALE, event));
       const error = new PostbackError('listener.missing', `nothing listens for "${name}" events; retry later`);
       reportError(error);
       return pendingIfAsync(then(release(claim, 'failed'), () => failed(error)));
@@ -132,8 +137,8 @@ export function createClaimApplier<T>(
     const record = stale ? null : recordOf(event, claim.previous);
     const success = stale ? STALE : DELIVERED;
     const run = runListeners(emitter, name, [event, deliveryContext(event, claim, unit)]);
-    if (!(run instanceof Promise)) return tracked(unit, settle(claim, unit, name, run, record, success, key));
-    return tracked(unit, listenersLater(claim, unit, name, run, record, success, key));
+    if (!(run instanceof Promise)) return tracked(unit, settle(claim, unit, name, run, record, success, event));
+    return tracked(unit, listenersLater(claim, unit, name, run, record, success, event));
   }
 
   /** A delivery that went asynchronous is known to close() until it ended; its renewal stops then. */
@@ -160,7 +165,7 @@ export function createClaimApplier<T>(
     run: Promise<unknown[]>,
     record: JournalRecord | null,
     success: DeliveryOutcome,
-    key: string,
+    event: PostbackEvent,
   ): Pending {
     unit.keepAlive();
     const raced = unit
@@ -168,7 +173,7 @@ export function createClaimApplier<T>(
       .then((failures) =>
         failures === TIMED_OUT || failures === ABANDONED
           ? failures
-          : settle(claim, unit, name, failures, record, success, key),
+          : settle(claim, unit, name, failures, record, success, event),
       );
     const timedOut = (): PostbackError => {
       const error = new PostbackError('listener.timeout', `listeners took longer than ${timeoutMs} ms; retry later`);
@@ -200,7 +205,7 @@ export function createClaimApplier<T>(
           reportError(error);
           return giveUp(claim, unit, error);
         }
-        return endOf(settle(claim, unit, name, late, record, success, key));
+        return endOf(settle(claim, unit, name, late, record, success, event));
       });
     });
     return new Pending(answer, ended);
@@ -220,7 +225,7 @@ export function createClaimApplier<T>(
     failures: readonly unknown[],
     record: JournalRecord | null,
     success: DeliveryOutcome,
-    key: string,
+    event: PostbackEvent,
   ): DeliveryOutcome | Pending {
     if (failures.length > 0) {
       for (const failure of failures) {
@@ -231,7 +236,7 @@ export function createClaimApplier<T>(
       });
       return pendingIfAsync(then(release(claim, 'failed'), () => failed(error)));
     }
-    return commitClaim(claim, unit, record, success, key);
+    return commitClaim(claim, unit, record, success, event);
   }
 
   /**
@@ -247,17 +252,19 @@ export function createClaimApplier<T>(
     unit: ClaimUnit,
     record: JournalRecord | null,
     success: DeliveryOutcome,
-    key: string,
+    event: PostbackEvent,
   ): DeliveryOutcome | Pending {
+    const key = event.meta.key;
     const outcome: CommitOutcome =
       success.kind === 'stale' || success.kind === 'duplicate' ? success.kind : 'delivered';
+    const entry = settings.committedEntry?.(event, outcome);
     let pending: void | Promise<void>;
     try {
-      pending = claim.commit(record, outcome);
+      pending = entry === undefined ? claim.commit(record, outcome) : claim.commit(record, outcome, entry);
     } catch (error) {
       const answer = failedCommit(error);
       if (claim.transactional || isClaimLost(error)) return answer;
-      return new Pending(Promise.resolve(answer), recommit(claim, unit, record, outcome, success));
+      return new Pending(Promise.resolve(answer), recommit(claim, unit, record, outcome, success, entry));
     }
     if (!isThenable(pending)) return pendingIfAsync(afterCommit(success, key));
     const landed = Promise.resolve(pending).then(
@@ -274,7 +281,7 @@ export function createClaimApplier<T>(
     const ended = landed.then((result) => {
       if (result === null) return success;
       if (claim.transactional || isClaimLost(result.error)) return failedCommit(result.error);
-      return recommit(claim, unit, record, outcome, success);
+      return recommit(claim, unit, record, outcome, success, entry);
     });
     return new Pending(answer, ended);
   }
@@ -285,6 +292,7 @@ export function createClaimApplier<T>(
     record: JournalRecord | null,
     outcome: CommitOutcome,
     success: DeliveryOutcome,
+    entry: NewHistoryEntry | undefined,
   ): Promise<DeliveryOutcome> {
     unit.keepAlive();
     for (let pause = RECOMMIT_PAUSE_MS.first; ; pause = Math.min(pause * 2, RECOMMIT_PAUSE_MS.longest)) {
@@ -293,7 +301,7 @@ export function createClaimApplier<T>(
         return failed(closed());
       }
       try {
-        await claim.commit(record, outcome);
+        await (entry === undefined ? claim.commit(record, outcome) : claim.commit(record, outcome, entry));
         return success;
       } catch (error) {
         const problem = failedCommit(error);

@@ -334,7 +334,8 @@ export function createInboxDelivery<T>(
       if (stopped) return failed(routerClosed());
       let stored: Maybe<'stored' | 'duplicate'>;
       try {
-        stored = inbox.add(inboxEntryOf(event));
+        const entry = settings.committedEntry?.(event, 'stored');
+        stored = entry === undefined ? inbox.add(inboxEntryOf(event)) : inbox.add(inboxEntryOf(event), entry);
       } catch (cause) {
         return storeFailed(cause);
       }

@@ -4,6 +4,7 @@ import type { PostbackEvent, PostbackFormat, PostbackRoute } from '../events';
 import type { FieldIndex } from '../fields/field-names';
 import { subjectOf } from '../journal/journal';
 import type { HistoryOutcome, NewHistoryEntry } from './history-entry';
+import { fieldsOfSent, type SentText } from './sent-text';
 
 /** What the receiver knows of a postback once it has answered it. */
 export interface AnsweredPostback {
@@ -20,31 +21,64 @@ export interface AnsweredPostback {
   readonly event: PostbackEvent | null;
   /** The fields as received, once they were read (the token removed). */
   readonly received: FieldRecord | null;
+  /** The same fields as the request sent them, when it sent them as text. */
+  readonly sent: SentText | null;
   /** The route's field names: a refused postback's action id and subId1 are read by them. */
   readonly fieldIndex: FieldIndex;
 }
 
 /** The history entry of a postback answered over HTTP. */
 export function postbackEntry(answered: AnsweredPostback): NewHistoryEntry {
-  const { event, received, fieldIndex } = answered;
-  return {
-    trigger: 'postback',
-    receivedAt: answered.receivedAt,
-    route: answered.route,
-    format: answered.format,
-    ip: answered.ip,
-    path: answered.path,
-    outcome: answered.outcome,
-    status: answered.status,
-    code: answered.code,
-    durationMs: answered.durationMs,
-    key: event?.meta.key ?? null,
-    subject: event === null ? null : subjectOf(event),
+  return new PostbackEntry(answered);
+}
+
+/**
+ * An answered postback's entry. It keeps the text the request sent rather than the parsed
+ * fields where it can (see SentText): a log in memory keeps the entry itself, and the fields are
+ * parsed again only when someone reads them.
+ */
+class PostbackEntry implements NewHistoryEntry {
+  readonly trigger = 'postback';
+  readonly receivedAt: Date;
+  readonly route: PostbackRoute;
+  readonly format: PostbackFormat | null;
+  readonly ip: string | null;
+  readonly path: string;
+  readonly outcome: HistoryOutcome;
+  readonly status: number;
+  readonly code: PostbackErrorCode | null;
+  readonly durationMs: number;
+  readonly key: string | null;
+  readonly subject: string | null;
+  readonly actionId: string | null;
+  readonly subId1: string | null;
+  readonly sent?: SentText;
+  /** The fields, when the request did not send them as text (a host parser read the body). */
+  readonly #received: FieldRecord | null;
+
+  constructor(answered: AnsweredPostback) {
+    const { event, received, fieldIndex, sent } = answered;
+    this.receivedAt = answered.receivedAt;
+    this.route = answered.route;
+    this.format = answered.format;
+    this.ip = answered.ip;
+    this.path = answered.path;
+    this.outcome = answered.outcome;
+    this.status = answered.status;
+    this.code = answered.code;
+    this.durationMs = answered.durationMs;
+    this.key = event?.meta.key ?? null;
+    this.subject = event === null ? null : subjectOf(event);
     // A postback refused for its fields still belongs on its action's timeline.
-    actionId: event === null ? receivedText(received, fieldIndex, 'actionId') : actionIdOf(event),
-    subId1: event === null ? receivedText(received, fieldIndex, 'subId1') : textOf(event.fields['subId1']),
-    fields: received,
-  };
+    this.actionId = event === null ? receivedText(received, fieldIndex, 'actionId') : actionIdOf(event);
+    this.subId1 = event === null ? receivedText(received, fieldIndex, 'subId1') : textOf(event.fields['subId1']);
+    if (sent !== null && received !== null) this.sent = sent;
+    this.#received = sent === null ? received : null;
+  }
+
+  get fields(): FieldRecord | null {
+    return this.sent === undefined ? this.#received : fieldsOfSent(this.format, this.sent);
+  }
 }
 
 /** The history entry of a delivery that answers nobody: an inbox row's, or a reconciled action's. */

@@ -1,6 +1,7 @@
 import type { FieldValue } from '../body/field-record';
 import type { PostbackErrorCode } from '../errors';
 import type { ActionState, PostbackFormat, PostbackRoute } from '../events';
+import type { SentText } from './sent-text';
 
 /**
  * What became of a postback: `delivered` (listeners ran and it was recorded), `duplicate`,
@@ -49,8 +50,13 @@ export interface HistoryEntry {
   readonly fields: Readonly<Record<string, FieldValue>> | null;
 }
 
-/** An entry as the receiver hands it to a history log, which gives it its id. */
-export type NewHistoryEntry = Omit<HistoryEntry, 'id'>;
+/**
+ * An entry as the receiver hands it to a history log, which gives it its id. When the request
+ * sent its fields as text, `sent` holds that text (the token taken out): a log may keep it
+ * instead of `fields`, and make the fields again with `fieldsOfSent(format, sent)` as it reads;
+ * reading `fields` parses the text.
+ */
+export type NewHistoryEntry = Omit<HistoryEntry, 'id'> & { readonly sent?: SentText };
 
 /** What `postbacks.history.list()` takes; every filter is optional. */
 export interface HistoryQuery {
@@ -116,6 +122,14 @@ export interface HistoryCount {
  * before `before` and says how many it removed.
  */
 export interface HistoryLog {
+  /**
+   * True when the store writes an answered postback's entry in the postback's own transaction:
+   * the router then gives the entry to the claim's `commit` (or the inbox's `add`) instead of
+   * appending it, and appends only the entries no commit carries (duplicates, refusals,
+   * failures, deliveries from the inbox and reconciliation). Read at each commit: a log may say
+   * false until it knows its table is there.
+   */
+  readonly writtenWithCommits?: boolean;
   append(entry: NewHistoryEntry): void | Promise<void>;
   list(filter: HistoryFilter): readonly HistoryEntry[] | Promise<readonly HistoryEntry[]>;
   prune(before: Date, limit: number): number | Promise<number>;

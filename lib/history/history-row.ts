@@ -1,4 +1,5 @@
 import type { HistoryEntry, NewHistoryEntry } from './history-entry';
+import { fieldsOfSent } from './sent-text';
 
 /** The columns of a history table, in the order the SQL stores write them. */
 export const HISTORY_COLUMNS = [
@@ -17,6 +18,8 @@ export const HISTORY_COLUMNS = [
   'action_id',
   'sub_id1',
   'fields',
+  'sent_query',
+  'sent_body',
 ] as const;
 
 /** A history table's row as a driver reads it: ids and times as each database gives them. */
@@ -37,11 +40,17 @@ export interface HistoryRow {
   readonly subject: string | null;
   readonly action_id: string | null;
   readonly sub_id1: string | null;
-  /** JSON text (SQLite), or parsed already (PostgreSQL's json). */
+  /** JSON text (SQLite), or parsed already (PostgreSQL's json); null where the text sent is kept instead. */
   readonly fields: string | HistoryEntry['fields'];
+  /** The text the request sent (see SentText); absent from a table made before these columns. */
+  readonly sent_query?: string | null;
+  readonly sent_body?: string | null;
 }
 
-/** A row's values for HISTORY_COLUMNS, the time as `time` turns it and the fields as JSON text. */
+/**
+ * A row's values for HISTORY_COLUMNS, the time as `time` turns it: the text the request sent
+ * where the entry has it (no JSON to make), the fields as JSON text otherwise.
+ */
 export function rowValues<T>(entry: NewHistoryEntry, time: (date: Date) => T): (T | string | number | null)[] {
   return [
     time(entry.receivedAt),
@@ -58,7 +67,9 @@ export function rowValues<T>(entry: NewHistoryEntry, time: (date: Date) => T): (
     entry.subject,
     entry.actionId,
     entry.subId1,
-    entry.fields === null ? null : JSON.stringify(entry.fields),
+    entry.sent !== undefined || entry.fields === null ? null : JSON.stringify(entry.fields),
+    entry.sent?.query ?? null,
+    entry.sent?.body ?? null,
   ];
 }
 
@@ -79,6 +90,14 @@ export function entryOfRow(row: HistoryRow): HistoryEntry {
     subject: row.subject,
     actionId: row.action_id,
     subId1: row.sub_id1,
-    fields: typeof row.fields === 'string' ? (JSON.parse(row.fields) as HistoryEntry['fields']) : row.fields,
+    fields: fieldsOfRow(row),
   });
+}
+
+function fieldsOfRow(row: HistoryRow): HistoryEntry['fields'] {
+  if (typeof row.fields === 'string') return JSON.parse(row.fields) as HistoryEntry['fields'];
+  if (row.fields !== null) return row.fields;
+  const query = row.sent_query ?? null;
+  if (query === null) return null;
+  return Object.freeze(fieldsOfSent(row.format, { query, body: row.sent_body ?? null }));
 }

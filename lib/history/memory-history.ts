@@ -2,20 +2,29 @@ import type { HistoryEntry, HistoryFilter, HistoryLog, NewHistoryEntry } from '.
 
 /** How many entries a MemoryStore keeps by default: the newest, the oldest overwritten. */
 export const DEFAULT_MEMORY_HISTORY_ENTRIES = 10_000;
+/**
+ * The text postbacks sent that the ring keeps at most, in characters (16 to 32 MB): bodies near
+ * the router's `limit` would otherwise keep 10,000 such bodies alive. Past it the oldest entries
+ * go first; the newest is always kept.
+ */
+export const MAX_MEMORY_HISTORY_CHARS = 16 * 1024 * 1024;
 
 /**
  * History in the process's memory: a ring of the newest entries (MemoryStore's, and the
- * receiver's for a store that keeps none). An entry holds the event's own frozen record of the
- * fields, so recording one copies nothing.
+ * receiver's for a store that keeps none). The ring holds each entry as it was appended, which
+ * for a postback keeps the text it sent (see SentText): the entry a reader gets is made as it
+ * reads, its fields parsed again.
  */
 export class MemoryHistory implements HistoryLog {
   readonly #capacity: number;
   /** Made on the first entry: a store whose router keeps no history holds no ring. */
-  #ring: (HistoryEntry | undefined)[] = [];
+  #ring: (NewHistoryEntry | undefined)[] = [];
   /** Entries appended so far; the next entry's id is this plus one. */
   #count = 0;
   /** Ids at or below this were pruned. */
   #prunedThrough = 0;
+  /** The characters of sent text the ring holds. */
+  #chars = 0;
 
   /** `capacity`: a positive whole number, checked by the caller. */
   constructor(capacity: number = DEFAULT_MEMORY_HISTORY_ENTRIES) {
@@ -23,10 +32,23 @@ export class MemoryHistory implements HistoryLog {
   }
 
   append(entry: NewHistoryEntry): void {
-    if (this.#ring.length === 0) this.#ring = new Array<HistoryEntry | undefined>(this.#capacity);
+    if (this.#ring.length === 0) this.#ring = new Array<NewHistoryEntry | undefined>(this.#capacity);
     this.#count += 1;
-    // Frozen: every reader gets this one object, and a record of money must not change.
-    this.#ring[this.#count % this.#ring.length] = Object.freeze({ id: String(this.#count), ...entry });
+    const index = this.#count % this.#ring.length;
+    const overwritten = this.#ring[index];
+    if (overwritten !== undefined) this.#chars -= charsOf(overwritten);
+    this.#ring[index] = entry;
+    this.#chars += charsOf(entry);
+    while (this.#chars > MAX_MEMORY_HISTORY_CHARS && this.#oldestKept() < this.#count) this.#drop(this.#oldestKept());
+  }
+
+  /** Removes the oldest entry kept, whose id is `id`. */
+  #drop(id: number): void {
+    const index = id % this.#ring.length;
+    const entry = this.#ring[index];
+    if (entry !== undefined) this.#chars -= charsOf(entry);
+    this.#ring[index] = undefined;
+    this.#prunedThrough = id;
   }
 
   list(filter: HistoryFilter): readonly HistoryEntry[] {
@@ -34,8 +56,8 @@ export class MemoryHistory implements HistoryLog {
     const newest = filter.before === null ? this.#count : Math.min(this.#count, Number(filter.before) - 1);
     const oldest = this.#oldestKept();
     for (let id = newest; id >= oldest && found.length < filter.limit; id -= 1) {
-      const entry = this.#ring[id % this.#ring.length] as HistoryEntry;
-      if (matches(entry, filter)) found.push(entry);
+      const entry = this.#ring[id % this.#ring.length] as NewHistoryEntry;
+      if (matches(entry, filter)) found.push(readEntry(String(id), entry));
     }
     return found;
   }
@@ -51,18 +73,47 @@ export class MemoryHistory implements HistoryLog {
     const oldest = this.#oldestKept();
     for (let id = oldest; id <= this.#count && removed < limit; id += 1) {
       const index = id % this.#ring.length;
-      const entry = this.#ring[index] as HistoryEntry;
+      const entry = this.#ring[index] as NewHistoryEntry;
       if (entry.receivedAt >= before) break;
-      this.#ring[index] = undefined;
-      this.#prunedThrough = id;
+      this.#drop(id);
       removed += 1;
     }
     return removed;
   }
 }
 
+/** The characters of text an entry keeps (the fields of one without it are not counted). */
+function charsOf(entry: NewHistoryEntry): number {
+  return entry.sent === undefined ? 0 : entry.sent.query.length + (entry.sent.body?.length ?? 0);
+}
+
+/**
+ * The entry a reader gets: frozen, since a record of money must not change, with its fields
+ * made from the text the request sent where the log kept that.
+ */
+export function readEntry(id: string, entry: NewHistoryEntry): HistoryEntry {
+  return Object.freeze({
+    id,
+    trigger: entry.trigger,
+    receivedAt: entry.receivedAt,
+    route: entry.route,
+    format: entry.format,
+    ip: entry.ip,
+    path: entry.path,
+    outcome: entry.outcome,
+    status: entry.status,
+    code: entry.code,
+    durationMs: entry.durationMs,
+    key: entry.key,
+    subject: entry.subject,
+    actionId: entry.actionId,
+    subId1: entry.subId1,
+    fields: Object.freeze(entry.fields),
+  });
+}
+
 /** Whether an entry passes a filter's conditions other than its cursor and limit. */
-export function matches(entry: HistoryEntry, filter: HistoryFilter): boolean {
+export function matches(entry: Omit<HistoryEntry, 'id' | 'fields'>, filter: HistoryFilter): boolean {
   return (
     (filter.actionId === null || entry.actionId === filter.actionId) &&
     (filter.subId1 === null || entry.subId1 === filter.subId1) &&

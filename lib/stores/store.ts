@@ -1,4 +1,4 @@
-import type { HistoryLog } from '../history/history-entry';
+import type { HistoryLog, NewHistoryEntry } from '../history/history-entry';
 
 /**
  * The journal's record of one action or inquiry, as a store keeps it: its last state, JSON-safe.
@@ -29,8 +29,12 @@ export interface StoreClaim<T> {
    * subject (or key) another claim took over since throws ClaimLostError and writes nothing. A
    * commit made again after one whose answer was lost (it was done) succeeds, writing nothing
    * twice.
+   *
+   * `entry`, given only when the store's history log is `writtenWithCommits`: the postback's
+   * history entry, which the commit writes in its own transaction (and does not write when the
+   * commit writes nothing or fails). A commit made again is given it again.
    */
-  commit(record: JournalRecord | null, outcome: CommitOutcome): void | Promise<void>;
+  commit(record: JournalRecord | null, outcome: CommitOutcome, entry?: NewHistoryEntry): void | Promise<void>;
   /**
    * Gives the key and the subject up: the postback may be handled again. `reason` says why:
    * `failed`, a listener threw (all have finished); `timeout`, listeners ran past the timeout
@@ -182,8 +186,11 @@ export interface InboxQuery {
  * subject only once every earlier one is delivered or dead.
  */
 export interface StoreInbox<T> {
-  /** Stores a postback and its key, atomically; 'duplicate' when the key is there already. */
-  add(entry: InboxEntry): 'stored' | 'duplicate' | Promise<'stored' | 'duplicate'>;
+  /**
+   * Stores a postback and its key, atomically; 'duplicate' when the key is there already.
+   * `history` as for a claim's commit: the arrival's entry, written with the row (not for a duplicate).
+   */
+  add(entry: InboxEntry, history?: NewHistoryEntry): 'stored' | 'duplicate' | Promise<'stored' | 'duplicate'>;
   /** Claims the next row due, or null when none is. */
   next(): Promise<InboxClaim<T> | null>;
   /** Resolves once a row may have become due (a new arrival anywhere), or after `ms`. */

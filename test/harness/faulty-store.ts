@@ -1,3 +1,4 @@
+import type { HistoryLog, NewHistoryEntry } from '../../lib/history/history-entry';
 import type {
   BeginResult,
   CommitOutcome,
@@ -122,6 +123,8 @@ type Maybe<T> = T | Promise<T>;
 export class FaultyStore<T = undefined> implements PostbackStore<T> {
   readonly calls: StoreCall[] = [];
   readonly inbox?: StoreInbox<T>;
+  /** The store's own history, its entries written with its commits as without the faults. */
+  readonly history: HistoryLog | undefined;
   private readonly rules: ActiveRule[] = [];
   private readonly counts = new Map<StoreOp, number>();
   private readonly hung: (() => void)[] = [];
@@ -137,6 +140,7 @@ export class FaultyStore<T = undefined> implements PostbackStore<T> {
     private readonly loseConnection?: (claim: StoreClaim<T>) => Promise<void>,
   ) {
     if (inner.inbox !== undefined) this.inbox = this.wrapInbox(inner.inbox);
+    this.history = inner.history;
     if (inner.readJournal === undefined) delete this.readJournal;
   }
 
@@ -270,8 +274,13 @@ export class FaultyStore<T = undefined> implements PostbackStore<T> {
         return claim.transaction;
       },
       transactional: claim.transactional,
-      commit: (record: JournalRecord | null, outcome: CommitOutcome) =>
-        this.call({ op: op('commit'), key, subject, record }, () => claim.commit(record, outcome), undefined, claim),
+      commit: (record: JournalRecord | null, outcome: CommitOutcome, entry?: NewHistoryEntry) =>
+        this.call(
+          { op: op('commit'), key, subject, record },
+          () => (entry === undefined ? claim.commit(record, outcome) : claim.commit(record, outcome, entry)),
+          undefined,
+          claim,
+        ),
       release: (reason: 'failed' | 'timeout') =>
         this.call({ op: op('release'), key, subject }, () => claim.release(reason), undefined, claim),
     };
@@ -306,8 +315,10 @@ export class FaultyStore<T = undefined> implements PostbackStore<T> {
 
   private wrapInbox(inbox: StoreInbox<T>): StoreInbox<T> {
     return {
-      add: (entry: InboxEntry) =>
-        this.call({ op: 'inbox.add', key: entry.key, subject: entry.subject }, () => inbox.add(entry)),
+      add: (entry: InboxEntry, history?: NewHistoryEntry) =>
+        this.call({ op: 'inbox.add', key: entry.key, subject: entry.subject }, () =>
+          history === undefined ? inbox.add(entry) : inbox.add(entry, history),
+        ),
       next: () =>
         Promise.resolve(
           this.call(

@@ -1,4 +1,5 @@
 import type { PostgresObjects } from './postgres-schema';
+import type { NewHistoryEntry } from '../../history/history-entry';
 import type { CommitOutcome, JournalRecord, StoreClaim } from '../store';
 
 /** What a query answers, as node-postgres gives it. */
@@ -152,6 +153,8 @@ export interface CommitWrites {
   readonly writeRecord: (subject: string, record: JournalRecord) => string;
   /** A statement to run first, such as marking an inbox row delivered. */
   readonly first?: (outcome: CommitOutcome) => string;
+  /** Writes a postback's history entry; with `where`, only when that condition holds. */
+  readonly writeHistory: (entry: NewHistoryEntry, where?: string) => string;
 }
 
 /** What PostgresStore shares with its inbox. */
@@ -187,14 +190,15 @@ export class PostgresClaim<C> implements StoreClaim<C> {
     return this.connection.client as unknown as C;
   }
 
-  async commit(record: JournalRecord | null, outcome: CommitOutcome): Promise<void> {
+  async commit(record: JournalRecord | null, outcome: CommitOutcome, entry?: NewHistoryEntry): Promise<void> {
     this.finish();
-    const { writeRecord, first } = this.writes;
+    const { writeRecord, first, writeHistory } = this.writes;
     // Deferred constraints (the listeners' own) are checked first, so that one that fails does
     // so before COMMIT, while the transaction is still there (an inbox row stays locked).
     const statements: string[] = ['SET CONSTRAINTS ALL IMMEDIATE'];
     if (first !== undefined) statements.push(first(outcome));
     if (record !== null && this.subject !== null) statements.push(writeRecord(this.subject, record));
+    if (entry !== undefined) statements.push(writeHistory(entry));
     statements.push('COMMIT');
     try {
       // One round trip: a statement that fails stops the rest, COMMIT included. A transaction in

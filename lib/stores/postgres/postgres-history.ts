@@ -7,6 +7,7 @@ import type {
 } from '../../history/history-entry';
 import { entryOfRow, HISTORY_COLUMNS, rowValues, type HistoryRow } from '../../history/history-row';
 import type { PgQueryResult } from './postgres-store';
+import { sqlLiteral } from './postgres-literal';
 
 type Run = (text: string, values?: unknown[]) => Promise<PgQueryResult>;
 
@@ -25,6 +26,18 @@ const CONDITIONS: readonly (readonly [keyof HistoryFilter, string])[] = [
   ['until', 'received_at <'],
   ['before', 'id <'],
 ];
+
+/**
+ * A history value as an SQL literal. PostgreSQL's text holds no U+0000, which a form body may
+ * carry raw: an entry keeps U+FFFD in its place rather than fail the postback's commit.
+ */
+function historyLiteral(value: Date | string | number | null): string {
+  if (value instanceof Date) return `${sqlLiteral(value.toISOString())}::timestamptz`;
+  if (typeof value === 'string') return sqlLiteral(value.includes('\0') ? value.replaceAll('\0', '\uFFFD') : value);
+  // duration_ms is a fraction.
+  if (typeof value === 'number' && !Number.isInteger(value)) return Number.isFinite(value) ? String(value) : '0';
+  return sqlLiteral(value);
+}
 
 /** How the history table comes to be: made on first use, or required (a store that only looks). */
 export interface HistoryTable {
@@ -57,6 +70,8 @@ function gathering(): Gathering {
  * its entry. A list waits for the entries appended before it.
  */
 export class PostgresHistory implements HistoryLog {
+  /** Known to be there with this version's columns: the store's commits then write the entries. */
+  #tableKnown = false;
   readonly #table: string;
   readonly #run: Run;
   readonly #source: HistoryTable;
@@ -77,22 +92,70 @@ export class PostgresHistory implements HistoryLog {
   }
 
   /**
+   * True once the table is known to be there: answered postbacks' entries are then written by
+   * their commits, in their own transactions. Until then (the first moments, or a database
+   * whose routers may not create it and that was not migrated) they are appended apart.
+   */
+  get writtenWithCommits(): boolean {
+    return this.#tableKnown;
+  }
+
+  /**
+   * The statement that writes an entry, its values written in (a commit sends its statements as
+   * one query string, which takes no parameters).
+   */
+  insertSql(entry: NewHistoryEntry, where?: string): string {
+    const values = rowValues(entry, (date) => date)
+      .map(historyLiteral)
+      .join(', ');
+    const columns = HISTORY_COLUMNS.join(', ');
+    // With a condition: written only when it holds (an inbox row's entry, only once it is stored).
+    return where === undefined
+      ? `INSERT INTO ${this.#table} (${columns}) VALUES (${values})`
+      : `INSERT INTO ${this.#table} (${columns}) SELECT ${values} WHERE ${where}`;
+  }
+
+  /**
+   * Looks for the table (making it if the store may) through `run`, so that commits may write
+   * entries; the store calls it as it first makes sure of its own objects, on a connection of
+   * its own. A failure is not thrown: entries are then appended apart, and each append tries again.
+   */
+  async prepare(run: Run): Promise<void> {
+    // Not through #ensure: an append may be waiting there for the very store set-up that calls this.
+    await this.#makeSure(run).then(
+      () => {
+        this.#tableKnown = true;
+      },
+      () => undefined,
+    );
+  }
+
+  /**
    * Makes the table on first use if it is missing and the store may: apart from the store's own
    * objects, so that a database whose routers may not create it still takes postbacks.
    */
   #ensure(): Promise<void> {
-    this.#ready ??= (async () => {
-      const { rows } = await this.#run(this.#source.presentSql);
-      if ((rows[0] as { exists?: unknown } | undefined)?.exists === true) return;
-      if (this.#source.createSql === null) {
-        throw new Error(`PostgresStore: the database has no ${this.#table}; create it with: impact-postbacks migrate`);
-      }
-      await this.#run(this.#source.createSql);
-    })().catch((error: unknown) => {
-      this.#ready = null;
-      throw error;
-    });
+    this.#ready ??= this.#makeSure(this.#run).then(
+      () => {
+        this.#tableKnown = true;
+      },
+      (error: unknown) => {
+        this.#ready = null;
+        throw error;
+      },
+    );
     return this.#ready;
+  }
+
+  async #makeSure(run: Run): Promise<void> {
+    const { rows } = await run(this.#source.presentSql);
+    if ((rows[0] as { exists?: unknown } | undefined)?.exists === true) return;
+    if (this.#source.createSql === null) {
+      throw new Error(
+        `PostgresStore: the database has no ${this.#table}, or one made by an earlier version; create it with: impact-postbacks migrate`,
+      );
+    }
+    await run(this.#source.createSql);
   }
 
   append(entry: NewHistoryEntry): Promise<void> {

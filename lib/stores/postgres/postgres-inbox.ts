@@ -1,3 +1,4 @@
+import type { NewHistoryEntry } from '../../history/history-entry';
 import { readByReconciliationSince } from '../../journal/journal';
 import { AttemptCounter } from './postgres-attempts';
 import { sqlLiteral } from './postgres-literal';
@@ -254,8 +255,15 @@ export class PostgresInbox<T> implements StoreInbox<T> {
     };
   }
 
-  async add(entry: InboxEntry): Promise<'stored' | 'duplicate'> {
-    const { rows } = await this.parts.run(this.sql.add, [
+  async add(entry: InboxEntry, history?: NewHistoryEntry): Promise<'stored' | 'duplicate'> {
+    // With its history entry: in the same statement, written only when the row was stored.
+    const sql =
+      history === undefined
+        ? this.sql.add
+        : `WITH added AS (${this.sql.add}),
+             logged AS (${this.parts.writes.writeHistory(history, '(SELECT id FROM added) IS NOT NULL')})
+           SELECT id FROM added`;
+    const { rows } = await this.parts.run(sql, [
       entry.key,
       entry.subject,
       entry.route,

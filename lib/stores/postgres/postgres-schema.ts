@@ -281,9 +281,14 @@ CREATE TABLE IF NOT EXISTS ${history} (
   subject text,
   action_id text,
   sub_id1 text,
-  -- json, not jsonb: the fields as received, in their order.
-  fields json
+  -- json, not jsonb: the fields as received, in their order; null where the text sent is kept.
+  fields json,
+  -- What the request sent, the token taken out: kept instead of the fields, parsed when read.
+  sent_query text,
+  sent_body text
 );
+-- A table made before the columns above.
+ALTER TABLE ${history} ADD COLUMN IF NOT EXISTS sent_query text, ADD COLUMN IF NOT EXISTS sent_body text;
 CREATE INDEX IF NOT EXISTS "${tablePrefix}history_action_id" ON ${history} (action_id, id) WHERE action_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS "${tablePrefix}history_sub_id1" ON ${history} (sub_id1, id) WHERE sub_id1 IS NOT NULL;
 CREATE INDEX IF NOT EXISTS "${tablePrefix}history_outcome" ON ${history} (outcome, id);
@@ -292,10 +297,11 @@ CREATE INDEX IF NOT EXISTS "${tablePrefix}history_received" ON ${history} (recei
 `;
 }
 
-/** Answers one row with `exists: true` when the history table exists. */
+/** Answers one row with `exists: true` when the history table exists with every column this version writes. */
 export function historyPresentSql(names: PostgresNames): string {
   const { history } = objectsOf(names);
-  return `SELECT to_regclass('${history.replaceAll("'", "''")}') IS NOT NULL AS exists`;
+  return `SELECT EXISTS (SELECT 1 FROM pg_attribute
+    WHERE attrelid = to_regclass('${history.replaceAll("'", "''")}') AND attname = 'sent_body' AND NOT attisdropped) AS exists`;
 }
 
 /** Answers one row with `ready: true` when this version's objects all exist. */

@@ -152,6 +152,7 @@ export class PostgresStore<T extends PgClient = PgClient> implements InboxStore<
         VALUES (${sqlLiteral(subject)}, ${sqlLiteral(JSON.stringify(record))}, now(),
           now() + ${retentionMs} * interval '1 millisecond')
         ON CONFLICT (subject) DO UPDATE SET state = EXCLUDED.state, updated_at = now(), expires_at = EXCLUDED.expires_at`,
+      writeHistory: (entry, where) => this.history.insertSql(entry, where),
     };
     this.inbox = new PostgresInbox<T>({
       objects,
@@ -284,13 +285,27 @@ export class PostgresStore<T extends PgClient = PgClient> implements InboxStore<
         ? applySchema(this.pool, this.names, this.boundMs)
         : requireSchema(this.pool, this.names, this.boundMs)
     ).then(
-      () => undefined,
+      // Apart from the store's own objects (see PostgresHistory): commits write entries once it is there.
+      () => this.history.prepare((text, values) => runOnce(this.pool, this.boundMs, text, values)),
       (error: unknown) => {
         this.schemaReady = null;
         throw error;
       },
     ));
     return ready;
+  }
+}
+
+/** One statement on a connection of the pool's, given back after it. */
+async function runOnce(pool: PgPool, boundMs: number, text: string, values?: unknown[]): Promise<PgQueryResult> {
+  const connection = new Connection(await pool.connect(), boundMs);
+  try {
+    const result = await connection.query(text, values);
+    connection.giveBack();
+    return result;
+  } catch (error) {
+    connection.close();
+    throw error;
   }
 }
 

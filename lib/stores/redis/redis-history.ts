@@ -1,5 +1,6 @@
 import type { HistoryEntry, HistoryFilter, HistoryLog, NewHistoryEntry } from '../../history/history-entry';
 import { matches } from '../../history/memory-history';
+import { fieldsOfSent, type SentText } from '../../history/sent-text';
 
 type RunScript = (script: string, keys: readonly string[], args: readonly (string | number)[]) => Promise<unknown>;
 
@@ -37,8 +38,32 @@ function writtenAt(streamId: string): number {
   return Number(streamId.slice(0, streamId.indexOf('-')));
 }
 
-/** A stored entry: `receivedAt` as ISO text, as JSON keeps a Date. */
-type StoredEntry = Omit<HistoryEntry, 'id' | 'receivedAt'> & { readonly receivedAt: string };
+/**
+ * A stored entry: `receivedAt` as ISO text, as JSON keeps a Date; `sent` (the text the request
+ * sent) in place of the fields where the entry has it.
+ */
+type StoredEntry = Omit<HistoryEntry, 'id' | 'receivedAt'> & { readonly receivedAt: string; readonly sent?: SentText };
+
+function storedEntry(entry: NewHistoryEntry): StoredEntry {
+  const { sent } = entry;
+  return {
+    trigger: entry.trigger,
+    receivedAt: entry.receivedAt.toISOString(),
+    route: entry.route,
+    format: entry.format,
+    ip: entry.ip,
+    path: entry.path,
+    outcome: entry.outcome,
+    status: entry.status,
+    code: entry.code,
+    durationMs: entry.durationMs,
+    key: entry.key,
+    subject: entry.subject,
+    actionId: entry.actionId,
+    subId1: entry.subId1,
+    ...(sent === undefined ? { fields: entry.fields } : { fields: null, sent }),
+  };
+}
 
 /**
  * RedisStore's history: a stream capped at about `maxEntries` (the newest kept), an entry per
@@ -54,7 +79,7 @@ export class RedisHistory implements HistoryLog {
   ) {}
 
   async append(entry: NewHistoryEntry): Promise<void> {
-    await this.run(APPEND, [this.key], [this.maxEntries, JSON.stringify(entry)]);
+    await this.run(APPEND, [this.key], [this.maxEntries, JSON.stringify(storedEntry(entry))]);
   }
 
   async list(filter: HistoryFilter): Promise<readonly HistoryEntry[]> {
@@ -67,14 +92,16 @@ export class RedisHistory implements HistoryLog {
       for (const [streamId, values] of page) {
         // Written after it arrived: an item written before `since` arrived before it, as did all older ones.
         if (writtenAt(streamId) < since) return found;
-        const stored = JSON.parse(values[1] ?? '{}') as StoredEntry;
-        const entry: HistoryEntry = Object.freeze({
-          ...stored,
-          id: decimalOf(streamId),
-          receivedAt: new Date(stored.receivedAt),
-        });
+        const { sent, ...stored } = JSON.parse(values[1] ?? '{}') as StoredEntry;
+        const entry = { ...stored, receivedAt: new Date(stored.receivedAt) };
         if (matches(entry, filter)) {
-          found.push(entry);
+          found.push(
+            Object.freeze({
+              ...entry,
+              id: decimalOf(streamId),
+              fields: sent === undefined ? entry.fields : Object.freeze(fieldsOfSent(entry.format, sent)),
+            }),
+          );
           if (found.length >= filter.limit) return found;
         }
       }

@@ -28,7 +28,10 @@ export const SQLITE_HISTORY_DDL = `
     subject TEXT,
     action_id TEXT,
     sub_id1 TEXT,
-    fields TEXT
+    -- The fields as JSON, or null where the text the request sent is kept: parsed when read.
+    fields TEXT,
+    sent_query TEXT,
+    sent_body TEXT
   );
   CREATE INDEX IF NOT EXISTS postback_history_action_id ON postback_history (action_id, id) WHERE action_id IS NOT NULL;
   CREATE INDEX IF NOT EXISTS postback_history_sub_id1 ON postback_history (sub_id1, id) WHERE sub_id1 IS NOT NULL;
@@ -38,6 +41,24 @@ export const SQLITE_HISTORY_DDL = `
 `;
 
 type Row = readonly (string | number | null)[];
+
+/** Writes one entry: its values are `historyRow(entry)`. */
+export const SQLITE_HISTORY_INSERT = `INSERT INTO postback_history (${HISTORY_COLUMNS.join(', ')})
+  VALUES (${HISTORY_COLUMNS.map(() => '?').join(', ')})`;
+
+export function historyRow(entry: NewHistoryEntry): Row {
+  return rowValues(entry, (date) => date.getTime());
+}
+
+/** Adds the columns a table made by an earlier version lacks. */
+export function upgradeSqliteHistory(db: SqliteDatabase): void {
+  const columns = new Set(
+    (db.prepare('PRAGMA table_info(postback_history)').all() as { name: string }[]).map((column) => column.name),
+  );
+  for (const column of ['sent_query', 'sent_body']) {
+    if (!columns.has(column)) db.prepare(`ALTER TABLE postback_history ADD COLUMN ${column} TEXT`).run();
+  }
+}
 
 /** The filters a query uses, each a column and how it compares. */
 const CONDITIONS: readonly (readonly [keyof HistoryFilter, string])[] = [
@@ -51,13 +72,17 @@ const CONDITIONS: readonly (readonly [keyof HistoryFilter, string])[] = [
 ];
 
 /**
- * SqliteStore's history: a table in the store's file. Entries are written in batches, those of
- * one turn of the event loop in one transaction, at the end of the turn, on the claims' connection
- * (no fsync of its own: a process that dies loses the entries of its last turn, a power cut
- * those of its last moments). A list first
- * writes what is queued, so that it reads every entry appended before it.
+ * SqliteStore's history: a table in the store's file. An answered postback's entry is written
+ * by its commit (or its inbox row's arrival), in the same transaction. Other entries (duplicates,
+ * refusals, failures, deliveries from the inbox and reconciliation) are appended in batches,
+ * those of one turn of the event loop in one transaction, at the end of the turn, on the claims'
+ * connection (no fsync of its own: a process that dies loses the entries of its last turn, a
+ * power cut those of its last moments). A list first writes what is queued, so that it reads
+ * every entry appended before it.
  */
 export class SqliteHistory implements HistoryLog {
+  /** The entries of answered postbacks are written by the store's commits (see SqliteStore). */
+  readonly writtenWithCommits = true;
   readonly #db: SqliteDatabase;
   readonly #writes: GroupCommit<Row, void>;
   readonly #queries = new Map<string, { all(...values: unknown[]): unknown[] }>();
@@ -66,10 +91,7 @@ export class SqliteHistory implements HistoryLog {
 
   constructor(db: SqliteDatabase) {
     this.#db = db;
-    const insert = db.prepare(
-      `INSERT INTO postback_history (${HISTORY_COLUMNS.join(', ')})
-         VALUES (${HISTORY_COLUMNS.map(() => '?').join(', ')})`,
-    );
+    const insert = db.prepare(SQLITE_HISTORY_INSERT);
     // No batch is written before the turn ends, however large: an append never waits for a write.
     this.#writes = new GroupCommit<Row, void>(
       db.transaction((rows: readonly Row[]) =>
@@ -90,7 +112,7 @@ export class SqliteHistory implements HistoryLog {
   }
 
   append(entry: NewHistoryEntry): Promise<void> {
-    return this.#writes.submit(rowValues(entry, (date) => date.getTime()));
+    return this.#writes.submit(historyRow(entry));
   }
 
   list(filter: HistoryFilter): readonly HistoryEntry[] {

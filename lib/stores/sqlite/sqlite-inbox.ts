@@ -1,3 +1,4 @@
+import type { NewHistoryEntry } from '../../history/history-entry';
 import { randomUUID } from 'node:crypto';
 import { readByReconciliationSince } from '../../journal/journal';
 import { ClaimLostError } from '../claim-lost';
@@ -30,6 +31,8 @@ interface Delivery {
 interface Arrival {
   readonly entry: InboxEntry;
   readonly now: number;
+  /** The arrival's history entry, written with its row. */
+  readonly history: NewHistoryEntry | undefined;
 }
 
 /** The part of better-sqlite3 the inbox uses. */
@@ -68,6 +71,8 @@ export interface SqliteWrites {
   mayWrite(hold: string, holder: string, subject: string | null, readText: string | null, now: number): boolean;
   /** Gives a hold up, if it is the holder's. */
   unhold(hold: string, holder: string): void;
+  /** Writes a history entry (in the transaction under way). */
+  writeHistory(entry: NewHistoryEntry): void;
 }
 
 /** How often a worker looks for rows that another process on the file stored. */
@@ -180,11 +185,12 @@ export class SqliteInbox implements StoreInbox<undefined> {
       INSERT INTO postback_inbox (key, subject, route, format, ip, path, received_at, fields, status, next_attempt_at)
       VALUES (@key, @subject, @route, @format, @ip, @path, @receivedAt, @fields, 'pending', @now)
     `);
-    const addOne = ({ entry, now }: Arrival): 'stored' | 'duplicate' => {
+    const addOne = ({ entry, now, history }: Arrival): 'stored' | 'duplicate' => {
       const found = keyState.get(entry.key) as { state: number; expires_at: number } | undefined;
       if (found !== undefined && found.expires_at > now) return 'duplicate';
       settings.writes.commitKey(entry.key, now);
       insert.run({ ...entry, receivedAt: entry.receivedAt.getTime(), now });
+      if (history !== undefined) settings.writes.writeHistory(history);
       return 'stored';
     };
     // The postbacks that arrive at the same time are stored in one transaction, one fsync.
@@ -294,8 +300,8 @@ export class SqliteInbox implements StoreInbox<undefined> {
     );
   }
 
-  async add(entry: InboxEntry): Promise<'stored' | 'duplicate'> {
-    const result = await this.arrivals.submit({ entry, now: clock.now() });
+  async add(entry: InboxEntry, history?: NewHistoryEntry): Promise<'stored' | 'duplicate'> {
+    const result = await this.arrivals.submit({ entry, now: clock.now(), history });
     if (result === 'stored') this.wake();
     return result;
   }

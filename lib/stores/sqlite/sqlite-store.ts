@@ -4,8 +4,15 @@ import { GroupCommit } from './group-commit';
 import { BUSY, retryWhileBusy } from '../retry-while-busy';
 import { ClaimLostError } from '../claim-lost';
 import { SqliteInbox, type SqliteDatabase, type SqliteWrites } from './sqlite-inbox';
-import { SQLITE_HISTORY_DDL, SqliteHistory } from './sqlite-history';
-import type { BeginResult, InboxStore, JournalReadResult, JournalRecord, StoreClaim } from '../store';
+import {
+  historyRow,
+  SQLITE_HISTORY_DDL,
+  SQLITE_HISTORY_INSERT,
+  SqliteHistory,
+  upgradeSqliteHistory,
+} from './sqlite-history';
+import type { NewHistoryEntry } from '../../history/history-entry';
+import type { BeginResult, CommitOutcome, InboxStore, JournalReadResult, JournalRecord, StoreClaim } from '../store';
 import { clock } from '../../clock';
 
 export interface SqliteStoreOptions {
@@ -63,6 +70,8 @@ interface Finish {
   readonly record: JournalRecord | null;
   readonly handled: boolean;
   readonly now: number;
+  /** The postback's history entry, written with the commit. */
+  readonly entry: NewHistoryEntry | undefined;
 }
 
 /** What a claim holds in postback_holds: its subject, or its key for a postback without one. */
@@ -89,8 +98,8 @@ class SqliteClaim implements StoreClaim<undefined> {
     readonly leaseMs: number,
   ) {}
 
-  async commit(record: JournalRecord | null): Promise<void> {
-    const problem = await this.finish(record, true);
+  async commit(record: JournalRecord | null, _outcome?: CommitOutcome, entry?: NewHistoryEntry): Promise<void> {
+    const problem = await this.finish(record, true, entry);
     if (problem !== null) throw new ClaimLostError(problem);
   }
 
@@ -103,9 +112,9 @@ class SqliteClaim implements StoreClaim<undefined> {
     if (!this.store.renewHold(name, this.holder)) throw new ClaimLostError(`the claim of ${name}`);
   }
 
-  private finish(record: JournalRecord | null, handled: boolean): Promise<string | null> {
+  private finish(record: JournalRecord | null, handled: boolean, entry?: NewHistoryEntry): Promise<string | null> {
     const { key, subject, holder, readText } = this;
-    return this.store.finishes.submit({ key, subject, holder, readText, record, handled, now: clock.now() });
+    return this.store.finishes.submit({ key, subject, holder, readText, record, handled, now: clock.now(), entry });
   }
 }
 
@@ -197,6 +206,7 @@ export class SqliteStore implements InboxStore<undefined> {
       ) WITHOUT ROWID;
       ${SQLITE_HISTORY_DDL}
     `);
+    if (create) upgradeSqliteHistory(this.db);
 
     // Claims on a connection of their own, without an fsync each: see the class comment.
     const claimDb = new Sqlite(options.path);
@@ -204,8 +214,9 @@ export class SqliteStore implements InboxStore<undefined> {
     claimDb.pragma('busy_timeout = 5000');
     claimDb.pragma(`wal_autocheckpoint = ${WAL_CHECKPOINT_PAGES}`);
     this.claimDb = claimDb;
-    // A file made by an earlier version, opened only to look (create: false), may have no history.
-    this.history = create || hasTable(claimDb, 'postback_history') ? new SqliteHistory(claimDb) : undefined;
+    // A file made by an earlier version, opened only to look (create: false), may have no history,
+    // or one without the columns this version writes.
+    this.history = create || hasSentColumns(claimDb) ? new SqliteHistory(claimDb) : undefined;
     const keyState = claimDb.prepare('SELECT state, expires_at FROM postback_keys WHERE key = ?');
     const holdOf = claimDb.prepare('SELECT held_until FROM postback_holds WHERE subject = ?');
     const journalRow = claimDb.prepare('SELECT record, expires_at FROM postback_journal WHERE subject = ?');
@@ -252,6 +263,8 @@ export class SqliteStore implements InboxStore<undefined> {
       ON CONFLICT (subject) DO UPDATE SET record = excluded.record, expires_at = excluded.expires_at
     `);
     const unhold = this.db.prepare('DELETE FROM postback_holds WHERE subject = ? AND held_by = ?');
+    // Prepared on first use: a file opened only to look may have no history table to write.
+    let insertHistory: ReturnType<Database['prepare']> | undefined;
     // Shared with the inbox, whose arrivals and deliveries write the same rows.
     const writes: SqliteWrites = {
       commitKey: (key, now) => commitKey.run(key, now + this.retentionMs),
@@ -266,9 +279,13 @@ export class SqliteStore implements InboxStore<undefined> {
         return (row !== undefined && row.expires_at > now ? row.record : null) === readText;
       },
       unhold: (name, holder) => unhold.run(name, holder),
+      writeHistory: (entry) => {
+        insertHistory ??= this.db.prepare(SQLITE_HISTORY_INSERT);
+        insertHistory.run(...historyRow(entry));
+      },
     };
     /** Null once written; why not, when this claim's hold was taken over. */
-    const finishOne = ({ key, subject, holder, readText, record, handled, now }: Finish): string | null => {
+    const finishOne = ({ key, subject, holder, readText, record, handled, now, entry }: Finish): string | null => {
       const name = holdName(key, subject);
       if (!handled) {
         writes.unhold(name, holder);
@@ -281,6 +298,7 @@ export class SqliteStore implements InboxStore<undefined> {
       }
       writes.commitKey(key, now);
       if (subject !== null && record !== null) writes.writeRecord(subject, record, now);
+      if (entry !== undefined) writes.writeHistory(entry);
       writes.unhold(name, holder);
       return null;
     };
@@ -362,8 +380,8 @@ export class SqliteStore implements InboxStore<undefined> {
   }
 }
 
-function hasTable(db: Database, name: string): boolean {
-  return db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(name) !== undefined;
+function hasSentColumns(db: Database): boolean {
+  return db.prepare("SELECT 1 FROM pragma_table_info('postback_history') WHERE name = 'sent_body'").get() !== undefined;
 }
 
 /** Opens a store's file that must be there with all its tables; throws naming what is missing. */

@@ -1,0 +1,183 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import Database from 'better-sqlite3';
+import { expect } from 'chai';
+import request from 'supertest';
+import { PostgresStore, SqliteStore, type PostbackHistory } from '../lib';
+import { createApp, type TestApp } from './helpers/create-app';
+import { toQuery } from './helpers/fixtures';
+import { createTestSchema, DATABASE_URL, requirePostgres, type TestSchema } from './helpers/services';
+
+function action(id: string): Record<string, string> {
+  return { ActionId: id, Status: 'PENDING', Payout: '1.00', SubId1: 'member-9' };
+}
+
+async function send(app: TestApp<unknown>, id: string): Promise<request.Response> {
+  return request(app.app).get(`/impact/actions?${toQuery(action(id))}`);
+}
+
+/** The action's timeline as `<outcome> <status>`, oldest first. */
+async function timeline(app: TestApp<unknown>, id: string): Promise<string[]> {
+  const { entries } = await (app.postbacks.history as PostbackHistory).action(id);
+  return entries.map((entry) => `${entry.outcome} ${String(entry.status)}`);
+}
+
+async function waitFor(condition: () => boolean | Promise<boolean>, what: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+describe("history written with the postback's own commit", () => {
+  let app: TestApp<unknown> | undefined;
+  afterEach(async () => {
+    await app?.postbacks.close();
+    app = undefined;
+  });
+
+  describe('SqliteStore', () => {
+    let dir = '';
+    before(async () => {
+      dir = await mkdtemp(path.join(tmpdir(), 'impact-history-commit-'));
+    });
+    after(() => rm(dir, { recursive: true, force: true }));
+
+    it('has the entry in the file with the 2xx; an entry that cannot be written fails the commit, which is made again with it', async () => {
+      const file = path.join(dir, 'store.db');
+      app = createApp<unknown>({ store: new SqliteStore({ path: file }) });
+      const db = new Database(file);
+      try {
+        const rows = (id: string): unknown[] =>
+          db.prepare('SELECT outcome, status FROM postback_history WHERE action_id = ? ORDER BY id').all(id);
+        expect((await send(app, '7013.1')).status).to.equal(200);
+        // Read straight from the file, no flush in between: the commit wrote it.
+        expect(rows('7013.1')).to.deep.equal([{ outcome: 'delivered', status: 200 }]);
+
+        // The history table refuses this action's entry: the commit it is part of fails whole.
+        db.exec(`CREATE TRIGGER refuse_7013_2 BEFORE INSERT ON postback_history
+          WHEN NEW.action_id = '7013.2' AND NEW.outcome = 'delivered'
+          BEGIN SELECT RAISE(ABORT, 'history refused'); END`);
+        const refused = await send(app, '7013.2');
+        expect([refused.status, refused.text]).to.deep.equal([
+          503,
+          'store.failed: the store failed to record the postback; retry later',
+        ]);
+        const keyCount = (): unknown => db.prepare('SELECT count(*) AS n FROM postback_keys').get();
+        expect(keyCount()).to.deep.equal({ n: 1 });
+        expect(db.prepare("SELECT * FROM postback_journal WHERE subject = 'action:7013.2'").all()).to.deep.equal([]);
+
+        // SQLite's claims are not transactions: the listener's work is done, so the commit is
+        // tried again, with its entry, until it lands.
+        db.exec('DROP TRIGGER refuse_7013_2');
+        await waitFor(() => rows('7013.2').length === 2, 'the commit made again');
+        expect(keyCount()).to.deep.equal({ n: 2 });
+        const retried = await send(app, '7013.2');
+        expect([retried.status, retried.headers['x-postback-outcome']]).to.deep.equal([200, 'duplicate']);
+        expect(app.events.action.filter((event) => event.actionId === '7013.2')).to.have.length(1);
+        expect(await timeline(app, '7013.2')).to.deep.equal(['failed 503', 'delivered 200', 'duplicate 200']);
+      } finally {
+        db.close();
+      }
+    });
+
+    it('writes an inbox arrival’s entry with its row, and a duplicate arrival’s apart', async () => {
+      const file = path.join(dir, 'inbox.db');
+      app = createApp<unknown>({ store: new SqliteStore({ path: file }), delivery: 'inbox' });
+      const db = new Database(file, { readonly: true });
+      try {
+        expect((await send(app, '7015.1')).headers['x-postback-outcome']).to.equal('stored');
+        expect(
+          db.prepare("SELECT trigger, outcome FROM postback_history WHERE action_id = '7015.1' ORDER BY id").all(),
+        ).to.deep.include({ trigger: 'postback', outcome: 'stored' });
+        expect((await send(app, '7015.1')).headers['x-postback-outcome']).to.equal('duplicate');
+        await waitFor(async () => (await timeline(app as TestApp<unknown>, '7015.1')).length === 3, 'the delivery');
+        const { entries } = await (app.postbacks.history as PostbackHistory).action('7015.1');
+        expect(entries.map((entry) => `${entry.trigger} ${entry.outcome}`).sort()).to.deep.equal([
+          'inbox delivered',
+          'postback duplicate',
+          'postback stored',
+        ]);
+      } finally {
+        db.close();
+      }
+    });
+  });
+
+  describe('PostgresStore', () => {
+    let schema: TestSchema | undefined;
+    before(async function () {
+      await requirePostgres(this);
+      schema = await createTestSchema();
+    });
+    after(async () => schema?.drop());
+
+    it('has the entry in the table with the 2xx; an entry that cannot be written rolls the commit back, listeners’ writes included', async () => {
+      const { name, pool } = schema as TestSchema;
+      await pool.query(`CREATE TABLE "${name}".ledger (action_id text PRIMARY KEY)`);
+      app = createApp<unknown>({
+        store: new PostgresStore({ connectionString: DATABASE_URL, schema: name, tablePrefix: 'hc_' }),
+      });
+      app.postbacks.on('action', async (event, ctx) => {
+        const client = ctx.transaction as { query(text: string, values: unknown[]): Promise<unknown> };
+        await client.query(`INSERT INTO "${name}".ledger VALUES ($1)`, [event.actionId]);
+      });
+      const rows = async (id: string): Promise<unknown[]> =>
+        (await pool.query(`SELECT outcome, status FROM "${name}".hc_history WHERE action_id = $1 ORDER BY id`, [id]))
+          .rows as unknown[];
+      expect((await send(app, '7014.1')).status).to.equal(200);
+      expect(await rows('7014.1')).to.deep.equal([{ outcome: 'delivered', status: 200 }]);
+
+      await pool.query(`CREATE FUNCTION "${name}".refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          IF NEW.action_id = '7014.2' AND NEW.outcome = 'delivered' THEN RAISE EXCEPTION 'history refused'; END IF;
+          RETURN NEW;
+        END $$`);
+      await pool.query(
+        `CREATE TRIGGER refuse BEFORE INSERT ON "${name}".hc_history FOR EACH ROW EXECUTE FUNCTION "${name}".refuse()`,
+      );
+      const refused = await send(app, '7014.2');
+      expect([refused.status, refused.text]).to.deep.equal([
+        503,
+        'store.failed: the store failed to record the postback; retry later',
+      ]);
+      const ledger = async (): Promise<unknown[]> =>
+        (await pool.query(`SELECT action_id FROM "${name}".ledger ORDER BY action_id`)).rows as unknown[];
+      expect(await ledger()).to.deep.equal([{ action_id: '7014.1' }]);
+      const journal = await pool.query(`SELECT 1 FROM "${name}".hc_journal WHERE subject = 'action:7014.2'`);
+      expect(journal.rowCount).to.equal(0);
+
+      await pool.query(`DROP TRIGGER refuse ON "${name}".hc_history`);
+      const retried = await send(app, '7014.2');
+      expect([retried.status, retried.headers['x-postback-outcome']]).to.deep.equal([200, 'delivered']);
+      expect(await ledger()).to.deep.equal([{ action_id: '7014.1' }, { action_id: '7014.2' }]);
+      expect(await timeline(app, '7014.2')).to.deep.equal(['failed 503', 'delivered 200']);
+    });
+
+    it('writes an inbox arrival’s entry in the statement that stores its row', async () => {
+      const { name, pool } = schema as TestSchema;
+      app = createApp<unknown>({
+        store: new PostgresStore({ connectionString: DATABASE_URL, schema: name, tablePrefix: 'hi_' }),
+        delivery: 'inbox',
+      });
+      // The first postback makes sure of the tables; from then on, arrivals write their entries.
+      expect((await send(app, '7016.0')).headers['x-postback-outcome']).to.equal('stored');
+      expect((await send(app, '7016.1')).headers['x-postback-outcome']).to.equal('stored');
+      const stored = await pool.query(
+        `SELECT trigger, outcome FROM "${name}".hi_history WHERE action_id = '7016.1' AND outcome = 'stored'`,
+      );
+      expect(stored.rows).to.deep.equal([{ trigger: 'postback', outcome: 'stored' }]);
+      expect((await send(app, '7016.1')).headers['x-postback-outcome']).to.equal('duplicate');
+      await waitFor(async () => (await timeline(app as TestApp<unknown>, '7016.1')).length === 3, 'the delivery');
+      const { entries } = await (app.postbacks.history as PostbackHistory).action('7016.1');
+      expect(entries.map((entry) => `${entry.trigger} ${entry.outcome}`).sort()).to.deep.equal([
+        'inbox delivered',
+        'postback duplicate',
+        'postback stored',
+      ]);
+    });
+  });
+});
