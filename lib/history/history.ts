@@ -15,7 +15,7 @@ import type {
   NewHistoryEntry,
 } from './history-entry';
 import { MAX_PAGE_SIZE, toHistoryFilter } from './history-query';
-import { RejectedBudget } from './rejected-budget';
+import { PerMinuteBudget } from './per-minute-budget';
 
 /** Option `history` once checked. */
 export interface HistorySettings {
@@ -85,7 +85,7 @@ export function createHistoryRecorder(
   readJournal: ((subjects: readonly string[]) => JournalReadResult | Promise<JournalReadResult>) | null,
   reportError: (error: PostbackError) => void,
 ): HistoryRecorder {
-  const unanswered = new RejectedBudget(settings.maxRejectedPerMinute);
+  const unanswered = new PerMinuteBudget(settings.maxRejectedPerMinute);
   const logFailed = (cause: unknown): void => {
     reportError(new PostbackError('store.failed', 'a history entry could not be written', { cause }));
   };
