@@ -15,9 +15,9 @@ function entryAt(n: number, total: number, start: number, spacingMs: number): Ne
   const actionId = `5000.${n % actions}`;
   const subId1 = `member-${n % members}`;
   const refused = n % 33 === 0;
-  const fields = Object.fromEntries(
-    new URLSearchParams(encode('query', { ...TRACKED_ACTION, ActionId: actionId, SubId1: subId1 }).query.slice(1)),
-  );
+  // As the receiver hands it over: the query string as sent, which the log keeps in place of the fields.
+  const query = encode('query', { ...TRACKED_ACTION, ActionId: actionId, SubId1: subId1 }).query.slice(1);
+  const fields = Object.fromEntries(new URLSearchParams(query));
   return {
     trigger: 'postback',
     receivedAt: new Date(start + n * spacingMs),
@@ -34,6 +34,7 @@ function entryAt(n: number, total: number, start: number, spacingMs: number): Ne
     actionId,
     subId1,
     fields,
+    sent: { query, body: null },
   };
 }
 

@@ -1,11 +1,14 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import http from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import Database from 'better-sqlite3';
 import { expect } from 'chai';
 import request from 'supertest';
-import { PostgresStore, SqliteStore, type PostbackHistory } from '../lib';
+import { createPostbackRouter, PostgresStore, SqliteStore, type PostbackHistory } from '../lib';
 import { createApp, type TestApp } from './helpers/create-app';
 import { toQuery } from './helpers/fixtures';
 import { createTestSchema, DATABASE_URL, requirePostgres, type TestSchema } from './helpers/services';
@@ -30,6 +33,12 @@ async function waitFor(condition: () => boolean | Promise<boolean>, what: string
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await sleep(20);
   }
+}
+
+/** Runs a full garbage collection. */
+function collectGarbage(): void {
+  setFlagsFromString('--expose-gc');
+  (runInNewContext('gc') as () => void)();
 }
 
 describe("history written with the postback's own commit", () => {
@@ -105,6 +114,76 @@ describe("history written with the postback's own commit", () => {
         db.close();
       }
     });
+    it('keeps no request alive through the events a host keeps', async () => {
+      const postbacks = createPostbackRouter({
+        allowedIps: ['127.0.0.1'],
+        store: new SqliteStore({ path: path.join(dir, 'retain.db') }),
+      });
+      const kept: unknown[] = [];
+      // A host that batches events keeps them after their answer.
+      postbacks.on('action', (event) => void kept.push(event));
+      const handler = postbacks.nodeHandler({ basePath: '/impact' });
+      const requests: WeakRef<object>[] = [];
+      const server = http.createServer((req, res) => {
+        requests.push(new WeakRef(req), new WeakRef(res));
+        handler(req, res);
+      });
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      try {
+        const { port } = server.address() as { port: number };
+        for (let n = 0; n < 20; n += 1) {
+          const answer = await fetch(`http://127.0.0.1:${port}/impact/actions?${toQuery(action(`7017.${n}`))}`, {
+            headers: { connection: 'close' },
+          });
+          expect(answer.status).to.equal(200);
+          await answer.text();
+        }
+      } finally {
+        await new Promise((resolve) => server.close(resolve));
+      }
+      for (let round = 0; round < 10 && requests.some((ref) => ref.deref() !== undefined); round += 1) {
+        await sleep(20);
+        collectGarbage();
+      }
+      expect(kept).to.have.length(20);
+      expect(requests.filter((ref) => ref.deref() !== undefined)).to.have.length(0);
+      await postbacks.close();
+    });
+
+    it('reads, with create: false, a history table an earlier version made', async () => {
+      const file = path.join(dir, 'earlier.db');
+      app = createApp<unknown>({ store: new SqliteStore({ path: file }) });
+      expect((await send(app, '7018.1')).status).to.equal(200);
+      await app.postbacks.close();
+      // As an earlier version made it: without the columns of the text sent.
+      const db = new Database(file);
+      db.exec(
+        'ALTER TABLE postback_history DROP COLUMN sent_query; ALTER TABLE postback_history DROP COLUMN sent_body',
+      );
+      db.close();
+      const looking = new SqliteStore({ path: file, create: false });
+      try {
+        const entries = looking.history?.list({
+          actionId: '7018.1',
+          subId1: null,
+          outcome: null,
+          route: null,
+          code: null,
+          since: new Date(0),
+          until: null,
+          limit: 10,
+          before: null,
+        });
+        expect(entries?.map((entry) => [entry.outcome, entry.fields])).to.deep.equal([['delivered', null]]);
+      } finally {
+        looking.close();
+      }
+      // A store that may create adds the columns, and writes the text again.
+      app = createApp<unknown>({ store: new SqliteStore({ path: file }) });
+      expect((await send(app, '7018.2')).status).to.equal(200);
+      const { entries } = await (app.postbacks.history as PostbackHistory).action('7018.2');
+      expect(entries.map((entry) => entry.fields?.['ActionId'])).to.deep.equal(['7018.2']);
+    });
   });
 
   describe('PostgresStore', () => {
@@ -155,6 +234,53 @@ describe("history written with the postback's own commit", () => {
       expect([retried.status, retried.headers['x-postback-outcome']]).to.deep.equal([200, 'delivered']);
       expect(await ledger()).to.deep.equal([{ action_id: '7014.1' }, { action_id: '7014.2' }]);
       expect(await timeline(app, '7014.2')).to.deep.equal(['failed 503', 'delivered 200']);
+    });
+
+    it('takes a subId1 too long for its index: the entry is kept, found by its action, not by that subId1', async () => {
+      const { name } = schema as TestSchema;
+      app = createApp<unknown>({
+        store: new PostgresStore({ connectionString: DATABASE_URL, schema: name, tablePrefix: 'hl_' }),
+      });
+      expect((await send(app, '7019.1')).status).to.equal(200);
+      // 1,000 characters of 3 bytes each: over the 2,704 bytes a B-tree index entry holds.
+      const long = '\u4e00\u4e8c\u4e09'.repeat(334).slice(0, 1000);
+      const answer = await request(app.app).get(`/impact/actions?${toQuery({ ...action('7019.2'), SubId1: long })}`);
+      expect(answer.status).to.equal(200);
+      expect(app.events.action.filter((event) => event.actionId === '7019.2')).to.have.length(1);
+      const { entries } = await (app.postbacks.history as PostbackHistory).action('7019.2');
+      expect(entries.map((entry) => [entry.outcome, entry.subId1, entry.fields?.['SubId1']])).to.deep.equal([
+        ['delivered', null, long],
+      ]);
+    });
+
+    it('reads, with create: false, a history table an earlier version made', async () => {
+      const { name, pool } = schema as TestSchema;
+      const options = { connectionString: DATABASE_URL, schema: name, tablePrefix: 'he_' };
+      app = createApp<unknown>({ store: new PostgresStore(options) });
+      expect((await send(app, '7020.1')).status).to.equal(200);
+      await app.postbacks.close();
+      await pool.query(`ALTER TABLE "${name}".he_history DROP COLUMN sent_query, DROP COLUMN sent_body`);
+      const looking = new PostgresStore({ ...options, create: false });
+      try {
+        const entries = await looking.history.list({
+          actionId: '7020.1',
+          subId1: null,
+          outcome: null,
+          route: null,
+          code: null,
+          since: new Date(0),
+          until: null,
+          limit: 10,
+          before: null,
+        });
+        expect(entries.map((entry) => [entry.outcome, entry.fields])).to.deep.equal([['delivered', null]]);
+      } finally {
+        await looking.close();
+      }
+      app = createApp<unknown>({ store: new PostgresStore(options) });
+      expect((await send(app, '7020.2')).status).to.equal(200);
+      const { entries } = await (app.postbacks.history as PostbackHistory).action('7020.2');
+      expect(entries.map((entry) => entry.fields?.['ActionId'])).to.deep.equal(['7020.2']);
     });
 
     it('writes an inbox arrival’s entry in the statement that stores its row', async () => {

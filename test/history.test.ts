@@ -530,6 +530,19 @@ describe('history', () => {
       body: '{"ActionId":"7011.2","Status":"PENDING","Payout":27.750,"SubId1":"member-7"}',
     });
     expect(JSON.stringify(given.map((entry) => entry.sent))).not.to.include('history-secret-token');
+    // A log of one's own gets the fields as a plain property, which a spread or JSON keeps.
+    expect({ ...first }.fields).to.deep.equal({
+      ActionId: '7011.1',
+      Status: 'PENDING',
+      Payout: '5.00',
+      Amount: '100.00',
+      Currency: 'USD',
+      SubId1: 'member-7',
+    });
+    expect((JSON.parse(JSON.stringify(second)) as HistoryEntry).fields).to.include({
+      Payout: '27.750',
+      SubId2: 'from-the-url',
+    });
     const { entries } = await historyOf(app).list();
     // Parsed again as the receiver read them: the URL's fields first, JSON numbers as sent.
     expect(entries.map((entry) => entry.fields)).to.deep.equal([
@@ -567,6 +580,13 @@ describe('history', () => {
       before: null,
     };
     expect(log.list(filter).map((entry) => entry.actionId)).to.deep.equal(['7012.6', '7012.5', '7012.4', '7012.3']);
+    // Entries without the text sent (a body a host parser read, deliveries) count their fields'
+    // keys and values: four such entries are a little over the budget.
+    const records = new MemoryHistory();
+    for (let n = 1; n <= 6; n += 1) {
+      records.append({ ...historyEntryFor(`7012.${n}`, at), fields: { Note: body } });
+    }
+    expect(records.list(filter).map((entry) => entry.actionId)).to.deep.equal(['7012.6', '7012.5', '7012.4']);
   });
 
   it('keeps the newest entries of a MemoryStore, as many as historyEntries', async () => {

@@ -28,7 +28,7 @@ import { validateRangeList } from '../ip/ip-ranges';
 import type { NormalizedOptions } from '../options';
 import { compileTokenCheck, TOKEN_HEADER, TOKEN_QUERY_PARAM } from '../token';
 import { deliveryEntry, postbackEntry } from '../history/entry-of';
-import type { SentText } from '../history/sent-text';
+import { entryForLog, type SentText } from '../history/sent-text';
 import type { HistoryLog, HistoryOutcome, NewHistoryEntry } from '../history/history-entry';
 import type { CommitOutcome } from '../stores/store';
 import { createHistoryRecorder, type PostbackHistory } from '../history/history';
@@ -115,17 +115,18 @@ export function createReceiver(emitter: EventEmitter, settings: NormalizedOption
    * commits: a log that says whether (`writtenWithCommits`) is asked at each commit.
    */
   const answering =
-    recorder !== null && historyLog.writtenWithCommits !== undefined ? new WeakMap<PostbackEvent, Handling>() : null;
+    recorder !== null && historyLog.writtenWithCommits !== undefined ? new WeakMap<PostbackEvent, CommitNote>() : null;
 
   /**
    * The entry the commit of a postback being answered writes with it, as its answer will be
    * (undefined for any other delivery: the inbox's, reconciliation's).
    */
   function committedEntry(event: PostbackEvent, outcome: CommitOutcome | 'stored'): NewHistoryEntry | undefined {
-    const handlingOf = answering?.get(event);
-    if (handlingOf === undefined || historyLog.writtenWithCommits !== true) return undefined;
-    handlingOf.committedOutcome = outcome;
-    return historyEntryOf(handlingOf, successAnswer(handlingOf.request.headers, outcome).status, null, outcome);
+    const note = answering?.get(event);
+    if (note === undefined || historyLog.writtenWithCommits !== true) return undefined;
+    note.committedOutcome = outcome;
+    // The status does not depend on the flavour the request asks for.
+    return entryForLog(historyLog, historyEntryOf(note, successAnswer({}, outcome).status, null, outcome));
   }
 
   const otelApi = settings.telemetry ? loadOtelApi() : null;
@@ -308,14 +309,14 @@ export function createReceiver(emitter: EventEmitter, settings: NormalizedOption
       durationMs,
     });
     // Written with the commit already, unless it failed, or wrote nothing (an inbox's duplicate).
-    if (handlingOf.committedOutcome !== outcome) {
+    if (handlingOf.commitNote?.committedOutcome !== outcome) {
       recorder?.record(outcome, () => historyEntryOf(handlingOf, status, code, outcome, durationMs));
     }
     notify('handled', { route, format, status, code, outcome, durationMs, ip } satisfies HandledRequest);
   }
 
   function historyEntryOf(
-    handlingOf: Handling,
+    handlingOf: EntrySource,
     status: number,
     code: PostbackErrorCode | null,
     outcome: HistoryOutcome,
@@ -327,7 +328,7 @@ export function createReceiver(emitter: EventEmitter, settings: NormalizedOption
       route,
       format: handlingOf.format,
       ip: handlingOf.ip,
-      path: handlingOf.request.path,
+      path: handlingOf.path,
       status,
       code,
       outcome,
@@ -360,23 +361,42 @@ export function createReceiver(emitter: EventEmitter, settings: NormalizedOption
     return answer;
   }
 
-  /** A request being handled, and what is known of it for its answer and its `handled` report. */
-  interface Handling {
-    readonly request: IncomingPostback;
+  /** What a postback's history entry is made of. */
+  interface EntrySource {
     readonly route: PostbackRoute;
     readonly receivedAt: Date;
     readonly started: number;
+    readonly path: string;
+    readonly ip: string | null;
+    readonly format: PostbackFormat | null;
+    /** The fields as received, once read; for history. */
+    readonly received: FieldRecord | null;
+    /** The same fields as the request sent them, when it sent text; for history. */
+    readonly sent: SentText | null;
+    readonly event: PostbackEvent | null;
+  }
+
+  /**
+   * What a commit needs to write a postback's entry: the request's parts it is made of, and
+   * nothing that holds the request itself (a host may keep events long after their answer).
+   */
+  interface CommitNote extends EntrySource {
+    /** The outcome of the entry a commit was given, or null. */
+    committedOutcome: HistoryOutcome | null;
+  }
+
+  /** A request being handled, and what is known of it for its answer and its `handled` report. */
+  interface Handling extends EntrySource {
+    readonly request: IncomingPostback;
     ip: string | null;
     format: PostbackFormat | null;
     bodyRead: boolean;
-    /** The fields as received, once read; for history. */
     received: FieldRecord | null;
-    /** The same fields as the request sent them, when it sent text; for history. */
     sent: SentText | null;
     /** Whether the query string held the token, which history must not keep. */
     tokenInQuery: boolean;
-    /** The outcome of the history entry a commit was given (see committedEntry), or null. */
-    committedOutcome: HistoryOutcome | null;
+    /** What a commit of its event writes its entry from (see committedEntry), when it may. */
+    commitNote: CommitNote | null;
     /** The event, once built; for history. */
     event: PostbackEvent | null;
     /** Its span, with telemetry on. */
@@ -391,6 +411,7 @@ export function createReceiver(emitter: EventEmitter, settings: NormalizedOption
     return {
       request,
       route,
+      path: request.path,
       receivedAt: new Date(),
       started: measured ? performance.now() : -1,
       ip: null,
@@ -399,7 +420,7 @@ export function createReceiver(emitter: EventEmitter, settings: NormalizedOption
       received: null,
       sent: null,
       tokenInQuery: false,
-      committedOutcome: null,
+      commitNote: null,
       event: null,
       traced,
     };
@@ -466,7 +487,24 @@ export function createReceiver(emitter: EventEmitter, settings: NormalizedOption
       } as const;
       const event = buildEvent(route, normalized, received, meta);
       handlingOf.event = event;
-      answering?.set(event, handlingOf);
+      if (answering !== null) {
+        const { receivedAt, started, path, sent } = handlingOf;
+        // `received` is the event's own `raw`: kept as long as the event is, whatever the note does.
+        const note: CommitNote = {
+          route,
+          receivedAt,
+          started,
+          path,
+          ip,
+          format,
+          received,
+          sent,
+          event,
+          committedOutcome: null,
+        };
+        handlingOf.commitNote = note;
+        answering.set(event, note);
+      }
       // Before it is stored: a worker may take the row before its arrival is answered.
       if (inboxDelivery !== null) telemetry?.rememberArrival(meta.key, handlingOf.traced);
       const delivered = deliver(ROUTE_EVENTS[route], event);

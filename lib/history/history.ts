@@ -16,6 +16,7 @@ import type {
 } from './history-entry';
 import { MAX_PAGE_SIZE, toHistoryFilter } from './history-query';
 import { PerMinuteBudget } from './per-minute-budget';
+import { entryForLog } from './sent-text';
 
 /** Option `history` once checked. */
 export interface HistorySettings {
@@ -96,7 +97,7 @@ export function createHistoryRecorder(
       // Refusals and failures share a budget: a forged flood, or one sent while the router
       // closes, must not fill the log.
       if ((outcome === 'rejected' || outcome === 'failed') && !unanswered.take(clock.now())) return;
-      const written = log.append(entryOf());
+      const written = log.append(entryForLog(log, entryOf()));
       if (isThenable(written)) Promise.resolve(written).catch(logFailed);
     } catch (cause) {
       logFailed(cause);

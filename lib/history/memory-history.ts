@@ -1,11 +1,13 @@
+import { KEEPS_SENT_TEXT } from './sent-text';
 import type { HistoryEntry, HistoryFilter, HistoryLog, NewHistoryEntry } from './history-entry';
 
 /** How many entries a MemoryStore keeps by default: the newest, the oldest overwritten. */
 export const DEFAULT_MEMORY_HISTORY_ENTRIES = 10_000;
 /**
- * The text postbacks sent that the ring keeps at most, in characters (16 to 32 MB): bodies near
- * the router's `limit` would otherwise keep 10,000 such bodies alive. Past it the oldest entries
- * go first; the newest is always kept.
+ * The text postbacks sent (or, for an entry without it, its fields' keys and values) that the
+ * ring keeps at most, in characters (16 to 32 MB): bodies near the router's `limit` would
+ * otherwise keep 10,000 such bodies alive. Past it the oldest entries go first; the newest is
+ * always kept.
  */
 export const MAX_MEMORY_HISTORY_CHARS = 16 * 1024 * 1024;
 
@@ -16,6 +18,7 @@ export const MAX_MEMORY_HISTORY_CHARS = 16 * 1024 * 1024;
  * reads, its fields parsed again.
  */
 export class MemoryHistory implements HistoryLog {
+  readonly [KEEPS_SENT_TEXT] = true;
   readonly #capacity: number;
   /** Made on the first entry: a store whose router keeps no history holds no ring. */
   #ring: (NewHistoryEntry | undefined)[] = [];
@@ -82,9 +85,17 @@ export class MemoryHistory implements HistoryLog {
   }
 }
 
-/** The characters of text an entry keeps (the fields of one without it are not counted). */
+/** The characters of text an entry keeps: what was sent, or its fields' keys and values. */
 function charsOf(entry: NewHistoryEntry): number {
-  return entry.sent === undefined ? 0 : entry.sent.query.length + (entry.sent.body?.length ?? 0);
+  return entry.sent === undefined ? textSize(entry.fields) : entry.sent.query.length + (entry.sent.body?.length ?? 0);
+}
+
+function textSize(value: unknown): number {
+  if (typeof value === 'string') return value.length;
+  if (value === null || typeof value !== 'object') return 0;
+  let size = 0;
+  for (const [key, item] of Object.entries(value)) size += key.length + textSize(item);
+  return size;
 }
 
 /**

@@ -2,6 +2,7 @@ import { addField, type FieldRecord, type FieldValue } from '../body/field-recor
 import { parseBodyAs } from '../body/read-body';
 import { parseUrlEncoded } from '../body/parse-urlencoded';
 import type { PostbackFormat } from '../events';
+import type { NewHistoryEntry } from './history-entry';
 
 /**
  * A postback's fields as it sent them: its query string (the token taken out) and its body's
@@ -26,4 +27,18 @@ export function fieldsOfSent(format: PostbackFormat | null, sent: SentText): Fie
   if (Object.keys(query).length === 0) return body;
   for (const key in body) addField(query, key, body[key] as FieldValue);
   return query;
+}
+
+/**
+ * Marks the logs of this package, which keep `sent` in place of the fields and never read
+ * `fields` as they write: an entry's `fields` is then parsed only when someone reads it.
+ */
+export const KEEPS_SENT_TEXT = Symbol('keeps sent text');
+
+/**
+ * The entry as a log gets it: a log of one's own, which may spread or serialise it, gets its
+ * fields as a plain property.
+ */
+export function entryForLog(log: object, entry: NewHistoryEntry): NewHistoryEntry {
+  return KEEPS_SENT_TEXT in log ? entry : { ...entry, fields: entry.fields };
 }

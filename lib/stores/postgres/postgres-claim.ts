@@ -193,17 +193,18 @@ export class PostgresClaim<C> implements StoreClaim<C> {
   async commit(record: JournalRecord | null, outcome: CommitOutcome, entry?: NewHistoryEntry): Promise<void> {
     this.finish();
     const { writeRecord, first, writeHistory } = this.writes;
-    // Deferred constraints (the listeners' own) are checked first, so that one that fails does
-    // so before COMMIT, while the transaction is still there (an inbox row stays locked).
-    const statements: string[] = ['SET CONSTRAINTS ALL IMMEDIATE'];
-    if (first !== undefined) statements.push(first(outcome));
-    if (record !== null && this.subject !== null) statements.push(writeRecord(this.subject, record));
-    if (entry !== undefined) statements.push(writeHistory(entry));
-    statements.push('COMMIT');
     try {
+      // Deferred constraints (the listeners' own) are checked first, so that one that fails does
+      // so before COMMIT, while the transaction is still there (an inbox row stays locked).
+      const statements: string[] = ['SET CONSTRAINTS ALL IMMEDIATE'];
+      if (first !== undefined) statements.push(first(outcome));
+      if (record !== null && this.subject !== null) statements.push(writeRecord(this.subject, record));
+      if (entry !== undefined) statements.push(writeHistory(entry));
+      statements.push('COMMIT');
       // One round trip: a statement that fails stops the rest, COMMIT included. A transaction in
       // which a statement failed (a listener may have caught that error and carried on) fails at
       // the first of them: PostgreSQL would answer a COMMIT there with ROLLBACK, not an error.
+      // Built in here: should building one throw, the connection is closed all the same.
       await this.connection.queryAll(statements.join(';\n'));
     } catch (error) {
       await this.afterFailedCommit();

@@ -1,3 +1,4 @@
+import { KEEPS_SENT_TEXT } from '../../history/sent-text';
 import type {
   HistoryCount,
   HistoryEntry,
@@ -39,6 +40,31 @@ function historyLiteral(value: Date | string | number | null): string {
   return sqlLiteral(value);
 }
 
+/** The indexed columns a sender's text goes into. */
+const SENDER_INDEXED = ['action_id', 'sub_id1'].map((column) => HISTORY_COLUMNS.indexOf(column as never));
+/**
+ * A B-tree index entry holds at most 2,704 bytes: a longer value would fail the INSERT, and with
+ * it the postback's commit. Such a value is left out of its column (the entry is not found by
+ * it; its fields still hold it).
+ */
+const MAX_INDEXED_BYTES = 2000;
+
+/** An entry's values for HISTORY_COLUMNS as PostgreSQL takes them. */
+function postgresRow(entry: NewHistoryEntry): (Date | string | number | null)[] {
+  const values = rowValues(entry, (date) => date);
+  for (const index of SENDER_INDEXED) {
+    const value = values[index];
+    if (
+      typeof value === 'string' &&
+      value.length * 3 > MAX_INDEXED_BYTES &&
+      Buffer.byteLength(value) > MAX_INDEXED_BYTES
+    ) {
+      values[index] = null;
+    }
+  }
+  return values;
+}
+
 /** How the history table comes to be: made on first use, or required (a store that only looks). */
 export interface HistoryTable {
   readonly name: string;
@@ -70,6 +96,7 @@ function gathering(): Gathering {
  * its entry. A list waits for the entries appended before it.
  */
 export class PostgresHistory implements HistoryLog {
+  readonly [KEEPS_SENT_TEXT] = true;
   /** Known to be there with this version's columns: the store's commits then write the entries. */
   #tableKnown = false;
   readonly #table: string;
@@ -105,9 +132,7 @@ export class PostgresHistory implements HistoryLog {
    * one query string, which takes no parameters).
    */
   insertSql(entry: NewHistoryEntry, where?: string): string {
-    const values = rowValues(entry, (date) => date)
-      .map(historyLiteral)
-      .join(', ');
+    const values = postgresRow(entry).map(historyLiteral).join(', ');
     const columns = HISTORY_COLUMNS.join(', ');
     // With a condition: written only when it holds (an inbox row's entry, only once it is stored).
     return where === undefined
@@ -122,12 +147,12 @@ export class PostgresHistory implements HistoryLog {
    */
   async prepare(run: Run): Promise<void> {
     // Not through #ensure: an append may be waiting there for the very store set-up that calls this.
-    await this.#makeSure(run).then(
-      () => {
-        this.#tableKnown = true;
-      },
-      () => undefined,
-    );
+    try {
+      this.#tableKnown = await this.#makeSure(run);
+    } catch {
+      // Another instance making the table at the same moment loses nothing by it: look again.
+      this.#tableKnown = await this.#isCurrent(run).catch(() => false);
+    }
   }
 
   /**
@@ -136,8 +161,8 @@ export class PostgresHistory implements HistoryLog {
    */
   #ensure(): Promise<void> {
     this.#ready ??= this.#makeSure(this.#run).then(
-      () => {
-        this.#tableKnown = true;
+      (current) => {
+        this.#tableKnown = current;
       },
       (error: unknown) => {
         this.#ready = null;
@@ -147,15 +172,30 @@ export class PostgresHistory implements HistoryLog {
     return this.#ready;
   }
 
-  async #makeSure(run: Run): Promise<void> {
+  /**
+   * Makes sure the table is there, making it (or adding the columns an earlier version's lacks)
+   * if the store may; true when commits may write entries: it has every column this version
+   * writes, and the database is UTF-8 (in another encoding, a character a sender sent that it
+   * lacks would fail the commit: entries are then written apart, and only they fail).
+   */
+  async #makeSure(run: Run): Promise<boolean> {
     const { rows } = await run(this.#source.presentSql);
-    if ((rows[0] as { exists?: unknown } | undefined)?.exists === true) return;
-    if (this.#source.createSql === null) {
-      throw new Error(
-        `PostgresStore: the database has no ${this.#table}, or one made by an earlier version; create it with: impact-postbacks migrate`,
-      );
+    const found = rows[0] as { exists?: unknown; current?: unknown; utf8?: unknown } | undefined;
+    const utf8 = found?.utf8 === true;
+    if (found?.current === true) return utf8;
+    if (this.#source.createSql !== null) {
+      await run(this.#source.createSql);
+      return utf8;
     }
-    await run(this.#source.createSql);
+    // A store that only looks reads a table an earlier version made as it is.
+    if (found?.exists === true) return false;
+    throw new Error(`PostgresStore: the database has no ${this.#table}; create it with: impact-postbacks migrate`);
+  }
+
+  async #isCurrent(run: Run): Promise<boolean> {
+    const { rows } = await run(this.#source.presentSql);
+    const found = rows[0] as { current?: unknown; utf8?: unknown } | undefined;
+    return found?.current === true && found.utf8 === true;
   }
 
   append(entry: NewHistoryEntry): Promise<void> {
@@ -203,7 +243,8 @@ export class PostgresHistory implements HistoryLog {
     }
     values.push(filter.limit);
     const { rows } = await this.#run(
-      `SELECT id, ${HISTORY_COLUMNS.join(', ')} FROM ${this.#table} WHERE ${where.join(' AND ')} ORDER BY id DESC LIMIT $${values.length}`,
+      // Every column: a table an earlier version made, read by a store that only looks, has fewer.
+      `SELECT * FROM ${this.#table} WHERE ${where.join(' AND ')} ORDER BY id DESC LIMIT $${values.length}`,
       values,
     );
     return (rows as HistoryRow[]).map(entryOfRow);
@@ -246,7 +287,7 @@ export class PostgresHistory implements HistoryLog {
       const values: unknown[] = [];
       const rows = entries.slice(first, first + MAX_BATCH).map((entry) => {
         const offset = values.length;
-        values.push(...rowValues(entry, (date) => date));
+        values.push(...postgresRow(entry));
         return `(${HISTORY_COLUMNS.map((_, index) => `$${offset + index + 1}`).join(', ')})`;
       });
       // One after the other: a large batch takes one connection of the pool, not several.

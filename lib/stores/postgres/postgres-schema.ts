@@ -297,11 +297,16 @@ CREATE INDEX IF NOT EXISTS "${tablePrefix}history_received" ON ${history} (recei
 `;
 }
 
-/** Answers one row with `exists: true` when the history table exists with every column this version writes. */
+/**
+ * Answers one row: `exists`, the history table is there; `current`, with every column this
+ * version writes (a table an earlier version made is read as it is, and written once migrated);
+ * `utf8`, the database stores any text a sender may send.
+ */
 export function historyPresentSql(names: PostgresNames): string {
-  const { history } = objectsOf(names);
-  return `SELECT EXISTS (SELECT 1 FROM pg_attribute
-    WHERE attrelid = to_regclass('${history.replaceAll("'", "''")}') AND attname = 'sent_body' AND NOT attisdropped) AS exists`;
+  const table = objectsOf(names).history.replaceAll("'", "''");
+  return `SELECT to_regclass('${table}') IS NOT NULL AS exists, EXISTS (SELECT 1 FROM pg_attribute
+    WHERE attrelid = to_regclass('${table}') AND attname = 'sent_body' AND NOT attisdropped) AS current,
+    current_setting('server_encoding') = 'UTF8' AS utf8`;
 }
 
 /** Answers one row with `ready: true` when this version's objects all exist. */

@@ -361,12 +361,12 @@ export async function applySchema(pool: PgPool, names: PostgresNames, boundMs: n
   }
 }
 
-/** Makes the history table and its indexes unless the table is there; used by `migrate`. */
+/** Makes the history table and its indexes (or adds the columns an earlier version's lacks) unless they are there; used by `migrate`. */
 export async function applyHistorySchema(pool: PgPool, names: PostgresNames): Promise<'created' | 'present'> {
   const client = await pool.connect();
   try {
     const { rows } = await client.query(historyPresentSql(names));
-    if ((rows[0] as { exists?: unknown } | undefined)?.exists === true) return 'present';
+    if ((rows[0] as { current?: unknown } | undefined)?.current === true) return 'present';
     await client.query(historySchemaSql(names));
     return 'created';
   } finally {

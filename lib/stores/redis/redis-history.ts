@@ -1,6 +1,6 @@
 import type { HistoryEntry, HistoryFilter, HistoryLog, NewHistoryEntry } from '../../history/history-entry';
 import { matches } from '../../history/memory-history';
-import { fieldsOfSent, type SentText } from '../../history/sent-text';
+import { KEEPS_SENT_TEXT, fieldsOfSent, type SentText } from '../../history/sent-text';
 
 type RunScript = (script: string, keys: readonly string[], args: readonly (string | number)[]) => Promise<unknown>;
 
@@ -72,6 +72,7 @@ function storedEntry(entry: NewHistoryEntry): StoredEntry {
  * whole stream.
  */
 export class RedisHistory implements HistoryLog {
+  readonly [KEEPS_SENT_TEXT] = true;
   constructor(
     private readonly run: RunScript,
     private readonly key: string,

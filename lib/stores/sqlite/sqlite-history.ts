@@ -1,3 +1,4 @@
+import { KEEPS_SENT_TEXT } from '../../history/sent-text';
 import type {
   HistoryCount,
   HistoryEntry,
@@ -50,14 +51,19 @@ export function historyRow(entry: NewHistoryEntry): Row {
   return rowValues(entry, (date) => date.getTime());
 }
 
-/** Adds the columns a table made by an earlier version lacks. */
+/**
+ * Adds the columns a table made by an earlier version lacks: looked for and added in one write
+ * transaction, so that processes opening the file at once add them once.
+ */
 export function upgradeSqliteHistory(db: SqliteDatabase): void {
-  const columns = new Set(
-    (db.prepare('PRAGMA table_info(postback_history)').all() as { name: string }[]).map((column) => column.name),
-  );
-  for (const column of ['sent_query', 'sent_body']) {
-    if (!columns.has(column)) db.prepare(`ALTER TABLE postback_history ADD COLUMN ${column} TEXT`).run();
-  }
+  db.transaction(() => {
+    const columns = new Set(
+      (db.prepare('PRAGMA table_info(postback_history)').all() as { name: string }[]).map((column) => column.name),
+    );
+    for (const column of ['sent_query', 'sent_body']) {
+      if (!columns.has(column)) db.prepare(`ALTER TABLE postback_history ADD COLUMN ${column} TEXT`).run();
+    }
+  }).immediate();
 }
 
 /** The filters a query uses, each a column and how it compares. */
@@ -81,6 +87,7 @@ const CONDITIONS: readonly (readonly [keyof HistoryFilter, string])[] = [
  * every entry appended before it.
  */
 export class SqliteHistory implements HistoryLog {
+  readonly [KEEPS_SENT_TEXT] = true;
   /** The entries of answered postbacks are written by the store's commits (see SqliteStore). */
   readonly writtenWithCommits = true;
   readonly #db: SqliteDatabase;
@@ -91,11 +98,13 @@ export class SqliteHistory implements HistoryLog {
 
   constructor(db: SqliteDatabase) {
     this.#db = db;
-    const insert = db.prepare(SQLITE_HISTORY_INSERT);
+    // Prepared on first use: a store that only looks may read a table an earlier version made.
+    let insert: ReturnType<SqliteDatabase['prepare']> | undefined;
     // No batch is written before the turn ends, however large: an append never waits for a write.
     this.#writes = new GroupCommit<Row, void>(
       db.transaction((rows: readonly Row[]) =>
         rows.map((row) => {
+          insert ??= db.prepare(SQLITE_HISTORY_INSERT);
           insert.run(...row);
         }),
       ).immediate,

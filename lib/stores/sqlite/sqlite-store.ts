@@ -214,9 +214,9 @@ export class SqliteStore implements InboxStore<undefined> {
     claimDb.pragma('busy_timeout = 5000');
     claimDb.pragma(`wal_autocheckpoint = ${WAL_CHECKPOINT_PAGES}`);
     this.claimDb = claimDb;
-    // A file made by an earlier version, opened only to look (create: false), may have no history,
-    // or one without the columns this version writes.
-    this.history = create || hasSentColumns(claimDb) ? new SqliteHistory(claimDb) : undefined;
+    // A file made by an earlier version, opened only to look (create: false), may have no history
+    // (its table, if there, is read as it is).
+    this.history = create || hasTable(claimDb, 'postback_history') ? new SqliteHistory(claimDb) : undefined;
     const keyState = claimDb.prepare('SELECT state, expires_at FROM postback_keys WHERE key = ?');
     const holdOf = claimDb.prepare('SELECT held_until FROM postback_holds WHERE subject = ?');
     const journalRow = claimDb.prepare('SELECT record, expires_at FROM postback_journal WHERE subject = ?');
@@ -380,8 +380,8 @@ export class SqliteStore implements InboxStore<undefined> {
   }
 }
 
-function hasSentColumns(db: Database): boolean {
-  return db.prepare("SELECT 1 FROM pragma_table_info('postback_history') WHERE name = 'sent_body'").get() !== undefined;
+function hasTable(db: Database, name: string): boolean {
+  return db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(name) !== undefined;
 }
 
 /** Opens a store's file that must be there with all its tables; throws naming what is missing. */
