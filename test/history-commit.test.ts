@@ -178,6 +178,10 @@ describe("history written with the postback's own commit", () => {
       } finally {
         looking.close();
       }
+      // A router on it, its store made with create: false too, still takes postbacks.
+      app = createApp<unknown>({ store: new SqliteStore({ path: file, create: false }) });
+      expect((await send(app, '7018.3')).status).to.equal(200);
+      await app.postbacks.close();
       // A store that may create adds the columns, and writes the text again.
       app = createApp<unknown>({ store: new SqliteStore({ path: file }) });
       expect((await send(app, '7018.2')).status).to.equal(200);
@@ -251,6 +255,17 @@ describe("history written with the postback's own commit", () => {
       expect(entries.map((entry) => [entry.outcome, entry.subId1, entry.fields?.['SubId1']])).to.deep.equal([
         ['delivered', null, long],
       ]);
+      // No rule checks an inquiry's subId1: 2,000 bytes, a raw U+0000 every fifth character, which
+      // PostgreSQL's text cannot hold (kept as U+FFFD, of three bytes) and text that does not compress.
+      let seed = 7;
+      const random = (): string => String.fromCharCode(33 + ((seed = (seed * 1103515245 + 12345) % 2 ** 31) % 90));
+      const withNul = Array.from({ length: 400 }, () => `${random()}${random()}${random()}${random()}\u0000`).join('');
+      const inquiry = await request(app.app)
+        .get('/impact/inquiries')
+        .query({ InquiryId: '7019.3', ResolutionStatus: 'UNRESOLVED', SubId1: withNul });
+      expect(inquiry.status).to.equal(200);
+      const { entries: inquiries } = await (app.postbacks.history as PostbackHistory).list({ route: 'inquiries' });
+      expect(inquiries.map((entry) => [entry.outcome, entry.subId1])).to.deep.equal([['delivered', null]]);
     });
 
     it('reads, with create: false, a history table an earlier version made', async () => {

@@ -28,13 +28,9 @@ const CONDITIONS: readonly (readonly [keyof HistoryFilter, string])[] = [
   ['before', 'id <'],
 ];
 
-/**
- * A history value as an SQL literal. PostgreSQL's text holds no U+0000, which a form body may
- * carry raw: an entry keeps U+FFFD in its place rather than fail the postback's commit.
- */
+/** A history value as an SQL literal (strings as postgresRow made them). */
 function historyLiteral(value: Date | string | number | null): string {
   if (value instanceof Date) return `${sqlLiteral(value.toISOString())}::timestamptz`;
-  if (typeof value === 'string') return sqlLiteral(value.includes('\0') ? value.replaceAll('\0', '\uFFFD') : value);
   // duration_ms is a fraction.
   if (typeof value === 'number' && !Number.isInteger(value)) return Number.isFinite(value) ? String(value) : '0';
   return sqlLiteral(value);
@@ -49,9 +45,16 @@ const SENDER_INDEXED = ['action_id', 'sub_id1'].map((column) => HISTORY_COLUMNS.
  */
 const MAX_INDEXED_BYTES = 2000;
 
-/** An entry's values for HISTORY_COLUMNS as PostgreSQL takes them. */
+/**
+ * An entry's values for HISTORY_COLUMNS as PostgreSQL takes them. Its text holds no U+0000,
+ * which a form body, or a field no rule checks, may carry raw: an entry keeps U+FFFD in its
+ * place rather than fail the postback's commit (or its batch). Swapped before the lengths are
+ * measured, as U+FFFD takes three bytes.
+ */
 function postgresRow(entry: NewHistoryEntry): (Date | string | number | null)[] {
-  const values = rowValues(entry, (date) => date);
+  const values = rowValues(entry, (date) => date).map((value) =>
+    typeof value === 'string' && value.includes('\0') ? value.replaceAll('\0', '\uFFFD') : value,
+  );
   for (const index of SENDER_INDEXED) {
     const value = values[index];
     if (

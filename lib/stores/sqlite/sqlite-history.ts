@@ -51,6 +51,10 @@ export function historyRow(entry: NewHistoryEntry): Row {
   return rowValues(entry, (date) => date.getTime());
 }
 
+function hasSentColumns(db: SqliteDatabase): boolean {
+  return db.prepare("SELECT 1 FROM pragma_table_info('postback_history') WHERE name = 'sent_body'").get() !== undefined;
+}
+
 /**
  * Adds the columns a table made by an earlier version lacks: looked for and added in one write
  * transaction, so that processes opening the file at once add them once.
@@ -88,8 +92,12 @@ const CONDITIONS: readonly (readonly [keyof HistoryFilter, string])[] = [
  */
 export class SqliteHistory implements HistoryLog {
   readonly [KEEPS_SENT_TEXT] = true;
-  /** The entries of answered postbacks are written by the store's commits (see SqliteStore). */
-  readonly writtenWithCommits = true;
+  /**
+   * The entries of answered postbacks are written by the store's commits (see SqliteStore),
+   * once the table has the columns this version writes (a store that only looks may open a
+   * table an earlier version made: its entries, if any, are then appended apart and fail).
+   */
+  readonly writtenWithCommits: boolean;
   readonly #db: SqliteDatabase;
   readonly #writes: GroupCommit<Row, void>;
   readonly #queries = new Map<string, { all(...values: unknown[]): unknown[] }>();
@@ -98,6 +106,7 @@ export class SqliteHistory implements HistoryLog {
 
   constructor(db: SqliteDatabase) {
     this.#db = db;
+    this.writtenWithCommits = hasSentColumns(db);
     // Prepared on first use: a store that only looks may read a table an earlier version made.
     let insert: ReturnType<SqliteDatabase['prepare']> | undefined;
     // No batch is written before the turn ends, however large: an append never waits for a write.
