@@ -10,6 +10,7 @@ import { expect } from 'chai';
 import request from 'supertest';
 import { createPostbackRouter, PostgresStore, SqliteStore, type PostbackHistory } from '../lib';
 import { createApp, type TestApp } from './helpers/create-app';
+import { historyFilter } from './helpers/history-filter';
 import { toQuery } from './helpers/fixtures';
 import { createTestSchema, DATABASE_URL, requirePostgres, type TestSchema } from './helpers/services';
 
@@ -163,17 +164,7 @@ describe("history written with the postback's own commit", () => {
       db.close();
       const looking = new SqliteStore({ path: file, create: false });
       try {
-        const entries = looking.history?.list({
-          actionId: '7018.1',
-          subId1: null,
-          outcome: null,
-          route: null,
-          code: null,
-          since: new Date(0),
-          until: null,
-          limit: 10,
-          before: null,
-        });
+        const entries = looking.history?.list(historyFilter({ actionId: '7018.1' }));
         expect(entries?.map((entry) => [entry.outcome, entry.fields])).to.deep.equal([['delivered', null]]);
       } finally {
         looking.close();
@@ -277,17 +268,7 @@ describe("history written with the postback's own commit", () => {
       await pool.query(`ALTER TABLE "${name}".he_history DROP COLUMN sent_query, DROP COLUMN sent_body`);
       const looking = new PostgresStore({ ...options, create: false });
       try {
-        const entries = await looking.history.list({
-          actionId: '7020.1',
-          subId1: null,
-          outcome: null,
-          route: null,
-          code: null,
-          since: new Date(0),
-          until: null,
-          limit: 10,
-          before: null,
-        });
+        const entries = await looking.history.list(historyFilter({ actionId: '7020.1' }));
         expect(entries.map((entry) => [entry.outcome, entry.fields])).to.deep.equal([['delivered', null]]);
       } finally {
         await looking.close();

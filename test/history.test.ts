@@ -18,6 +18,7 @@ import {
 import { createApp, type TestApp } from './helpers/create-app';
 import { toQuery, TRACKED_ACTION } from './helpers/fixtures';
 import { freshStoreKinds } from './helpers/fresh-stores';
+import { historyFilter } from './helpers/history-filter';
 import { apiAction, FakeActionsApi } from './helpers/fake-actions-api';
 import { useStoreClock } from './helpers/store-clock';
 import { MAX_MEMORY_HISTORY_CHARS, MemoryHistory } from '../lib/history/memory-history';
@@ -290,23 +291,7 @@ for (const kind of freshStoreKinds('history')) {
             writes = [];
           }
           writes.push(
-            log.append({
-              trigger: 'postback',
-              receivedAt: new Date(expired + n),
-              route: 'actions',
-              format: 'query',
-              ip: '192.0.2.1',
-              path: '/impact/actions',
-              outcome: 'delivered',
-              status: 200,
-              code: null,
-              durationMs: 1,
-              key: `actions:old${n}`,
-              subject: `action:old.${n}`,
-              actionId: `old.${n}`,
-              subId1: null,
-              fields: { ActionId: `old.${n}` },
-            }),
+            log.append({ ...historyEntryFor(`old.${n}`, new Date(expired + n)), fields: { ActionId: `old.${n}` } }),
           );
         }
         await Promise.all(writes);
@@ -568,17 +553,7 @@ describe('history', () => {
         Object.assign(historyEntryFor(`7012.${n}`, at), { format: 'form' as const, sent: { query: '', body } }),
       );
     }
-    const filter = {
-      actionId: null,
-      subId1: null,
-      outcome: null,
-      route: null,
-      code: null,
-      since: new Date(0),
-      until: null,
-      limit: 100,
-      before: null,
-    };
+    const filter = historyFilter({ limit: 100 });
     expect(log.list(filter).map((entry) => entry.actionId)).to.deep.equal(['7012.6', '7012.5', '7012.4', '7012.3']);
     // Entries without the text sent (a body a host parser read, deliveries) count their fields'
     // keys and values: four such entries are a little over the budget.

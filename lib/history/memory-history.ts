@@ -103,8 +103,12 @@ function textSize(value: unknown): number {
  * made from the text the request sent where the log kept that.
  */
 export function readEntry(id: string, entry: NewHistoryEntry): HistoryEntry {
-  return Object.freeze({
-    id,
+  return Object.freeze({ id, ...entryFacts(entry), fields: Object.freeze(entry.fields) });
+}
+
+/** What an entry records besides its fields, as a plain object (an entry may be a class's, its fields a getter). */
+export function entryFacts(entry: NewHistoryEntry): Omit<HistoryEntry, 'id' | 'fields'> {
+  return {
     trigger: entry.trigger,
     receivedAt: entry.receivedAt,
     route: entry.route,
@@ -119,8 +123,7 @@ export function readEntry(id: string, entry: NewHistoryEntry): HistoryEntry {
     subject: entry.subject,
     actionId: entry.actionId,
     subId1: entry.subId1,
-    fields: Object.freeze(entry.fields),
-  });
+  };
 }
 
 /** Whether an entry passes a filter's conditions other than its cursor and limit. */

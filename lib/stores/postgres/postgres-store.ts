@@ -262,15 +262,8 @@ export class PostgresStore<T extends PgClient = PgClient> implements InboxStore<
   }
 
   private async run(text: string, values?: unknown[]): Promise<PgQueryResult> {
-    const connection = await this.connect();
-    try {
-      const result = await connection.query(text, values);
-      connection.giveBack();
-      return result;
-    } catch (error) {
-      connection.close();
-      throw error;
-    }
+    await this.ensureSchema();
+    return runOnce(this.pool, this.boundMs, text, values);
   }
 
   /**

@@ -1,5 +1,5 @@
 import type { HistoryEntry, HistoryFilter, HistoryLog, NewHistoryEntry } from '../../history/history-entry';
-import { matches } from '../../history/memory-history';
+import { entryFacts, matches } from '../../history/memory-history';
 import { KEEPS_SENT_TEXT, fieldsOfSent, type SentText } from '../../history/sent-text';
 
 type RunScript = (script: string, keys: readonly string[], args: readonly (string | number)[]) => Promise<unknown>;
@@ -47,20 +47,8 @@ type StoredEntry = Omit<HistoryEntry, 'id' | 'receivedAt'> & { readonly received
 function storedEntry(entry: NewHistoryEntry): StoredEntry {
   const { sent } = entry;
   return {
-    trigger: entry.trigger,
+    ...entryFacts(entry),
     receivedAt: entry.receivedAt.toISOString(),
-    route: entry.route,
-    format: entry.format,
-    ip: entry.ip,
-    path: entry.path,
-    outcome: entry.outcome,
-    status: entry.status,
-    code: entry.code,
-    durationMs: entry.durationMs,
-    key: entry.key,
-    subject: entry.subject,
-    actionId: entry.actionId,
-    subId1: entry.subId1,
     ...(sent === undefined ? { fields: entry.fields } : { fields: null, sent }),
   };
 }
