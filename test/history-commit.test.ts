@@ -28,6 +28,15 @@ async function timeline(app: TestApp<unknown>, id: string): Promise<string[]> {
   return entries.map((entry) => `${entry.outcome} ${String(entry.status)}`);
 }
 
+/** The messages of the causes of the history entries that could not be written, as they come. */
+function historyFailures(app: TestApp<unknown>): string[] {
+  const causes: string[] = [];
+  app.postbacks.on('error', (error: Error) => {
+    if (error.message === 'a history entry could not be written') causes.push((error.cause as Error).message);
+  });
+  return causes;
+}
+
 async function waitFor(condition: () => boolean | Promise<boolean>, what: string): Promise<void> {
   const deadline = Date.now() + 10_000;
   while (!(await condition())) {
@@ -169,9 +178,13 @@ describe("history written with the postback's own commit", () => {
       } finally {
         looking.close();
       }
-      // A router on it, its store made with create: false too, still takes postbacks.
+      // A router on it, its store made with create: false too, still takes postbacks; their
+      // entries fail with a message that says what to do.
       app = createApp<unknown>({ store: new SqliteStore({ path: file, create: false }) });
+      const causes = historyFailures(app);
       expect((await send(app, '7018.3')).status).to.equal(200);
+      await waitFor(() => causes.length > 0, 'the entry to fail');
+      expect(causes[0]).to.include('open the file once with a SqliteStore that may create');
       await app.postbacks.close();
       // A store that may create adds the columns, and writes the text again.
       app = createApp<unknown>({ store: new SqliteStore({ path: file }) });
@@ -273,6 +286,16 @@ describe("history written with the postback's own commit", () => {
       } finally {
         await looking.close();
       }
+      // A router whose store may not create still takes postbacks; their entries fail with a
+      // message that says what to do.
+      app = createApp<unknown>({ store: new PostgresStore({ ...options, create: false }) });
+      const causes = historyFailures(app);
+      expect((await send(app, '7020.3')).status).to.equal(200);
+      await waitFor(() => causes.length > 0, 'the entry to fail');
+      expect(causes[0]).to.include(
+        'lacks the columns sent_query and sent_body; add them with: impact-postbacks migrate',
+      );
+      await app.postbacks.close();
       app = createApp<unknown>({ store: new PostgresStore(options) });
       expect((await send(app, '7020.2')).status).to.equal(200);
       const { entries } = await (app.postbacks.history as PostbackHistory).action('7020.2');

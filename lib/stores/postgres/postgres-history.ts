@@ -114,6 +114,8 @@ export class PostgresHistory implements HistoryLog {
   #gathering: Gathering | null = null;
   /** The batch being written: one at a time, so that ids follow the order postbacks were answered in. */
   #writing: Promise<void> | null = null;
+  /** The table was made by an earlier version, and this store may not add the columns it lacks. */
+  #outdated = false;
 
   constructor(table: HistoryTable, run: Run) {
     this.#table = table.name;
@@ -185,13 +187,15 @@ export class PostgresHistory implements HistoryLog {
     const { rows } = await run(this.#source.presentSql);
     const found = rows[0] as { exists?: unknown; current?: unknown; utf8?: unknown } | undefined;
     const utf8 = found?.utf8 === true;
+    this.#outdated = false;
     if (found?.current === true) return utf8;
     if (this.#source.createSql !== null) {
       await run(this.#source.createSql);
       return utf8;
     }
     // A store that only looks reads a table an earlier version made as it is.
-    if (found?.exists === true) return false;
+    this.#outdated = found?.exists === true;
+    if (this.#outdated) return false;
     throw new Error(`PostgresStore: the database has no ${this.#table}; create it with: impact-postbacks migrate`);
   }
 
@@ -286,6 +290,13 @@ export class PostgresHistory implements HistoryLog {
 
   async #write(entries: readonly NewHistoryEntry[]): Promise<void> {
     await this.#ensure();
+    if (this.#outdated) {
+      // Looked for again at the next batch: a migration needs no restart.
+      this.#ready = null;
+      throw new Error(
+        `PostgresStore: ${this.#table} was made by an earlier version and lacks the columns sent_query and sent_body; add them with: impact-postbacks migrate`,
+      );
+    }
     for (let first = 0; first < entries.length; first += MAX_BATCH) {
       const values: unknown[] = [];
       const rows = entries.slice(first, first + MAX_BATCH).map((entry) => {

@@ -56,6 +56,20 @@ function hasSentColumns(db: SqliteDatabase): boolean {
 }
 
 /**
+ * The INSERT of an entry. A store that only looks (`create: false`) may have opened a table an
+ * earlier version made: its entries then fail with a message that says what to do, not with
+ * SQLite's "no column named".
+ */
+function prepareInsert(db: SqliteDatabase): ReturnType<SqliteDatabase['prepare']> {
+  if (!hasSentColumns(db)) {
+    throw new Error(
+      'SqliteStore: postback_history was made by an earlier version and lacks the columns sent_query and sent_body; open the file once with a SqliteStore that may create (create: true, the default) to add them',
+    );
+  }
+  return db.prepare(SQLITE_HISTORY_INSERT);
+}
+
+/**
  * Adds the columns a table made by an earlier version lacks: looked for and added in one write
  * transaction, so that processes opening the file at once add them once.
  */
@@ -113,7 +127,7 @@ export class SqliteHistory implements HistoryLog {
     this.#writes = new GroupCommit<Row, void>(
       db.transaction((rows: readonly Row[]) =>
         rows.map((row) => {
-          insert ??= db.prepare(SQLITE_HISTORY_INSERT);
+          insert ??= prepareInsert(db);
           insert.run(...row);
         }),
       ).immediate,
