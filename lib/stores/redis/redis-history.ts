@@ -1,5 +1,5 @@
 import type { HistoryEntry, HistoryFilter, HistoryLog, NewHistoryEntry } from '../../history/history-entry';
-import { entryFacts, matches } from '../../history/memory-history';
+import { entryFacts, matches } from '../../history/entry-facts';
 import { KEEPS_SENT_TEXT, fieldsOfSent, type SentText } from '../../history/sent-text';
 
 type RunScript = (script: string, keys: readonly string[], args: readonly (string | number)[]) => Promise<unknown>;
